@@ -1,0 +1,339 @@
+"""Settings, declared once (name, type, default, help), loaded from config.yaml with secrets from the environment.
+
+``load(path, environ)`` is the only entry point; it takes the environment as a parameter so tests pass a
+dict. Every error names the key path (``smtp.port``) and says what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG = "config.yaml"
+ENV_CONFIG = "NEWSLETTER_CONFIG"
+ENV_DATABASE_URL = "NEWSLETTER_DATABASE_URL"
+SECRET_KEYS = ("smtp.password", "signing_key")
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SLUG = r"^[a-z0-9][a-z0-9-]*$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sender(_Section):
+    name: str = Field("Trending Papers", description="Display name in the From header.")
+    email: str = Field("papers@example.org", description="Address in the From header and the envelope sender.")
+    reply_to: str | None = Field(None, description="Optional Reply-To address.")
+
+    @field_validator("email", "reply_to")
+    @classmethod
+    def _looks_like_address(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", value):
+            raise ValueError("must be an email address like papers@example.org")
+        return value
+
+
+class Smtp(_Section):
+    host: str = Field("127.0.0.1", description="SMTP server host name.")
+    port: int = Field(25, ge=1, le=65535, description="SMTP server port (587 for STARTTLS, 465 for implicit TLS).")
+    security: Literal["none", "starttls", "tls"] = Field("none", description="Transport security: none, starttls or tls.")
+    username: str | None = Field(None, description="Login name; leave empty for no authentication.")
+    password: str | None = Field(None, description="Login password; must be an environment reference like ${SMTP_PASSWORD}.")
+    timeout: float = Field(30.0, gt=0, description="Seconds to wait for the server before a temporary failure.")
+    pool_size: int = Field(2, ge=1, le=32, description="Connections kept open and used side by side.")
+    rate_limit: float = Field(0.0, ge=0, description="Messages per second at most; 0 for no limit.")
+
+
+class SourceSpec(BaseModel):
+    """One configured source. ``type`` picks the implementation from the registry; the rest are its options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str = Field(description="Registered source type: huggingface, hf-page, hf-json, arxiv or rss.")
+    name: str | None = Field(None, description="A label for this source (defaults to its type).")
+    enabled: bool = Field(True, description="Set false to keep a source configured but unused.")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.type
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Topic(_Section):
+    slug: str = Field(pattern=_SLUG, description="Stable identifier used in subscriptions and URLs.")
+    name: str = Field(description="Section heading in the digest.")
+    description: str = Field("", description="One line describing what belongs here (used by the classifier).")
+    keywords: tuple[str, ...] = Field((), description="Phrases that are strong evidence for this topic.")
+    exclude: tuple[str, ...] = Field((), description="Phrases that rule this topic out.")
+
+
+class Windows(_Section):
+    daily: int = Field(7, ge=1, le=365, description="Days a paper stays eligible for daily digests after it trended.")
+    weekly: int = Field(14, ge=1, le=365, description="Days a paper stays eligible for weekly digests after it trended.")
+
+
+class Schedule(_Section):
+    timezone: str = Field("UTC", description="IANA time zone for the cron expressions, e.g. Europe/Berlin.")
+    daily: str = Field("0 8 * * mon-fri", description="Cron expression (minute hour day month weekday) of the daily send.")
+    weekly: str = Field("0 9 * * mon", description="Cron expression of the weekly send.")
+    misfire_grace_hours: float = Field(6.0, gt=0, description="A send missed while the process was down still runs within this many hours.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin or UTC") from None
+        return value
+
+    @field_validator("daily", "weekly")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(f"{value!r} is not a 5-field cron expression like '0 8 * * mon-fri'")
+        return value
+
+
+class Digest(_Section):
+    max_papers: int = Field(60, ge=1, description="Most papers in one digest.")
+    max_per_topic: int = Field(12, ge=1, description="Most papers in one topic section.")
+    top_papers: int = Field(3, ge=0, description="Papers in the 'Top papers' highlight that opens each digest.")
+    subject: str = Field(
+        "Trending papers, {date}: {count} new in {topics} topics",
+        description="Subject line template; fields: {date}, {count}, {topics}, {cadence}.",
+    )
+
+
+class Settings(_Section):
+    database_url: str = Field("sqlite:///newsletter.db", description="SQLAlchemy URL; a relative SQLite path is next to config.yaml.")
+    site_url: str = Field("http://127.0.0.1:8000", description="Public base URL of the web pages (links in every email).")
+    postal_address: str = Field("", description="Sender's postal address, printed in every digest footer (required by law in many places).")
+    list_name: str = Field("Trending Papers", description="Newsletter name, used in List-Id and page titles.")
+    sender: Sender = Field(default_factory=Sender, description="Who the digest is from.")
+    messenger: Literal["outbox", "smtp", "console"] = Field("outbox", description="Transport: smtp, outbox (.eml files) or console.")
+    outbox_dir: str = Field("outbox", description="Folder for the outbox messenger and previews; relative to config.yaml.")
+    smtp: Smtp = Field(default_factory=Smtp, description="SMTP transport settings.")
+    signing_key: str | None = Field(None, description="Key for signed links; must be an environment reference like ${NEWSLETTER_SIGNING_KEY}.")
+    sample_fallback: bool = Field(True, description="When every source fails (no network), fetch the bundled sample pages instead.")
+    sources: tuple[SourceSpec, ...] = Field(
+        (SourceSpec(type="huggingface"),), description="Where trending papers come from, tried in order."
+    )
+    topics: tuple[Topic, ...] = Field((), description="Topic sections of the digest; see config.yaml for the shipped set.")
+    windows: Windows = Field(default_factory=Windows, description="How long a trending paper stays eligible.")
+    schedule: Schedule = Field(default_factory=Schedule, description="When digests go out.")
+    digest: Digest = Field(default_factory=Digest, description="Shape of each digest.")
+
+    # Where the file was loaded from; relative paths are resolved against it.
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="(internal) folder of config.yaml.")
+
+    @field_validator("site_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL like https://papers.example.org")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _unique(self) -> "Settings":
+        slugs = [t.slug for t in self.topics]
+        dupes = sorted({s for s in slugs if slugs.count(s) > 1})
+        if dupes:
+            raise ValueError(f"topics: slug {dupes[0]!r} appears more than once; each topic needs its own slug")
+        labels = [s.label for s in self.sources]
+        dupes = sorted({s for s in labels if labels.count(s) > 1})
+        if dupes:
+            raise ValueError(f"sources: two sources are named {dupes[0]!r}; give each a distinct 'name'")
+        return self
+
+    # --- derived values -----------------------------------------------------------------------------
+
+    @property
+    def resolved_database_url(self) -> str:
+        return resolve_sqlite_path(self.database_url, self.base_dir)
+
+    def path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    def window_days(self, cadence: str) -> int:
+        return int(getattr(self.windows, cadence))
+
+    def topic_slugs(self) -> list[str]:
+        return [t.slug for t in self.topics]
+
+
+def resolve_sqlite_path(url: str, base_dir: Path) -> str:
+    """Make a relative SQLite file path absolute against the config's folder (other URLs pass through)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+        rest = url[len(prefix):]
+        path, sep, query = rest.partition("?")
+        if path and path != ":memory:":
+            return f"{prefix}{(base_dir / path).resolve()}{sep}{query}"
+    return url
+
+
+# --- loading ------------------------------------------------------------------------------------------
+
+
+def config_path(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
+    """The config file to use: ``--config``, else ``$NEWSLETTER_CONFIG``, else ``./config.yaml``."""
+    return Path(explicit or environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+
+
+def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, substitute ``${VAR}`` references, validate. Raises ConfigError naming the bad key.
+
+    Example: ``settings = load("config.yaml", {"SMTP_PASSWORD": "s3cret"})``
+    """
+    environ = os.environ if environ is None else environ
+    file = config_path(path, environ)
+    if not file.is_file():
+        raise ConfigError(
+            f"No config file at {file}.",
+            hint="pass --config PATH, set NEWSLETTER_CONFIG, or run from the folder holding config.yaml",
+        )
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{file}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {file}: {exc.strerror}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of settings (key: value), not {type(raw).__name__}")
+    return from_mapping(raw, environ, base_dir=file.resolve().parent, origin=str(file))
+
+
+def from_mapping(
+    raw: Mapping[str, Any], environ: Mapping[str, str], base_dir: Path | None = None, origin: str = "config"
+) -> Settings:
+    """Validate an already-parsed mapping (what ``load`` does after reading YAML)."""
+    _refuse_literal_secrets(raw, origin)
+    data = _substitute(dict(raw), environ, origin, ())
+    if environ.get(ENV_DATABASE_URL):
+        data["database_url"] = environ[ENV_DATABASE_URL]
+    data["base_dir"] = base_dir or Path.cwd()
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: " + _describe(exc)) from None
+    from .sources import validate_source_specs  # the registry knows each source's options
+
+    validate_source_specs(settings.sources, origin)
+    return settings
+
+
+def _refuse_literal_secrets(raw: Mapping[str, Any], origin: str) -> None:
+    for dotted in SECRET_KEYS:
+        node: Any = raw
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node not in (None, "") and not (isinstance(node, str) and _ENV_REF.fullmatch(node.strip())):
+            var = "SMTP_PASSWORD" if dotted == "smtp.password" else "NEWSLETTER_SIGNING_KEY"
+            raise ConfigError(
+                f"{origin}: {dotted} holds a literal secret; secrets are never stored in the config file.",
+                hint=f"write `{dotted.split('.')[-1]}: ${{{var}}}` and export {var} in the environment",
+            )
+
+
+def _substitute(node: Any, environ: Mapping[str, str], origin: str, path: tuple[str, ...]) -> Any:
+    if isinstance(node, dict):
+        return {k: _substitute(v, environ, origin, path + (str(k),)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, environ, origin, path + (str(i),)) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+        whole = _ENV_REF.fullmatch(node.strip())
+        if whole:  # a value that is only a reference: unset means "not configured"
+            return environ.get(whole.group(1)) or None
+        missing = [m.group(1) for m in _ENV_REF.finditer(node) if m.group(1) not in environ]
+        if missing:
+            raise ConfigError(
+                f"{origin}: {'.'.join(path)} refers to ${{{missing[0]}}}, which is not set in the environment.",
+                hint=f"export {missing[0]}=... before running",
+            )
+        return _ENV_REF.sub(lambda m: environ[m.group(1)], node)
+    return node
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors()[:5]:
+        loc = _dotted(err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting; check the spelling (see `newsletter config check --help` for the settings)"
+        elif err["type"] == "literal_error":
+            msg = msg.replace("Input should be", "must be")
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    more = len(exc.errors()) - 5
+    if more > 0:
+        lines.append(f"... and {more} more")
+    return "\n  ".join(lines)
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def documented_settings() -> list[tuple[str, Any, str]]:
+    """Every setting as (dotted name, default, help): the single declaration docs and tests read."""
+    rows: list[tuple[str, Any, str]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            if info.exclude:
+                continue
+            dotted = f"{prefix}{name}"
+            ann = info.annotation
+            if isinstance(ann, type) and issubclass(ann, _Section) and ann is not Topic:
+                walk(ann, dotted + ".")
+                continue
+            default = info.get_default(call_default_factory=True) if not info.is_required() else None
+            rows.append((dotted, default, info.description or ""))
+
+    walk(Settings, "")
+    return rows
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, with secrets replaced by '***' (or null when unset)."""
+    data = settings.model_dump(mode="json")
+    data["database_url"] = _mask_url(settings.resolved_database_url)
+    for dotted in SECRET_KEYS:
+        parts = dotted.split(".")
+        node = data
+        for part in parts[:-1]:
+            node = node[part]
+        if node.get(parts[-1]):
+            node[parts[-1]] = "***"
+    return data
+
+
+def _mask_url(url: str) -> str:
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)

@@ -1,0 +1,188 @@
+"""The tables, as SQLAlchemy 2.x typed models. Changes go through a migration in ``migrations/versions``.
+
+The sent record is compact: a delivery row per (edition, subscriber) points at one of the edition's few
+distinct *digests* (the ordered paper list shared by every reader who gets the same papers). What a reader
+was sent is the union of their deliveries' digests, so storage grows with subscribers × editions, never
+subscribers × papers.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class PaperRow(Base):
+    __tablename__ = "papers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(512), unique=True)  # arxiv:<id> or title:<normalised>
+    arxiv_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    title_key: Mapped[str] = mapped_column(String(512), index=True)
+    title: Mapped[str] = mapped_column(Text)
+    abstract: Mapped[str] = mapped_column(Text, default="")
+    authors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    author_count: Mapped[int | None] = mapped_column(Integer)
+    organization: Mapped[str | None] = mapped_column(String(300))
+    published: Mapped[date | None] = mapped_column(Date)
+    upvotes: Mapped[int | None] = mapped_column(Integer)
+    num_comments: Mapped[int | None] = mapped_column(Integer)
+    ai_summary: Mapped[str | None] = mapped_column(Text)
+    ai_keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
+    github_repo: Mapped[str | None] = mapped_column(String(1000))
+    github_stars: Mapped[int | None] = mapped_column(Integer)
+    project_page: Mapped[str | None] = mapped_column(String(1000))
+    thumbnail: Mapped[str | None] = mapped_column(String(1000))
+    url: Mapped[str | None] = mapped_column(String(1000))
+    topic: Mapped[str | None] = mapped_column(String(64), index=True)  # primary topic: the digest section
+    topics: Mapped[list[str]] = mapped_column(JSON, default=list)  # primary first, then secondary tags
+    topic_scores: Mapped[dict[str, float] | None] = mapped_column(JSON)  # why (for `topics explain`)
+    classified_with: Mapped[str | None] = mapped_column(String(64))  # fingerprint of the topic settings
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    sightings: Mapped[list["SightingRow"]] = relationship(back_populates="paper", cascade="all, delete-orphan")
+
+
+class SightingRow(Base):
+    """One day a paper trended at one source: when, where, at which rank, with how many upvotes."""
+
+    __tablename__ = "sightings"
+    __table_args__ = (
+        UniqueConstraint("paper_id", "source", "trending_date", name="uq_sighting"),
+        Index("ix_sightings_trending_date", "trending_date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(100))
+    trending_date: Mapped[date] = mapped_column(Date)
+    rank: Mapped[int | None] = mapped_column(Integer)
+    upvotes: Mapped[int | None] = mapped_column(Integer)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    paper: Mapped[PaperRow] = relationship(back_populates="sightings")
+
+
+class EmbeddingRow(Base):
+    """A paper's text embedding, computed once per (paper, model) and reused by every classification."""
+
+    __tablename__ = "paper_embeddings"
+
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
+
+
+class SubscriberRow(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-cased
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    cadence: Mapped[str] = mapped_column(String(10))
+    topics: Mapped[list[str] | None] = mapped_column(JSON)  # null: every topic
+    excluded_keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
+    bounce_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EditionRow(Base):
+    """One issue of the newsletter: one per (cadence, period), so a restart can never make two."""
+
+    __tablename__ = "editions"
+    __table_args__ = (UniqueConstraint("cadence", "period", name="uq_edition_period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cadence: Mapped[str] = mapped_column(String(10))
+    period: Mapped[str] = mapped_column(String(20))  # 2026-03-14 (daily) or 2026-W11 (weekly)
+    day: Mapped[date] = mapped_column(Date)  # the day the edition is for
+    subject: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    papers: Mapped[list["EditionPaperRow"]] = relationship(
+        back_populates="edition", order_by="EditionPaperRow.position", cascade="all, delete-orphan"
+    )
+
+
+class EditionPaperRow(Base):
+    """A paper in an edition, with its section (topic) and its order."""
+
+    __tablename__ = "edition_papers"
+
+    edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"), primary_key=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id"), primary_key=True)
+    topic: Mapped[str | None] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)
+
+    edition: Mapped[EditionRow] = relationship(back_populates="papers")
+
+
+class DigestRow(Base):
+    """One distinct content of an edition: the ordered papers shared by every reader who gets exactly them."""
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("edition_id", "fingerprint", name="uq_digest_content"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the ordered paper ids
+    paper_ids: Mapped[list[int]] = mapped_column(JSON)  # in digest order
+
+
+class DeliveryRow(Base):
+    """One per (edition, subscriber): the state machine that makes sure each reader gets a digest once."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("edition_id", "subscriber_id", name="uq_delivery"),
+        Index("ix_deliveries_state_next", "state", "next_attempt_at"),
+        Index("ix_deliveries_subscriber", "subscriber_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(12))
+    message_id: Mapped[str] = mapped_column(String(300))  # fixed per (edition, subscriber), reused on retry
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StateRow(Base):
+    """Small named values the app keeps between runs (e.g. the fingerprint of the topic settings)."""
+
+    __tablename__ = "app_state"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
