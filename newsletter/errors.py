@@ -30,6 +30,10 @@ class SourceError(NewsletterError):
     """An upstream could not be read: network failure, HTTP error, or a response we cannot trust."""
 
 
+class NetworkUnavailable(SourceError):
+    """The upstream could not be reached at all (no route, DNS failure, connection refused)."""
+
+
 class ParseError(SourceError):
     """A page, feed or JSON document is malformed; nothing from it was stored."""
 
