@@ -206,3 +206,41 @@ class EditionSummary:
     created_at: datetime
     paper_count: int
     deliveries: dict[str, int]  # state -> count
+
+
+# --- what the topics stage hands to rendering ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TopicSection:
+    """One section of a digest: a topic and its papers, best first."""
+
+    slug: str
+    name: str
+    papers: tuple[Paper, ...]
+    total: int  # papers of this topic in the digest before the per-topic cap (total > len(papers): "N more")
+
+
+@dataclass(frozen=True)
+class DigestContent:
+    """The grouped, ranked content of one digest: what every reader who gets these papers sees."""
+
+    cadence: str
+    period: str
+    day: date
+    top: tuple[Paper, ...]  # the "Top papers" highlight (also present in their sections)
+    sections: tuple[TopicSection, ...]
+    omitted: int = 0  # papers left out by the per-digest cap (linked on the web instead)
+
+    @property
+    def papers(self) -> tuple[Paper, ...]:
+        """Every paper of the digest once, in section order."""
+        return tuple(p for s in self.sections for p in s.papers)
+
+    @property
+    def paper_count(self) -> int:
+        return sum(len(s.papers) for s in self.sections)
+
+    @property
+    def topic_count(self) -> int:
+        return len(self.sections)

@@ -293,26 +293,39 @@ class Store:
     def add_subscriber(self, email: str, *, cadence: str = "daily", topics: Sequence[str] | None = None,
                        excluded_keywords: Sequence[str] = (), status: str = SUBSCRIBER_ACTIVE,
                        name: str | None = None, now: datetime | None = None, update_existing: bool = False) -> Subscriber:
-        _check_choice("cadence", cadence, CADENCES)
-        _check_choice("status", status, SUBSCRIBER_STATUSES)
+        """Add one reader (or update them with ``update_existing``); the address is stored lower-cased."""
+        spec = dict(email=email, cadence=cadence, topics=topics, excluded_keywords=excluded_keywords,
+                    status=status, name=name)
+        return self.add_subscribers([spec], now=now, update_existing=update_existing)[0]
+
+    def add_subscribers(self, specs: Sequence[Mapping[str, Any]], *, now: datetime | None = None,
+                        update_existing: bool = False) -> list[Subscriber]:
+        """Add many readers in one transaction: all of them, or (on any error) none."""
         now = now or utcnow()
-        email = email.strip().lower()
+        out = []
         with self.session() as s, s.begin():
-            row = s.scalar(select(SubscriberRow).where(SubscriberRow.email == email))
-            if row is not None and not update_existing:
-                raise StoreError(f"{email} is already a subscriber ({row.status}).",
-                                 hint="use `newsletter subscribers list` to see it, or remove it first")
-            if row is None:
-                row = SubscriberRow(email=email, created_at=now, bounce_count=0)
-                s.add(row)
-            row.name, row.status, row.cadence = name, status, cadence
-            row.topics = list(topics) if topics is not None else None
-            row.excluded_keywords = list(excluded_keywords)
-            row.updated_at = now
-            if status == SUBSCRIBER_ACTIVE and row.confirmed_at is None:
-                row.confirmed_at = now
-            s.flush()
-            return _subscriber(row)
+            for spec in specs:
+                cadence, status = spec.get("cadence") or "daily", spec.get("status") or SUBSCRIBER_ACTIVE
+                _check_choice("cadence", cadence, CADENCES)
+                _check_choice("status", status, SUBSCRIBER_STATUSES)
+                email = str(spec["email"]).strip().lower()
+                row = s.scalar(select(SubscriberRow).where(SubscriberRow.email == email))
+                if row is not None and not update_existing:
+                    raise StoreError(f"{email} is already a subscriber ({row.status}).",
+                                     hint="use `newsletter subscribers list` to see it, or pass --update")
+                if row is None:
+                    row = SubscriberRow(email=email, created_at=now, bounce_count=0)
+                    s.add(row)
+                topics = spec.get("topics")
+                row.name, row.status, row.cadence = spec.get("name"), status, cadence
+                row.topics = list(topics) if topics is not None else None
+                row.excluded_keywords = list(spec.get("excluded_keywords") or ())
+                row.updated_at = now
+                if status == SUBSCRIBER_ACTIVE and row.confirmed_at is None:
+                    row.confirmed_at = now
+                s.flush()
+                out.append(_subscriber(row))
+        return out
 
     def remove_subscriber(self, email: str, *, forget: bool = False, now: datetime | None = None) -> Subscriber:
         """Unsubscribe (kept, so nothing is re-sent on return), or with ``forget`` delete every trace."""

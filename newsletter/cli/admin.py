@@ -1,0 +1,86 @@
+"""``newsletter config check`` and ``newsletter db upgrade``."""
+
+from __future__ import annotations
+
+import click
+import yaml
+
+from .. import config as config_mod
+from ..store import Store
+from . import Context, config_option, console, json_option, main, print_json
+
+
+@main.group("config", cls=type(main))
+def config_group() -> None:
+    """Inspect the configuration.
+
+    Example: newsletter config check
+    """
+
+
+@config_group.command("check")
+@config_option
+@json_option
+@click.pass_obj
+def config_check(obj: Context, as_json: bool) -> None:
+    """Validate config.yaml and print the effective settings, secrets masked.
+
+    Environment references (${VAR}) are substituted and NEWSLETTER_DATABASE_URL applied first.
+
+    Example: SMTP_PASSWORD=x newsletter config check --config config.yaml
+    """
+    settings = config_mod.load(obj.config_path)
+    data = config_mod.masked(settings)
+    if as_json:
+        print_json(data)
+        return
+    path = config_mod.config_path(obj.config_path, __import__("os").environ)
+    console.print(f"[green]✓[/green] {path} is valid.\n")
+    click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100).rstrip())
+
+
+@config_group.command("settings")
+@json_option
+def config_settings(as_json: bool) -> None:
+    """List every setting with its default and what it does.
+
+    Example: newsletter config settings --json
+    """
+    rows = config_mod.documented_settings()
+    if as_json:
+        print_json([{"name": n, "default": d, "help": h} for n, d, h in rows])
+        return
+    from rich.table import Table
+
+    table = Table("setting", "default", "help", box=None)
+    for name, default, help_ in rows:
+        table.add_row(name, "" if default is None else str(default if not isinstance(default, tuple) else "…"), help_)
+    console.print(table)
+
+
+@main.group("db", cls=type(main))
+def db_group() -> None:
+    """Manage the database schema.
+
+    Example: newsletter db upgrade
+    """
+
+
+@db_group.command("upgrade")
+@config_option
+@click.pass_obj
+def db_upgrade(obj: Context) -> None:
+    """Apply pending migrations (also done automatically on first use).
+
+    Example: NEWSLETTER_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1/test newsletter db upgrade
+    """
+    settings = config_mod.load(obj.config_path)
+    store = Store.open(settings.resolved_database_url, migrate=False)
+    try:
+        before, after = store.upgrade()
+    finally:
+        store.close()
+    if before == after:
+        console.print(f"Database is up to date (revision {after}).")
+    else:
+        console.print(f"[green]Upgraded[/green] database from {before or 'empty'} to {after}.")

@@ -1,0 +1,156 @@
+"""``fetch``, ``import``, ``papers`` and ``diff``: getting papers in and seeing what the next issue holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..models import CADENCES, Paper
+from . import Context, config_option, console, err_console, json_option, main, parse_day, print_json
+
+
+@main.command()
+@config_option
+@click.option("--date", "day", metavar="YYYY-MM-DD", help="Trending day to fetch (default: today).")
+@click.option("--source", "only", multiple=True, metavar="NAME", help="Only this configured source (repeatable).")
+@json_option
+@click.pass_obj
+def fetch(obj: Context, day: str | None, only: tuple[str, ...], as_json: bool) -> None:
+    """Fetch today's trending papers from every configured source and store them.
+
+    A source that fails is reported and the others are still stored; with no network at all the bundled
+    sample is used (unless sample_fallback is off).
+
+    Example: newsletter fetch --date 2026-03-14
+    """
+    nl = obj.nl
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err_console, transient=True, disable=as_json) as bar:
+        task = bar.add_task("fetching", total=None)
+        report = nl.fetch(parse_day(day), only or None,
+                          progress=lambda name: bar.update(task, description=f"fetching {name}"))
+    if as_json:
+        print_json(report)
+    else:
+        for entry in report.sources:
+            if entry.error:
+                err_console.print(f"[red]✗[/red] {entry.source}: ", end="")
+                err_console.print(entry.error, markup=False)
+            else:
+                console.print(f"[green]✓[/green] {entry.source}: {entry.papers} papers trending {entry.trending_date}")
+        if report.used_sample:
+            err_console.print("[yellow]No network: stored the bundled sample page as trending today.[/yellow]")
+        if report.ingest:
+            console.print(f"{report.ingest.new} new papers, {report.ingest.updated} updated.")
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@main.command("import")
+@config_option
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--date", "day", metavar="YYYY-MM-DD", help="Trending day (default: the page's own date).")
+@json_option
+@click.pass_obj
+def import_(obj: Context, files: tuple[str, ...], day: str | None, as_json: bool) -> None:
+    """Store papers from saved Daily Papers pages (text) or JSON files in the API's shape.
+
+    Each file is all or nothing: a malformed file is reported and nothing from it is stored.
+
+    Example: newsletter import pages/daily-papers-mar14.txt --date 2025-03-14
+    """
+    out = []
+    for path in files:
+        batch, result = obj.nl.import_file(path, parse_day(day))
+        out.append({"file": path, "trending_date": batch.trending_date, "papers": len(batch.papers),
+                    "new": result.new, "updated": result.updated})
+        if not as_json:
+            console.print(f"[green]✓[/green] {path}: {len(batch.papers)} papers trending {batch.trending_date} "
+                          f"({result.new} new, {result.updated} already known)")
+    if as_json:
+        print_json(out)
+
+
+def paper_json(p: Paper) -> dict[str, Any]:
+    return {
+        "id": p.id, "key": p.key, "arxiv_id": p.arxiv_id, "title": p.title, "abstract": p.abstract,
+        "authors": list(p.authors), "author_count": p.author_count if p.author_count is not None else (len(p.authors) or None),
+        "organization": p.organization, "published": p.published.isoformat() if p.published else None,
+        "upvotes": p.upvotes, "num_comments": p.num_comments, "url": p.page_url, "pdf_url": p.pdf_url,
+        "ai_summary": p.ai_summary, "ai_keywords": list(p.ai_keywords), "github_repo": p.github_repo,
+        "github_stars": p.github_stars, "project_page": p.project_page, "topic": p.topic, "topics": list(p.topics),
+        "first_trending": p.first_trending.isoformat() if p.first_trending else None,
+        "last_trending": p.last_trending.isoformat() if p.last_trending else None, "best_rank": p.best_rank,
+    }
+
+
+@main.command()
+@config_option
+@click.option("--since", metavar="YYYY-MM-DD", help="Only papers trending on or after this day.")
+@click.option("--until", metavar="YYYY-MM-DD", help="Only papers trending on or before this day.")
+@click.option("--topic", metavar="SLUG", help="Only papers whose primary topic is SLUG.")
+@click.option("--search", "-s", metavar="TEXT", help="Only papers whose title or abstract contains TEXT.")
+@click.option("--limit", "-n", type=int, default=None, help="At most this many papers.")
+@json_option
+@click.pass_obj
+def papers(obj: Context, since: str | None, until: str | None, topic: str | None, search: str | None,
+           limit: int | None, as_json: bool) -> None:
+    """List stored papers, most recently trending first.
+
+    Example: newsletter papers --since 2026-03-01 --search quantization --json
+    """
+    found = obj.nl.store.papers(since=parse_day(since), until=parse_day(until), topic=topic, search=search, limit=limit)
+    if as_json:
+        print_json([paper_json(p) for p in found])
+        return
+    table = Table("id", "trending", "▲", "topic", "title", box=None, header_style="bold")
+    for p in found:
+        table.add_row(str(p.id), str(p.last_trending or ""), "" if p.upvotes is None else str(p.upvotes),
+                      p.topic or "", p.title)
+    console.print(table)
+    console.print(f"[dim]{len(found)} papers[/dim]")
+
+
+@main.command()
+@config_option
+@click.option("--cadence", type=click.Choice(CADENCES), multiple=True, help="Only this cadence (default: both).")
+@click.option("--date", "day", metavar="YYYY-MM-DD", help="Day of the edition (default: today).")
+@click.option("--papers/--no-papers", "show_papers", default=False, help="List each digest's papers.")
+@json_option
+@click.pass_obj
+def diff(obj: Context, cadence: tuple[str, ...], day: str | None, show_papers: bool, as_json: bool) -> None:
+    """Show what the next issue would hold for each cadence, and how many readers get it. Sends nothing.
+
+    Example: newsletter diff --cadence daily --date 2026-03-14 --papers
+    """
+    out = []
+    for cad in cadence or CADENCES:
+        plan = obj.nl.plan(cad, parse_day(day))
+        groups = plan.distinct_digests()
+        entry = {
+            "cadence": cad, "period": plan.period, "window": [plan.window_start, plan.day],
+            "candidates": len(plan.candidates), "readers": len(plan.readers),
+            "readers_with_news": sum(len(rs) for ids, rs in groups.items() if ids),
+            "already_made": plan.existing_edition,
+            "digests": [{"readers": len(rs), "papers": [paper_json(p) if as_json else p for p in rs[0].papers]}
+                        for ids, rs in sorted(groups.items(), key=lambda kv: -len(kv[1])) if ids],
+        }
+        out.append(entry)
+    if as_json:
+        print_json(out)
+        return
+    for entry in out:
+        made = f"  [yellow](edition {entry['already_made']} already made)[/yellow]" if entry["already_made"] else ""
+        console.print(f"[bold]{entry['cadence']}[/bold] {entry['period']}: {entry['candidates']} papers trending "
+                      f"{entry['window'][0]} … {entry['window'][1]}; {entry['readers_with_news']} of "
+                      f"{entry['readers']} readers get news in {len(entry['digests'])} distinct digests{made}")
+        if not entry["readers"]:
+            console.print("  [dim]no active readers; add one with `newsletter subscribers add EMAIL`[/dim]")
+        for i, digest in enumerate(entry["digests"], 1):
+            console.print(f"  digest {i}: {len(digest['papers'])} papers for {digest['readers']} readers")
+            if show_papers:
+                for p in digest["papers"]:
+                    console.print(f"    • {p.title}", markup=False)

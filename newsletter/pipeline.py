@@ -1,0 +1,203 @@
+"""The stages wired together: sources → store → diff → topics → render → deliver.
+
+``Newsletter`` is the importable API; the CLI, the web app and the scheduler are thin shells over it.
+
+Example::
+
+    from newsletter.pipeline import Newsletter
+    nl = Newsletter.from_config("config.yaml")
+    nl.fetch()
+    plan = nl.plan("daily")
+    print(len(plan.candidates), "papers,", len(plan.readers), "readers")
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from . import config as config_mod
+from .config import Settings
+from .diff import ReaderDiff, period_for, unsent_papers, window_start
+from .errors import NetworkUnavailable, NewsletterError, SourceError
+from .readers import ReaderSpec
+from .models import CADENCES, SUBSCRIBER_ACTIVE, Paper, SourceBatch
+from .sources import build_source, open_file_source
+from .sources.hf_page import SavedPageSource
+from .store import IngestResult, Store
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class SourceReport:
+    source: str
+    papers: int = 0
+    trending_date: date | None = None
+    error: str | None = None
+
+
+@dataclass
+class FetchReport:
+    sources: list[SourceReport] = field(default_factory=list)
+    ingest: IngestResult | None = None
+    used_sample: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.ingest is not None and not any(r.error for r in self.sources if not self.used_sample)
+
+
+@dataclass
+class Plan:
+    """What the next edition of a cadence would hold, per reader; nothing is written."""
+
+    cadence: str
+    day: date
+    period: str
+    window_start: date
+    candidates: list[Paper]
+    readers: list[ReaderDiff]
+    existing_edition: int | None = None  # set when this period's edition was already made
+
+    def distinct_digests(self) -> dict[tuple[int, ...], list[ReaderDiff]]:
+        groups: dict[tuple[int, ...], list[ReaderDiff]] = {}
+        for reader in self.readers:
+            groups.setdefault(tuple(p.id for p in reader.papers), []).append(reader)
+        return groups
+
+
+def sample_pages() -> list[Path]:
+    """The saved Daily Papers pages shipped with the package, oldest first by file name order."""
+    folder = resources.files("newsletter") / "sample"
+    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".txt"))
+
+
+class Newsletter:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self._store = store
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None,
+                    environ: Mapping[str, str] | None = None) -> "Newsletter":
+        return cls(config_mod.load(path, environ))
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store.open(self.settings.resolved_database_url)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    # --- sources → store ------------------------------------------------------------------------------
+
+    def fetch(self, day: date | None = None, only: Sequence[str] | None = None,
+              progress: Progress | None = None, today: date | None = None) -> FetchReport:
+        """Fetch every enabled source, then store what came back in one transaction.
+
+        A source that fails is reported and skipped; the others are still stored. When every source
+        failed because the network is unreachable and ``sample_fallback`` is on, the newest bundled
+        sample page is stored as trending today, so a machine with no network still gets a digest.
+        """
+        report = FetchReport()
+        batches: list[SourceBatch] = []
+        offline = 0
+        specs = [s for s in self.settings.sources if s.enabled and (not only or s.label in only)]
+        if only and not specs:
+            raise NewsletterError(f"No enabled source named {', '.join(only)}.",
+                                  hint="names: " + ", ".join(s.label for s in self.settings.sources))
+        for spec in specs:
+            if progress:
+                progress(spec.label)
+            entry = SourceReport(spec.label)
+            try:
+                batch = build_source(spec).fetch(day)
+            except NetworkUnavailable as exc:
+                offline += 1
+                entry.error = str(exc)
+            except SourceError as exc:
+                entry.error = str(exc)
+            else:
+                entry.papers, entry.trending_date = len(batch.papers), batch.trending_date
+                batches.append(batch)
+            report.sources.append(entry)
+        if not batches and specs and offline == len(specs) and self.settings.sample_fallback:
+            page = sample_pages()[-1]
+            source = SavedPageSource("sample", SavedPageSource.options_model(path=str(page)))
+            batch = source.fetch(today or date.today())
+            report.used_sample = True
+            report.sources.append(SourceReport("sample", len(batch.papers), batch.trending_date))
+            batches.append(batch)
+        if batches:
+            report.ingest = self.ingest(batches)
+        return report
+
+    def import_file(self, path: str | os.PathLike[str], trending_date: date | None = None,
+                    source_name: str | None = None) -> tuple[SourceBatch, IngestResult]:
+        """Store a saved Daily Papers page or a JSON file in the API's shape. Malformed: nothing stored."""
+        source = open_file_source(str(path), source_name)
+        batch = source.fetch(trending_date)
+        return batch, self.ingest([batch])
+
+    def ingest(self, batches: Sequence[SourceBatch]) -> IngestResult:
+        result = self.store.ingest(batches)
+        self._after_ingest(result)
+        return result
+
+    def _after_ingest(self, result: IngestResult) -> None:
+        """Hook for the topics stage: classify papers as they enter the store."""
+        classify = getattr(self, "classify_new", None)
+        if callable(classify):
+            classify()
+
+    def import_readers(self, specs: Sequence["ReaderSpec"], update: bool = False) -> int:
+        """Store readers parsed by ``readers.parse_csv``: all or none."""
+        from dataclasses import asdict
+
+        return len(self.store.add_subscribers([asdict(s) for s in specs], update_existing=update))
+
+    # --- store → diff -----------------------------------------------------------------------------------
+
+    def plan(self, cadence: str, day: date | None = None, subscriber_ids: Sequence[int] | None = None) -> Plan:
+        """What the next ``cadence`` edition for ``day`` (default today) would hold for each active reader."""
+        if cadence not in CADENCES:
+            raise NewsletterError(f"Unknown cadence {cadence!r}.", hint="use daily or weekly")
+        day = day or date.today()
+        start = window_start(day, self.settings.window_days(cadence))
+        candidates = self.store.papers(since=start, until=day)
+        candidates.sort(key=lambda p: (-(p.upvotes or 0), p.best_rank or 10**6, p.id))
+        readers = [s for s in self.store.subscribers(status=SUBSCRIBER_ACTIVE, cadence=cadence)
+                   if subscriber_ids is None or s.id in subscriber_ids]
+        # A paper can only have been sent in an edition made on or after the day it first trended.
+        earliest = min((p.first_trending for p in candidates if p.first_trending), default=start)
+        taken, returned = self.store.taken_and_returned(min(earliest, start), [r.id for r in readers])
+        carried: dict[int, list[Paper]] = {}
+        if returned:
+            by_id = {p.id: p for p in self.store.papers(ids={pid for ids in returned.values() for pid in ids})}
+            carried = {sid: [by_id[pid] for pid in sorted(ids) if pid in by_id] for sid, ids in returned.items()}
+        diffs = unsent_papers(candidates, readers, taken, carried)
+        period = period_for(cadence, day)
+        return Plan(cadence, day, period, start, candidates, diffs, self.store.edition_id_for(cadence, period))
+
+    def record_edition(self, plan: Plan, subject: str = "", now: datetime | None = None) -> int:
+        """Write the edition of ``plan`` with one pending delivery per reader that has something new."""
+        digests = {r.subscriber.id: [p.id for p in r.papers] for r in plan.readers if r.papers}
+        order: dict[int, str | None] = {}
+        for reader in plan.readers:
+            for p in reader.papers:
+                order.setdefault(p.id, p.topic)
+        host = self.settings.sender.email.rpartition("@")[2] or "newsletter.invalid"
+        return self.store.create_edition(plan.cadence, plan.period, plan.day, subject,
+                                         list(order.items()), digests, message_id_domain=host,
+                                         now=now or datetime.now(timezone.utc))

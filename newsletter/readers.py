@@ -1,0 +1,95 @@
+"""Reader (subscriber) input: address checks and the CSV import format. Pure: parsing and validation only."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .errors import NewsletterError
+from .models import CADENCES, SUBSCRIBER_ACTIVE, SUBSCRIBER_STATUSES
+
+# Deliberately strict: one @, a dot in the domain, no spaces, quotes, angle brackets or control characters,
+# so an address can never smuggle a second header or recipient into a message.
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+
+CSV_COLUMNS = ("email", "cadence", "topics", "excluded_keywords", "name", "status")
+
+
+class InvalidReader(NewsletterError):
+    exit_code = 2
+
+
+def normalize_email(address: str) -> str:
+    """Lower-cased, trimmed address; raises InvalidReader when it is not a plain mailbox address."""
+    value = address.strip()
+    if not _EMAIL.match(value) or ".." in value:
+        raise InvalidReader(f"{address!r} is not an email address.", hint="use the form name@example.org")
+    return value.lower()
+
+
+def split_list(value: str | Sequence[str] | None) -> list[str]:
+    """'a; b, c' or ['a', 'b'] -> ['a', 'b', 'c'] (empty items dropped)."""
+    if value is None:
+        return []
+    items = value if not isinstance(value, str) else re.split(r"[;,|]", value)
+    return [i.strip() for i in items if i and i.strip()]
+
+
+def check_topics(topics: Sequence[str] | None, known: Sequence[str]) -> list[str] | None:
+    if topics is None or not list(topics):
+        return None  # every topic
+    unknown = [t for t in topics if known and t not in known]
+    if unknown:
+        raise InvalidReader(f"Unknown topic {unknown[0]!r}.", hint="topics: " + ", ".join(known))
+    return list(dict.fromkeys(topics))
+
+
+@dataclass
+class ReaderSpec:
+    email: str
+    cadence: str = "daily"
+    topics: list[str] | None = None
+    excluded_keywords: list[str] = field(default_factory=list)
+    name: str | None = None
+    status: str = SUBSCRIBER_ACTIVE
+
+
+def parse_csv(text: str, known_topics: Sequence[str]) -> list[ReaderSpec]:
+    """Parse a subscriber CSV (header row required; only ``email`` is mandatory).
+
+    Columns: email, cadence (daily|weekly), topics (slugs separated by ';'), excluded_keywords (';'),
+    name, status (active|pending|unsubscribed|bounced). Every row is checked before anything is stored;
+    the first bad row raises InvalidReader naming its line.
+    """
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    if not reader.fieldnames or "email" not in [f.strip().lower() for f in reader.fieldnames]:
+        raise InvalidReader("The CSV has no 'email' column in its header row.",
+                            hint="first line like: email,cadence,topics,excluded_keywords,name")
+    unknown = [f for f in reader.fieldnames if f.strip().lower() not in CSV_COLUMNS]
+    if unknown:
+        raise InvalidReader(f"Unknown CSV column {unknown[0]!r}.", hint="columns: " + ", ".join(CSV_COLUMNS))
+    specs: list[ReaderSpec] = []
+    seen: set[str] = set()
+    for row in reader:
+        line = reader.line_num
+        data = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        try:
+            email = normalize_email(data.get("email", ""))
+            cadence = data.get("cadence") or "daily"
+            if cadence not in CADENCES:
+                raise InvalidReader(f"cadence must be daily or weekly, not {cadence!r}")
+            status = data.get("status") or SUBSCRIBER_ACTIVE
+            if status not in SUBSCRIBER_STATUSES:
+                raise InvalidReader(f"status must be one of {', '.join(SUBSCRIBER_STATUSES)}, not {status!r}")
+            topics = check_topics(split_list(data.get("topics")), known_topics)
+        except InvalidReader as exc:
+            raise InvalidReader(f"line {line}: {exc.message}", exc.hint) from None
+        if email in seen:
+            raise InvalidReader(f"line {line}: {email} appears twice in the file.")
+        seen.add(email)
+        specs.append(ReaderSpec(email, cadence, topics, split_list(data.get("excluded_keywords")),
+                                data.get("name") or None, status))
+    return specs
