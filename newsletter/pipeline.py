@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -179,9 +179,11 @@ class Newsletter:
         candidates.sort(key=lambda p: (-(p.upvotes or 0), p.best_rank or 10**6, p.id))
         readers = [s for s in self.store.subscribers(status=SUBSCRIBER_ACTIVE, cadence=cadence)
                    if subscriber_ids is None or s.id in subscriber_ids]
-        # A paper can only have been sent in an edition made on or after the day it first trended.
+        # A paper can only have been sent in an edition made on or after the day it first trended; papers
+        # given back by failed sends are looked for one window further back (they carry over once).
         earliest = min((p.first_trending for p in candidates if p.first_trending), default=start)
-        taken, returned = self.store.taken_and_returned(min(earliest, start), [r.id for r in readers])
+        carry_from = start - timedelta(days=self.settings.window_days(cadence))
+        taken, returned = self.store.taken_and_returned(min(earliest, carry_from), [r.id for r in readers])
         carried: dict[int, list[Paper]] = {}
         if returned:
             by_id = {p.id: p for p in self.store.papers(ids={pid for ids in returned.values() for pid in ids})}

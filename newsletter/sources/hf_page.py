@@ -67,8 +67,11 @@ class SavedPageSource:
             raise ParseError(f"{path}: not UTF-8 text; is it a saved copy of the Daily Papers page?") from None
         except OSError as exc:
             raise SourceError(f"Cannot read {path}: {exc.strerror}") from None
-        page = parse_page(text, origin=str(path), year=self.options.year, today=self.today)
-        return SourceBatch(self.name, day or self.options.trending_date or page.day, page.papers)
+        # A trending day given by the caller also fixes the page's year (the page shows none).
+        trending = day or self.options.trending_date
+        year = self.options.year or (trending.year if trending else None)
+        page = parse_page(text, origin=str(path), year=year, today=self.today)
+        return SourceBatch(self.name, trending or page.day, page.papers)
 
 
 @dataclass

@@ -1,0 +1,121 @@
+"""The saved Daily Papers page: every entry of the three sample files, with all variants of metadata."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from newsletter.errors import ParseError
+from newsletter.sources.hf_page import Options, SavedPageSource, parse_page
+
+from support import PAGE_DAYS, PAGES
+
+EXPECTED_COUNTS = {"mar14": 85, "mar25": 69, "oct28": 97}
+
+
+def fetch(name: str, **opts: object):  # noqa: ANN201
+    return SavedPageSource("hf-page", Options(path=str(PAGES[name]), **opts)).fetch(PAGE_DAYS[name])
+
+
+def independent_entries(path: Path) -> list[tuple[str, str]]:
+    """(title, abstract) pairs read another way: an abstract is a long line, its title the line before."""
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return [(lines[i - 1], ln) for i, ln in enumerate(lines) if len(ln) > 250]
+
+
+@pytest.mark.parametrize("name", sorted(PAGES))
+def test_every_entry_has_its_title_and_abstract(name: str) -> None:
+    batch = fetch(name)
+    assert len(batch.papers) == EXPECTED_COUNTS[name]
+    assert [(p.title, p.abstract) for p in batch.papers] == independent_entries(PAGES[name])
+    assert [p.rank for p in batch.papers] == list(range(1, len(batch.papers) + 1))
+    assert batch.trending_date == PAGE_DAYS[name]
+    for p in batch.papers:
+        assert 5 < len(p.title) < 300 and "\n" not in p.title
+        assert len(p.abstract) > 250
+
+
+@pytest.mark.parametrize("name", sorted(PAGES))
+def test_metadata_blocks_are_all_read(name: str) -> None:
+    text = PAGES[name].read_text(encoding="utf-8")
+    dots = sum(1 for ln in text.splitlines() if ln.strip() == "\u00b7")
+    batch = fetch(name)
+    assert sum(1 for p in batch.papers if p.published) == dots
+    assert sum(1 for p in batch.papers if p.author_count or p.organization) == dots
+
+
+def by_title(name: str) -> dict[str, object]:
+    return {p.title: p for p in fetch(name).papers}
+
+
+def test_author_count_date_with_year_and_no_upvotes() -> None:
+    p = by_title("oct28")["Towards High-Quality and Efficient Speech Bandwidth Extension with Parallel Amplitude and Phase Prediction"]
+    assert (p.author_count, p.organization, p.published, p.upvotes) == (4, None, date(2024, 1, 12), None)
+
+
+def test_date_without_year_takes_the_page_year_and_reads_upvotes() -> None:
+    p = by_title("oct28")["VideoRFSplat: Direct Scene-Level Text-to-3D Gaussian Splatting Generation with Flexible Pose and Multi-View Joint Modeling"]
+    assert (p.author_count, p.published, p.upvotes) == (6, date(2025, 3, 20), 2)
+
+
+def test_date_with_year_and_upvotes() -> None:
+    p = by_title("oct28")["StreamDiffusion: A Pipeline-level Solution for Real-time Interactive Generation"]
+    assert (p.author_count, p.published, p.upvotes) == (10, date(2023, 12, 19), 5)
+
+
+@pytest.mark.parametrize("title, org, published, upvotes", [
+    ("Mirror Speculative Decoding: Breaking the Serial Barrier in LLM Inference", "Apple", date(2025, 10, 15), 2),
+    ("SANA-Video: Efficient Video Generation with Block Linear Diffusion Transformer", "NVIDIA", date(2025, 9, 29), 2),
+    ("Dr.LLM: Dynamic Layer Routing in LLMs", "Parameter Lab", date(2025, 10, 14), 2),
+])
+def test_organisation_line_instead_of_authors(title: str, org: str, published: date, upvotes: int) -> None:
+    p = by_title("oct28")[title]
+    assert (p.organization, p.author_count, p.published, p.upvotes) == (org, None, published, upvotes)
+
+
+def test_entries_without_metadata_in_a_page_that_has_it() -> None:
+    p = by_title("oct28")["Wan: Open and Advanced Large-Scale Video Generative Models"]
+    assert (p.author_count, p.organization, p.published, p.upvotes) == (None, None, None, None)
+    assert p.abstract.startswith("This report presents Wan")
+
+
+def test_pages_without_any_metadata() -> None:
+    for name in ("mar14", "mar25"):
+        assert all(p.published is None and p.author_count is None for p in fetch(name).papers)
+
+
+def test_page_year_is_inferred_when_not_given() -> None:
+    # Explicit years on the Oct 28 page go up to 2024, so the page is from 2025 or later, not in the future.
+    page = parse_page(PAGES["oct28"].read_text(), today=date(2025, 11, 1))
+    assert page.day == date(2025, 10, 28)
+    page = parse_page(PAGES["mar14"].read_text(), today=date(2026, 1, 5))
+    assert page.day == date(2025, 3, 14)  # March 14 of this year would be in the future
+
+
+def test_undated_entry_after_the_page_day_is_from_the_year_before() -> None:
+    text = "byAK and the research community\n\nJan 2\n\nA Title\n\n" + "x" * 300 + "\n\n  • 3 authors\n·\nDec 30\n"
+    page = parse_page(text, year=2026)
+    assert page.papers[0].published == date(2025, 12, 30)
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("mar14", lambda t: t.replace("Mar 14\n", "", 1), "no page date"),
+    ("mar14", lambda t: t + "\nA title with nothing after it\n", "no abstract"),
+    ("oct28", lambda t: t.replace("Jan 12, 2024", "Jam 12, 2024"), "expected a date"),
+    ("oct28", lambda t: t.replace("Jan 12, 2024", "Feb 30, 2024"), "not a calendar date"),
+    ("oct28", lambda t: t.replace("  \u2022 4 authors\n", "", 1), "without the authors"),
+])
+def test_malformed_pages_are_refused_with_a_line_number(name, damage, message, tmp_path: Path) -> None:  # noqa: ANN001
+    bad = tmp_path / "bad.txt"
+    bad.write_text(damage(PAGES[name].read_text()))
+    with pytest.raises(ParseError, match=message):
+        SavedPageSource("x", Options(path=str(bad))).fetch()
+
+
+def test_binary_file_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ParseError, match="not UTF-8"):
+        SavedPageSource("x", Options(path=str(bad))).fetch()
