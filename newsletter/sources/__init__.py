@@ -66,10 +66,15 @@ def validate_source_specs(specs: Iterable[Any], origin: str = "config") -> None:
         try:
             source_class(spec.type).options_model.model_validate(spec.options)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            key = ".".join(str(p) for p in err["loc"])
-            msg = "unknown option for this source type" if err["type"] == "extra_forbidden" else err["msg"]
-            raise ConfigError(f"{where}.{key}: {msg}") from None
+            # A typo gives two errors (unknown key, missing key): name the unknown one first.
+            errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+            lines = []
+            for err in errors[:3]:
+                key = ".".join(str(p) for p in err["loc"])
+                msg = "unknown option for this source type" if err["type"] == "extra_forbidden" else err["msg"]
+                lines.append(f"{where}.{key}: {msg}")
+            options = ", ".join(source_class(spec.type).options_model.model_fields)
+            raise ConfigError("\n  ".join(lines), hint=f"options of {spec.type}: {options}") from None
 
 
 def build_source(spec: Any) -> Source:
