@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text
 from newsletter.store import Store
 from newsletter.store.schema import Base
 
-from support import PAGES, ROOT
+from support import PAGES, ROOT, write_config
 
 PG_ADMIN_URL = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -70,17 +70,6 @@ def store(db_url: str) -> Iterator[Store]:
     s = Store.open(db_url)
     yield s
     s.close()
-
-
-def write_config(tmp_path: Path, **overrides: Any) -> Path:
-    """config.yaml in tmp_path: the shipped one, with a local source and a SQLite file, plus overrides."""
-    data = yaml.safe_load((ROOT / "config.yaml").read_text())
-    data["sources"] = [{"type": "hf-page", "path": str(PAGES["mar14"])}]
-    data["database_url"] = "sqlite:///newsletter.db"
-    data.update(overrides)
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 @pytest.fixture

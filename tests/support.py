@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -11,3 +14,14 @@ SAMPLE = ROOT / "newsletter" / "sample"
 PAGES = {name: SAMPLE / f"daily-papers-{name}.txt" for name in ("mar14", "mar25", "oct28")}
 # The pages carry no year; the tests pin them to one so that dates are stable whatever today is.
 PAGE_DAYS = {"mar14": date(2025, 3, 14), "mar25": date(2025, 3, 25), "oct28": date(2025, 10, 28)}
+
+
+def write_config(tmp_path: Path, **overrides: Any) -> Path:
+    """config.yaml in tmp_path: the shipped one, with a local source and a SQLite file, plus overrides."""
+    data = yaml.safe_load((ROOT / "config.yaml").read_text())
+    data["sources"] = [{"type": "hf-page", "path": str(PAGES["mar14"])}]
+    data["database_url"] = "sqlite:///newsletter.db"
+    data.update(overrides)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

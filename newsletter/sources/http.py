@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import SourceError
+from ..errors import NetworkUnavailable, SourceError
 
 USER_AGENT = "trending-papers-newsletter/0.1 (self-hosted newsletter of trending ML papers; python-httpx)"
 
@@ -41,10 +41,11 @@ Sleep = Callable[[float], None]
 class _Retryable(Exception):
     """A failure worth another attempt; ``retry_after`` is the server's requested wait, if it gave one."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, unreachable: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.unreachable = unreachable  # no connection could be made at all (no network, DNS, refused)
 
 
 def get(
@@ -91,7 +92,8 @@ def get(
             except _Retryable as failure:
                 if attempt == attempts - 1:
                     tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
-                    raise SourceError(f"GET {shown}: {failure.reason} (gave up after {tries})") from None
+                    error = NetworkUnavailable if failure.unreachable else SourceError
+                    raise error(f"GET {shown}: {failure.reason} (gave up after {tries})") from None
                 wait = failure.retry_after if failure.retry_after is not None else backoff * 2**attempt
                 sleep(min(max(wait, 0.0), max_wait))
     finally:
@@ -157,9 +159,9 @@ def _attempt(
             httpx.WriteTimeout: "timed out sending the request",
             httpx.PoolTimeout: "timed out waiting for a free connection",
         }.get(type(exc), "timed out")
-        raise _Retryable(what) from None
+        raise _Retryable(what, unreachable=isinstance(exc, httpx.ConnectTimeout)) from None
     except httpx.ConnectError as exc:
-        raise _Retryable(f"cannot connect: {_reason(exc)}") from None
+        raise _Retryable(f"cannot connect: {_reason(exc)}", unreachable=True) from None
     except (httpx.RemoteProtocolError, httpx.NetworkError) as exc:
         raise _Retryable(f"connection broken: {_reason(exc)}") from None
     except httpx.TooManyRedirects:

@@ -70,6 +70,7 @@ class HuggingFaceSource:
         opts = self.options
         url = opts.base_url.rstrip("/") + "/api/daily_papers"
         papers: list[FetchedPaper] = []
+        listed: list[Any] = []
         seen: set[str] = set()
         for page in range(opts.max_pages):
             params: dict[str, str | int] = {"p": page, "limit": opts.limit}
@@ -87,6 +88,7 @@ class HuggingFaceSource:
                 sleep=self.sleep,
             )
             items = items_from_document(load_json(body, origin), origin, allow_wrapper=False)
+            listed.extend(items)
             for index, item in enumerate(items):
                 paper = paper_from_item(item, rank=len(papers) + 1, where=f"{origin}: item {index}")
                 key = paper.arxiv_id or ""
@@ -96,7 +98,9 @@ class HuggingFaceSource:
                 papers.append(paper)
             if len(items) < opts.limit:
                 break
-        trending = day or self.today or datetime.now(timezone.utc).date()
+        # Without a day, the list is "the latest": label it with the day it was listed (early in the UTC
+        # morning that is often yesterday's list), not with the clock.
+        trending = day or newest_day(listed, url) or self.today or datetime.now(timezone.utc).date()
         return SourceBatch(self.name, trending, papers)
 
 

@@ -104,16 +104,30 @@ def test_max_pages_stops_early(httpserver, data, sleeps):
     assert len(httpserver.log) == 1
 
 
-def test_without_a_day_reads_the_latest_list_dated_today(httpserver, data, sleeps):
+def test_without_a_day_reads_the_latest_list_dated_by_its_listing_day(httpserver, data, sleeps):
     httpserver.expect_request("/api/daily_papers", query_string={"p": "0", "limit": "50"}).respond_with_data(
         (data / PAGE1).read_bytes(), content_type="application/json"
     )
 
     batch = source(httpserver, sleeps).fetch()
 
-    assert batch.trending_date == date(2025, 3, 20)  # the injected "today"
+    # Labelled with the day the papers were listed (their submittedOnDailyAt), not the clock's "today".
+    listed = max(date.fromisoformat(i["paper"]["submittedOnDailyAt"][:10]) for i in json.loads((data / PAGE1).read_bytes())
+                 if i["paper"].get("submittedOnDailyAt"))
+    assert batch.trending_date == listed != date(2025, 3, 20)
     assert len(batch.papers) == 3
     assert "date" not in httpserver.log[0][0].args
+
+
+def test_without_a_day_or_listing_dates_the_list_is_dated_today(httpserver, data, sleeps):
+    items = json.loads((data / PAGE1).read_bytes())
+    for item in items:
+        item["paper"].pop("submittedOnDailyAt", None)
+        item.pop("submittedOnDailyAt", None)
+        item["paper"].pop("publishedAt", None)
+        item.pop("publishedAt", None)
+    httpserver.expect_request("/api/daily_papers").respond_with_json(items)
+    assert source(httpserver, sleeps).fetch().trending_date == date(2025, 3, 20)  # the injected "today"
 
 
 def test_a_paper_repeated_on_the_next_page_is_kept_once(httpserver, data, sleeps):
