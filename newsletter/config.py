@@ -118,6 +118,39 @@ class Digest(_Section):
     )
 
 
+class Delivery(_Section):
+    retry_window_hours: float = Field(
+        48.0, gt=0, description="Temporary failures (4xx, dropped connection, timeout) are retried for this many hours "
+        "after the digest was queued; then the delivery is marked failed with the last error.")
+    backoff_base_seconds: float = Field(
+        300.0, gt=0, description="Wait before the first retry; doubled after each further temporary failure (at most 6 hours).")
+    lease_seconds: float = Field(
+        300.0, ge=10, description="How long a sender's claim on a batch of deliveries lasts; a crashed sender's claims "
+        "are taken over after this (at once on SQLite, or when its PostgreSQL session is gone).")
+    bounce_limit: int = Field(
+        3, ge=1, description="Permanent failures (5xx to RCPT TO) in a row after which an address is marked bounced "
+        "and no longer sent to.")
+    batch_size: int = Field(200, ge=1, le=10000, description="Deliveries a sender claims at a time.")
+
+
+class Web(_Section):
+    production: bool = Field(
+        False, description="Production mode: the web app refuses to start without signing_key from the environment "
+        "and marks its cookies Secure. Also on when NEWSLETTER_ENV=production or site_url is https.")
+    form_version: str = Field(
+        "2026-11-v1", min_length=1, max_length=40, description="Version of the subscribe form's wording, stored "
+        "with each consent record; change it whenever the form's text changes.")
+    confirmation_window_minutes: float = Field(
+        15.0, gt=0, description="At most one confirmation email per address in this many minutes, however often "
+        "the form is sent (persistent, in the database).")
+    rate_window_minutes: float = Field(
+        60.0, gt=0, description="The period of the in-process subscribe rate limits below.")
+    subscribe_per_ip: int = Field(
+        20, ge=1, description="Subscribe requests one IP address may make per rate window (a token bucket).")
+    subscribe_per_address: int = Field(
+        3, ge=1, description="Subscribe requests for one email address per rate window, from any IP.")
+
+
 class Settings(_Section):
     database_url: str = Field("sqlite:///newsletter.db", description="SQLAlchemy URL; a relative SQLite path is next to config.yaml.")
     site_url: str = Field("http://127.0.0.1:8000", description="Public base URL of the web pages (links in every email).")
@@ -126,6 +159,10 @@ class Settings(_Section):
     sender: Sender = Field(default_factory=Sender, description="Who the digest is from.")
     messenger: Literal["outbox", "smtp", "console"] = Field("outbox", description="Transport: smtp, outbox (.eml files) or console.")
     outbox_dir: str = Field("outbox", description="Folder for the outbox messenger and previews; relative to config.yaml.")
+    templates_dir: str | None = Field(
+        None, description="Folder of your own email templates; a file there replaces the shipped one of the same name "
+        "(templates/email/). Relative to config.yaml.",
+    )
     smtp: Smtp = Field(default_factory=Smtp, description="SMTP transport settings.")
     signing_key: str | None = Field(None, description="Key for signed links; must be an environment reference like ${NEWSLETTER_SIGNING_KEY}.")
     sample_fallback: bool = Field(True, description="When every source fails (no network), fetch the bundled sample pages instead.")
@@ -136,6 +173,8 @@ class Settings(_Section):
     windows: Windows = Field(default_factory=Windows, description="How long a trending paper stays eligible.")
     schedule: Schedule = Field(default_factory=Schedule, description="When digests go out.")
     digest: Digest = Field(default_factory=Digest, description="Shape of each digest.")
+    web: Web = Field(default_factory=Web, description="The subscribe, preferences and archive pages (`newsletter serve`).")
+    delivery: Delivery = Field(default_factory=Delivery, description="Retries, leases and bounces of the send loop.")
 
     # Where the file was loaded from; relative paths are resolved against it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="(internal) folder of config.yaml.")

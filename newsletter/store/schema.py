@@ -108,6 +108,29 @@ class SubscriberRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the last confirmation email went out: at most one per address per window (web.confirmation_window_minutes).
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ConsentRow(Base):
+    """A reader's consent, kept as evidence: what they asked for, when, from where, through which form; and
+    when (and from where) they confirmed it. Also records withdrawals (action "unsubscribe")."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(20))  # subscribe | resubscribe | unsubscribe
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    form_version: Mapped[str | None] = mapped_column(String(40))
+    cadence: Mapped[str | None] = mapped_column(String(10))  # the choices asked for, applied on confirmation
+    topics: Mapped[list[str] | None] = mapped_column(JSON)
+    excluded_keywords: Mapped[list[str] | None] = mapped_column(JSON)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    confirm_ip: Mapped[str | None] = mapped_column(String(64))
+    confirm_user_agent: Mapped[str | None] = mapped_column(String(500))
 
 
 class EditionRow(Base):

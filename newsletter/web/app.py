@@ -1,0 +1,201 @@
+"""The web app: subscribe, confirm, preferences, one-click unsubscribe, the archive and its feeds, a JSON API.
+
+``create_app(settings)`` builds it; ``newsletter serve`` runs it with uvicorn (and the scheduler). Pages are
+server-rendered Jinja2 (``templates/web/``) and work without JavaScript; the JSON API under ``/api`` does the
+same actions and is described at ``/api/openapi.json``. Both call ``newsletter.subscriptions``.
+
+Example::
+
+    import uvicorn
+    from newsletter.config import load
+    from newsletter.web import create_app
+    uvicorn.run(create_app(load("config.yaml")), host="127.0.0.1", port=8000)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Mapping
+from urllib.parse import urlsplit
+
+import jinja2
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..config import Settings
+from ..render import clean, format_day, meta_items, paper_links, plural, safe_url, shorten, summary
+from ..store import Store
+from ..subscriptions import InvalidLink, SendFailed, Subscriptions, is_production
+from .security import SECURITY_HEADERS, Csrf, RateLimited, RateLimits, SecurityHeadersMiddleware, no_store
+
+log = logging.getLogger(__name__)
+
+
+def shipped_web_templates() -> Path:
+    """``newsletter/templates/web`` inside an installed wheel, else ``templates/web`` of the source checkout."""
+    packaged = Path(__file__).resolve().parent.parent / "templates" / "web"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent.parent / "templates" / "web"
+
+
+@dataclass
+class Web:
+    """What every handler needs, kept on ``app.state.web``."""
+
+    settings: Settings
+    store: Store
+    subscriptions: Subscriptions
+    csrf: Csrf
+    limits: RateLimits
+    templates: jinja2.Environment
+    production: bool
+
+    def render(self, request: Request, name: str, context: Mapping[str, Any] | None = None, *,
+               status: int = 200, private: bool = False, headers: Mapping[str, str] | None = None) -> HTMLResponse:
+        """A page; ``private`` for pages reached with a token (never cached)."""
+        values = {"request": request, "csrf_token": self.csrf.form_token(request), **(context or {})}
+        html = self.templates.get_template(name).render(values)
+        response = HTMLResponse(html, status_code=status, headers=dict(headers or {}))
+        self.csrf.set_cookie(request, response)
+        if private:
+            no_store(response)
+        return response
+
+    def error(self, request: Request, status: int, title: str, message: str, *,
+              headers: Mapping[str, str] | None = None) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": _slug(title), "message": message}, status_code=status, headers=dict(headers or {}))
+        return self.render(request, "error.html", {"title": title, "message": message, "status": status},
+                           status=status, private=True, headers=headers)
+
+
+def _slug(title: str) -> str:
+    return "_".join(title.lower().replace("'", "").split())[:40]
+
+
+def create_app(settings: Settings, store: Store | None = None, *, production: bool | None = None,
+               environ: Mapping[str, str] | None = None, clock: Callable[[], datetime] | None = None,
+               monotonic: Callable[[], float] = time.monotonic,
+               messenger_factory: Callable[[], object] | None = None) -> FastAPI:
+    """The ASGI app. Raises ConfigError in production mode without a signing key from the environment.
+
+    ``store`` defaults to the configured database (opened now, closed when the app shuts down); ``clock``
+    and ``monotonic`` (rate limits) and ``messenger_factory`` are for tests.
+    """
+    environ = os.environ if environ is None else environ
+    production = is_production(settings, environ) if production is None else production
+    own_store = store is None
+    store = store or Store.open(settings.resolved_database_url)
+    subs = Subscriptions(settings, store, clock=clock, production=production, messenger_factory=messenger_factory)
+    secure = production or settings.site_url.startswith("https://")
+    web = Web(settings, store, subs, Csrf(subs.key, secure=secure),
+              RateLimits.from_settings(settings.web, clock=monotonic), _environment(settings), production)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if own_store:
+            store.close()
+
+    app = FastAPI(
+        title=f"{settings.list_name} API", version="1",
+        description="Subscribe (double opt-in), confirm, change preferences, unsubscribe and read the archive. "
+        "Actions on a subscription take the signed token from the reader's emails.",
+        openapi_url="/api/openapi.json", docs_url=None, redoc_url=None, lifespan=lifespan,
+    )
+    app.state.web = web
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.site_url.startswith("https://"))
+    app.mount("/static", StaticFiles(directory=shipped_web_templates() / "static"), name="static")
+    _exception_handlers(app, web)
+
+    from . import api, pages
+
+    app.include_router(pages.router)
+    app.include_router(api.router)
+    return app
+
+
+def _environment(settings: Settings) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(shipped_web_templates())),
+                             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    base = urlsplit(settings.site_url).path.rstrip("/")
+    env.globals.update(list_name=settings.list_name, site_url=settings.site_url, base=base,
+                       postal_address=settings.postal_address, topics=settings.topics,
+                       topic_names={t.slug: t.name for t in settings.topics},
+                       form_version=settings.web.form_version)
+    env.filters.update(clean=clean, shorten=shorten, safe_url=safe_url, day=format_day, summary=summary,
+                       meta_items=meta_items, paper_links=paper_links, plural=plural)
+    return env
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> str:
+    """Every method some route accepts at this path (routers included into the app are looked into)."""
+
+    def routes(router: Any) -> Any:
+        for route in getattr(router, "routes", ()):
+            inner = getattr(route, "original_router", None)
+            yield from routes(inner) if inner is not None else (route,)
+
+    path = request.url.path
+    methods: set[str] = set()
+    for route in routes(app.router):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
+def _exception_handlers(app: FastAPI, web: Web) -> None:
+    @app.exception_handler(InvalidLink)
+    async def invalid_link(request: Request, exc: InvalidLink) -> Response:
+        # One answer for every bad token: forged, expired, wrong purpose, or for a reader who is gone.
+        return web.error(request, 400, "Invalid link", exc.message + " Use the link in your most recent email.")
+
+    @app.exception_handler(RateLimited)
+    async def rate_limited(request: Request, exc: RateLimited) -> Response:
+        minutes = max(1, round(exc.retry_after / 60))
+        return web.error(request, 429, "Too many requests",
+                         f"Too many requests. Please try again in {plural(minutes, 'minute')}.",
+                         headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(SendFailed)
+    async def send_failed(request: Request, exc: SendFailed) -> Response:
+        return web.error(request, 503, "Email not sent", f"{exc.message} Please try again in a few minutes.",
+                         headers={"Retry-After": "300"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return await request_validation_exception_handler(request, exc)
+        return web.error(request, 400, "Bad request", "The request was not understood.")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            exc.headers = {**(exc.headers or {}), "Allow": _allowed_methods(app, request)}
+        if request.url.path.startswith("/api/"):  # the API's one error shape: {"error", "message"}
+            error = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+            return JSONResponse({"error": error, "message": str(exc.detail)}, status_code=exc.status_code,
+                                headers=exc.headers)
+        titles = {404: "Page not found", 405: "Method not allowed"}
+        messages = {404: "There is no page at this address.", 405: "This page cannot be used that way."}
+        title = titles.get(exc.status_code, "Request refused")
+        return web.error(request, exc.status_code, title, messages.get(exc.status_code, str(exc.detail)),
+                         headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Runs outside the middleware stack (Starlette's ServerErrorMiddleware), so add the headers here.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return HTMLResponse("<!doctype html><title>Server error</title><h1>Something went wrong</h1>"
+                            "<p>Please try again later.</p>", status_code=500,
+                            headers={**SECURITY_HEADERS, "cache-control": "no-store"})

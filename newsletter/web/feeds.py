@@ -1,0 +1,175 @@
+"""Editions on the web: an edition's papers grouped by topic (the edition page and the API), and the Atom
+(RFC 4287) and JSON Feed 1.1 documents of the latest editions.
+
+Paper text is untrusted: the feeds are built with ElementTree and ``json`` (which escape), and the HTML put
+inside entries is escaped with ``markupsafe`` and links pass ``render.safe_url`` (http and https only).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+from markupsafe import escape
+
+from ..config import Settings
+from ..models import Paper
+from ..render import clean, format_day, safe_url, shorten, summary
+from ..store import Store
+from ..store.subscriptions import EditionInfo, edition_info, published_editions
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+FEED_SIZE = 20
+OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Section:
+    slug: str
+    name: str
+    papers: tuple[Paper, ...]
+
+    @property
+    def anchor(self) -> str:  # the same anchors the email's "N more papers" links point at
+        return f"topic-{self.slug}"
+
+
+@dataclass(frozen=True)
+class EditionView:
+    info: EditionInfo
+    sections: tuple[Section, ...]
+
+    @property
+    def title(self) -> str:
+        return edition_title(self.info)
+
+    @property
+    def paper_count(self) -> int:
+        return sum(len(s.papers) for s in self.sections)
+
+
+def edition_title(info: EditionInfo) -> str:
+    return clean(info.subject) or f"{info.cadence.capitalize()} edition, {format_day(info.day)}"
+
+
+def edition_view(store: Store, settings: Settings, edition_id: int) -> EditionView | None:
+    """The edition's papers in their sections, in the order of the configured topics (as in the email)."""
+    info = edition_info(store, edition_id)
+    if info is None:
+        return None
+    placed = store.edition_papers(edition_id)
+    by_id = {p.id: p for p in store.papers(ids=[pid for pid, _ in placed])} if placed else {}
+    grouped: dict[str, list[Paper]] = {}
+    for pid, topic in placed:
+        if pid in by_id:
+            grouped.setdefault(topic or OTHER, []).append(by_id[pid])
+    names = {t.slug: t.name for t in settings.topics}
+    order = [t.slug for t in settings.topics] + sorted(k for k in grouped if k not in names)
+    sections = tuple(Section(slug, names.get(slug, "Other papers" if slug == OTHER else slug), tuple(grouped[slug]))
+                     for slug in order if slug in grouped)
+    return EditionView(info, sections)
+
+
+def edition_url(settings: Settings, edition_id: int) -> str:
+    return f"{settings.site_url}/editions/{edition_id}"
+
+
+def _when(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def entry_html(view: EditionView) -> str:
+    """A short HTML body for a feed entry: each topic with its paper titles linked."""
+    parts = []
+    for section in view.sections:
+        items = []
+        for paper in section.papers:
+            title = escape(shorten(clean(paper.title), 300))
+            url = safe_url(paper.page_url)
+            items.append(f'<li><a href="{escape(url)}">{title}</a></li>' if url else f"<li>{title}</li>")
+        parts.append(f"<h3>{escape(section.name)}</h3><ul>{''.join(items)}</ul>")
+    return "".join(parts)
+
+
+def _recent(store: Store, settings: Settings) -> list[EditionView]:
+    views = [edition_view(store, settings, e.id) for e in published_editions(store, limit=FEED_SIZE)]
+    return [v for v in views if v is not None]
+
+
+def atom_feed(store: Store, settings: Settings) -> bytes:
+    ET.register_namespace("", ATOM_NS)
+    views = _recent(store, settings)
+    feed = ET.Element(f"{{{ATOM_NS}}}feed")
+
+    def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+        el = ET.SubElement(parent, f"{{{ATOM_NS}}}{tag}", attrs)
+        if text is not None:
+            el.text = text
+        return el
+
+    sub(feed, "id", f"{settings.site_url}/editions")
+    sub(feed, "title", settings.list_name)
+    sub(feed, "subtitle", "Every edition of the trending machine-learning papers digest.")
+    updated = max((_when(v.info.created_at) for v in views), default=datetime(2000, 1, 1, tzinfo=timezone.utc))
+    sub(feed, "updated", updated.isoformat())
+    sub(feed, "link", rel="self", type="application/atom+xml", href=f"{settings.site_url}/feed.atom")
+    sub(feed, "link", rel="alternate", type="text/html", href=f"{settings.site_url}/editions")
+    author = sub(feed, "author")
+    sub(author, "name", settings.sender.name)
+    sub(feed, "generator", "trending-papers-newsletter")
+    for view in views:
+        entry = sub(feed, "entry")
+        sub(entry, "id", edition_url(settings, view.info.id))
+        sub(entry, "title", view.title)
+        sub(entry, "updated", _when(view.info.created_at).isoformat())
+        sub(entry, "published", _when(view.info.created_at).isoformat())
+        sub(entry, "link", rel="alternate", type="text/html", href=edition_url(settings, view.info.id))
+        sub(entry, "summary", _summary_line(view))
+        for section in view.sections:
+            sub(entry, "category", term=section.slug, label=section.name)
+        sub(entry, "content", entry_html(view), type="html")
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(feed, encoding="utf-8")
+
+
+def json_feed(store: Store, settings: Settings) -> dict[str, Any]:
+    """JSON Feed 1.1 (https://www.jsonfeed.org/version/1.1/)."""
+    items = []
+    for view in _recent(store, settings):
+        items.append({
+            "id": edition_url(settings, view.info.id),
+            "url": edition_url(settings, view.info.id),
+            "title": view.title,
+            "summary": _summary_line(view),
+            "content_html": entry_html(view),
+            "date_published": _when(view.info.created_at).isoformat(),
+            "tags": [s.name for s in view.sections],
+        })
+    return {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": settings.list_name,
+        "home_page_url": f"{settings.site_url}/editions",
+        "feed_url": f"{settings.site_url}/feed.json",
+        "description": "Every edition of the trending machine-learning papers digest.",
+        "authors": [{"name": settings.sender.name}],
+        "language": "en",
+        "items": items,
+    }
+
+
+def _summary_line(view: EditionView) -> str:
+    names = ", ".join(s.name for s in view.sections)
+    count = view.paper_count
+    return f"{count} paper{'s' if count != 1 else ''} in {len(view.sections)} topic{'s' if len(view.sections) != 1 else ''}: {names}"
+
+
+def paper_json(paper: Paper) -> dict[str, Any]:
+    """A paper as the API shows it (links http(s) only, text cleaned)."""
+    return {"id": paper.id, "title": clean(paper.title), "url": safe_url(paper.page_url) or None,
+            "pdf_url": safe_url(paper.pdf_url) or None, "arxiv_id": paper.arxiv_id,
+            "authors": [clean(a) for a in paper.authors[:20]], "summary": summary(paper),
+            "upvotes": paper.upvotes, "code_url": safe_url(paper.github_repo) or None}
+
+
+__all__: Sequence[str] = ["EditionView", "Section", "atom_feed", "edition_view", "json_feed", "paper_json"]

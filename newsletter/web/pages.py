@@ -1,0 +1,229 @@
+"""The HTML pages: subscribe, confirm, preferences, unsubscribe (RFC 8058 one-click), archive, editions, feeds.
+
+Every form carries a CSRF token except the one-click unsubscribe, whose signed token is its authentication.
+A GET never changes anything: mail security scanners fetch every link in a message, so confirming,
+unsubscribing and saving all take a POST.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+
+from ..models import SUBSCRIBER_UNSUBSCRIBED, Subscriber
+from ..readers import InvalidReader
+from ..store.subscriptions import RequestMeta, published_editions
+from .app import Web
+from .feeds import atom_feed, edition_view, json_feed
+from .security import RateLimited, client_ip
+
+router = APIRouter(include_in_schema=False)
+
+
+def page(path: str) -> Any:
+    """A GET route that answers HEAD too (link checkers and some mail scanners send HEAD)."""
+    return router.api_route(path, methods=["GET", "HEAD"])
+
+
+ARCHIVE_PAGE = 30
+MAX_FORM_FIELDS = 100
+
+
+def web_of(request: Request) -> Web:
+    return request.app.state.web  # type: ignore[no-any-return]
+
+
+def meta_of(request: Request) -> RequestMeta:
+    return RequestMeta(client_ip(request), request.headers.get("user-agent"))
+
+
+async def read_form(request: Request) -> FormData:
+    return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+
+
+def forbidden(web: Web, request: Request) -> Response:
+    return web.error(request, 403, "Form expired",
+                     "This form has expired or was not sent from this site. Go back, reload the page and try again.")
+
+
+def _form_values(form: FormData | None, reader: Subscriber | None = None) -> dict[str, Any]:
+    """What the subscribe and preferences forms show: what was sent, else the reader's choices, else defaults."""
+    if form is not None:
+        return {"email": str(form.get("email") or "")[:320], "cadence": str(form.get("cadence") or "daily"),
+                "topics": [str(t) for t in form.getlist("topics")],
+                "excluded_keywords": str(form.get("excluded_keywords") or "")[:1500]}
+    if reader is not None:
+        return {"email": reader.email, "cadence": reader.cadence,
+                "topics": list(reader.topics) if reader.topics is not None else None,
+                "excluded_keywords": ", ".join(reader.excluded_keywords)}
+    return {"email": "", "cadence": "daily", "topics": None, "excluded_keywords": ""}
+
+
+# --- subscribe and confirm ------------------------------------------------------------------------------
+
+
+@page("/")
+@page("/subscribe")
+def subscribe_page(request: Request) -> Response:
+    web = web_of(request)
+    latest = published_editions(web.store, limit=3)
+    return web.render(request, "subscribe.html", {"values": _form_values(None), "error": None, "latest": latest})
+
+
+@router.post("/subscribe")
+async def subscribe(request: Request) -> Response:
+    web = web_of(request)
+    form = await read_form(request)
+    if not web.csrf.valid(request, str(form.get(web.csrf.field) or "")):
+        return forbidden(web, request)
+    if wait := web.limits.per_ip.take(client_ip(request)):
+        raise RateLimited(wait)
+    values = _form_values(form)
+    if form.get("website"):  # the honeypot: people never see it, form-filling bots fill it in
+        return web.render(request, "check_email.html", {"email": values["email"]})
+    subs = web.subscriptions
+    try:
+        email = subs.normalize(values["email"])
+        choices = subs.choices(values["cadence"], values["topics"], values["excluded_keywords"])
+    except InvalidReader as exc:
+        return web.render(request, "subscribe.html", {"values": values, "error": exc.message, "latest": []},
+                          status=400)
+    if wait := web.limits.per_address.take(email):
+        raise RateLimited(wait)
+    # New address, pending, active or unsubscribed: the same answer (no way to learn who is subscribed).
+    await run_in_threadpool(subs.subscribe, email, choices, meta_of(request))
+    return web.render(request, "check_email.html", {"email": email})
+
+
+@page("/confirm")
+def confirm_page(request: Request, token: str = "") -> Response:
+    web = web_of(request)
+    reader = web.subscriptions.reader(token, ("confirm",))  # checks the token only; a GET confirms nothing
+    return web.render(request, "confirm.html", {"token": token, "email": reader.email}, private=True)
+
+
+@router.post("/confirm")
+async def confirm(request: Request) -> Response:
+    web = web_of(request)
+    form = await read_form(request)
+    if not web.csrf.valid(request, str(form.get(web.csrf.field) or "")):
+        return forbidden(web, request)
+    token = str(form.get("token") or request.query_params.get("token") or "")
+    reader = await run_in_threadpool(web.subscriptions.confirm, token, meta_of(request))
+    links = web.subscriptions.tokens_for(reader.id)
+    return web.render(request, "confirmed.html", {"reader": reader, "links": links}, private=True)
+
+
+# --- preferences ----------------------------------------------------------------------------------------
+
+
+def _preferences(web: Web, request: Request, reader: Subscriber, *, form: FormData | None = None,
+                 error: str | None = None, saved: bool = False, status: int = 200) -> Response:
+    return web.render(request, "preferences.html", {
+        "reader": reader, "values": _form_values(form, reader), "links": web.subscriptions.tokens_for(reader.id),
+        "error": error, "saved": saved}, status=status, private=True)
+
+
+@page("/preferences")
+def preferences_page(request: Request, token: str = "") -> Response:
+    web = web_of(request)
+    return _preferences(web, request, web.subscriptions.reader(token, ("preferences",)))
+
+
+@router.post("/preferences")
+async def preferences(request: Request) -> Response:
+    web = web_of(request)
+    form = await read_form(request)
+    if not web.csrf.valid(request, str(form.get(web.csrf.field) or "")):
+        return forbidden(web, request)
+    subs = web.subscriptions
+    token = str(form.get("token") or request.query_params.get("token") or "")
+    reader = subs.reader(token, ("preferences",))
+    values = _form_values(form)
+    try:
+        choices = subs.choices(values["cadence"], values["topics"], values["excluded_keywords"])
+    except InvalidReader as exc:
+        return _preferences(web, request, reader, form=form, error=exc.message, status=400)
+    reader = await run_in_threadpool(subs.update_preferences, token, choices)
+    return _preferences(web, request, reader, saved=True)
+
+
+# --- unsubscribe ----------------------------------------------------------------------------------------
+
+
+@page("/unsubscribe")
+def unsubscribe_page(request: Request, token: str = "") -> Response:
+    """One button. Nothing changes on a GET: link scanners fetch every URL in a message."""
+    web = web_of(request)
+    reader = web.subscriptions.reader(token, ("unsubscribe", "preferences"))
+    state = "done" if reader.status == SUBSCRIBER_UNSUBSCRIBED else "ask"
+    return web.render(request, "unsubscribe.html", {"state": state, "reader": reader, "token": token,
+                                                    "links": web.subscriptions.tokens_for(reader.id)}, private=True)
+
+
+# RFC 8058 one-click unsubscribe: the List-Unsubscribe URL, POSTed by the mail client with the body
+# "List-Unsubscribe=One-Click". No cookie, no CSRF token, no confirmation step and no redirect: the signed
+# token in the URL is the authentication, and the reader is unsubscribed by this request. Repeating it
+# changes nothing and answers the same. The page's own button posts the same form.
+@router.post("/unsubscribe")
+async def unsubscribe(request: Request) -> Response:
+    web = web_of(request)
+    form = await read_form(request)
+    token = request.query_params.get("token") or str(form.get("token") or "")
+    reader, _changed = await run_in_threadpool(web.subscriptions.unsubscribe, token, meta_of(request))
+    return web.render(request, "unsubscribe.html", {"state": "done", "reader": reader, "token": token,
+                                                    "links": web.subscriptions.tokens_for(reader.id)}, private=True)
+
+
+@router.post("/resubscribe")
+async def resubscribe(request: Request) -> Response:
+    web = web_of(request)
+    form = await read_form(request)
+    if not web.csrf.valid(request, str(form.get(web.csrf.field) or "")):
+        return forbidden(web, request)
+    token = str(form.get("token") or "")
+    reader = await run_in_threadpool(web.subscriptions.resubscribe, token, meta_of(request))
+    return web.render(request, "unsubscribe.html", {"state": "back", "reader": reader, "token": token,
+                                                    "links": web.subscriptions.tokens_for(reader.id)}, private=True)
+
+
+# --- archive ------------------------------------------------------------------------------------------
+
+
+@page("/editions")
+def archive(request: Request, page: str = "1") -> Response:
+    web = web_of(request)
+    number = int(page) if page.isdigit() and 0 < int(page) <= 10_000 else 1
+    found = published_editions(web.store, limit=ARCHIVE_PAGE + 1, offset=(number - 1) * ARCHIVE_PAGE)
+    return web.render(request, "archive.html", {"editions": found[:ARCHIVE_PAGE], "page": number,
+                                                "more": len(found) > ARCHIVE_PAGE})
+
+
+@page("/editions/{edition_id}")
+def edition(request: Request, edition_id: str) -> Response:
+    web = web_of(request)
+    view = None
+    if edition_id.isdigit() and len(edition_id) < 10:
+        view = edition_view(web.store, web.settings, int(edition_id))
+    if view is None:
+        return web.error(request, 404, "Edition not found", "There is no edition at this address.")
+    return web.render(request, "edition.html", {"view": view})
+
+
+@page("/feed.atom")
+def feed_atom(request: Request) -> Response:
+    web = web_of(request)
+    return Response(atom_feed(web.store, web.settings), media_type="application/atom+xml; charset=utf-8",
+                    headers={"cache-control": "public, max-age=600"})
+
+
+@page("/feed.json")
+def feed_json(request: Request) -> Response:
+    web = web_of(request)
+    return JSONResponse(json_feed(web.store, web.settings), media_type="application/feed+json",
+                        headers={"cache-control": "public, max-age=600"})
+

@@ -1,0 +1,177 @@
+"""What keeps the web app safe to expose: CSRF tokens, rate limits, security headers, the client's address.
+
+- CSRF: a signed double-submit cookie. The cookie holds a random nonce; each form carries HMAC(key, nonce).
+  A forged cross-site POST has neither the cookie's value (the same-origin policy hides it) nor a way to sign a
+  nonce of its own. The one-click unsubscribe POST is exempt: its signed token alone authenticates it.
+- Rate limits: token buckets in this process, keyed by client IP and by email address. They bound a burst;
+  the lasting "one confirmation email per address per window" rule is in the database (store/subscriptions).
+- Headers: a strict Content-Security-Policy (no scripts at all, styles from this site only), nosniff, no
+  Referer (links carry tokens), no framing; on every response, errors included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, MutableMapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; "
+       "frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    # Page URLs carry signed tokens: never hand them to another site in a Referer header.
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "cross-origin-opener-policy": "same-origin",
+    "permissions-policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+}
+
+
+class SecurityHeadersMiddleware:
+    """Adds the security headers to every HTTP response (pure ASGI, so streaming and errors are covered)."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
+        self.app = app
+        self.headers = dict(SECURITY_HEADERS)
+        if hsts:
+            self.headers["strict-transport-security"] = "max-age=31536000"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k.encode(), v.encode()) for k, v in self.headers.items() if k.encode() not in present]
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+# --- CSRF ---------------------------------------------------------------------------------------------------
+
+
+class Csrf:
+    """Signed double-submit cookie. ``form_token(request)`` for a page; ``valid(request, token)`` on a POST."""
+
+    field = "csrf_token"
+
+    def __init__(self, key: bytes, *, secure: bool) -> None:
+        self._key = hashlib.sha256(b"csrf\x00" + key).digest()  # a key of its own, derived from the signing key
+        self.secure = secure
+        # The __Host- prefix makes the browser refuse the cookie unless it is Secure, host-only and Path=/,
+        # so a sibling subdomain cannot plant one.
+        self.cookie = "__Host-nl_csrf" if secure else "nl_csrf"
+
+    def _sign(self, nonce: str) -> str:
+        return hmac.new(self._key, nonce.encode("ascii", "replace"), hashlib.sha256).hexdigest()
+
+    def form_token(self, request: Request) -> str:
+        """The hidden field's value for this browser; sets up a new cookie when it has none."""
+        nonce = request.cookies.get(self.cookie) or getattr(request.state, "csrf_nonce", None)
+        if not nonce or len(nonce) > 100:
+            nonce = secrets.token_urlsafe(32)
+            request.state.csrf_nonce = nonce  # set_cookie() puts it on the response
+        return self._sign(nonce)
+
+    def set_cookie(self, request: Request, response: Response) -> None:
+        nonce = getattr(request.state, "csrf_nonce", None)
+        if nonce:
+            response.set_cookie(self.cookie, nonce, max_age=7 * 86400, path="/", secure=self.secure,
+                                httponly=True, samesite="lax")
+
+    def valid(self, request: Request, token: str | None) -> bool:
+        nonce = request.cookies.get(self.cookie)
+        if not nonce or not token or len(token) > 200:
+            return False
+        return hmac.compare_digest(self._sign(nonce), token)
+
+
+# --- rate limits ----------------------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """``capacity`` requests at once per key, refilled at ``capacity`` per ``period`` seconds.
+
+    ``take(key)`` spends a token and returns 0, or returns the seconds until one is free (nothing spent).
+    Full buckets are forgotten when the table grows past ``max_keys``, so memory stays bounded.
+    """
+
+    def __init__(self, capacity: int, period: float, *, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 50_000) -> None:
+        self.capacity = float(capacity)
+        self.rate = capacity / period
+        self.clock = clock
+        self.max_keys = max_keys
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        with self._lock:
+            now = self.clock()
+            tokens, at = self._buckets.get(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - at) * self.rate)
+            if tokens < 1.0:
+                self._buckets[key] = (tokens, now)
+                return (1.0 - tokens) / self.rate
+            self._buckets[key] = (tokens - 1.0, now)
+            if len(self._buckets) > self.max_keys:
+                self._prune(now)
+            return 0.0
+
+    def _prune(self, now: float) -> None:
+        full = [k for k, (t, at) in self._buckets.items() if t + (now - at) * self.rate >= self.capacity]
+        for key in full:
+            del self._buckets[key]
+        if len(self._buckets) > self.max_keys:  # still too many: drop the oldest
+            for key in sorted(self._buckets, key=lambda k: self._buckets[k][1])[: len(self._buckets) // 2]:
+                del self._buckets[key]
+
+
+@dataclass
+class RateLimits:
+    per_ip: TokenBucket
+    per_address: TokenBucket
+
+    @classmethod
+    def from_settings(cls, web: Any, clock: Callable[[], float] = time.monotonic) -> "RateLimits":
+        period = web.rate_window_minutes * 60
+        return cls(TokenBucket(web.subscribe_per_ip, period, clock=clock),
+                   TokenBucket(web.subscribe_per_address, period, clock=clock))
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("Too many requests.")
+        self.retry_after = max(1, int(retry_after + 0.999))
+
+
+def client_ip(request: Request) -> str:
+    """The peer address. Behind a reverse proxy, uvicorn's --proxy-headers (on by default for 127.0.0.1)
+    has already put the X-Forwarded-For client here; the header itself is never trusted."""
+    return request.client.host if request.client else "unknown"
+
+
+def no_store(response: Response) -> Response:
+    """Pages reached with a token must not be kept by a shared cache or the back-forward cache."""
+    response.headers["cache-control"] = "no-store"
+    return response
+
+

@@ -1,0 +1,267 @@
+"""Every page in-process: subscribe (double opt-in with a consent record), confirm, preferences, unsubscribe and
+resubscribe, the archive, an edition, the feeds, errors; and the app's start-up rules."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from markupsafe import escape
+from web_support import add_edition, csrf_of, link_in, make_settings, outbox, text_of, token_of
+
+from newsletter.deliver import TemporaryFailure
+from newsletter.errors import ConfigError, NotFound
+from newsletter.models import SUBSCRIBER_ACTIVE, SUBSCRIBER_PENDING, SUBSCRIBER_UNSUBSCRIBED
+from newsletter.store import Store
+from newsletter.store.subscriptions import consents
+from newsletter.web import create_app
+
+EMAIL = "ada@example.org"
+
+
+def subscribe(client: Any, email: str = EMAIL, **fields: Any) -> Any:
+    page = client.get("/subscribe")
+    data = {"csrf_token": csrf_of(page.text), "email": email, "cadence": "daily", **fields}
+    return client.post("/subscribe", data=data)
+
+
+def test_subscribe_page_offers_every_topic_ticked_daily_and_a_hidden_honeypot(web: Any) -> None:
+    page = web.client().get("/")
+    assert page.status_code == 200
+    for topic in web.settings.topics:
+        assert f'name="topics" value="{topic.slug}" checked' in page.text
+    assert 'name="cadence" value="daily" checked' in page.text
+    assert 'name="excluded_keywords"' in page.text
+    assert '<div class="hp" aria-hidden="true">' in page.text and 'tabindex="-1"' in page.text
+    assert "<script" not in page.text
+    assert web.client().get("/subscribe").status_code == 200
+
+
+def test_subscribe_makes_a_pending_reader_with_a_consent_record_and_sends_one_confirmation(web_db: Any) -> None:
+    web = web_db
+    slugs = web.settings.topic_slugs()
+    response = subscribe(web.client(), "Ada@Example.org", cadence="weekly", topics=slugs[:2],
+                         excluded_keywords="survey, benchmark", )
+    assert response.status_code == 200
+    assert "Check your email" in response.text
+    reader = web.store.subscriber(EMAIL)
+    assert (reader.status, reader.cadence, reader.topics, reader.excluded_keywords) == (
+        SUBSCRIBER_PENDING, "weekly", tuple(slugs[:2]), ("survey", "benchmark"))
+    [consent] = consents(web.store, reader.id)
+    assert (consent.action, consent.ip, consent.form_version, consent.confirmed_at) == (
+        "subscribe", "198.51.100.7", "test-v1", None)
+    assert consent.user_agent and consent.requested_at == web.clock.now
+    [mail] = outbox(web.settings)
+    assert mail["To"] == EMAIL and "Confirm your subscription" in mail["Subject"]
+    assert mail["Auto-Submitted"] == "auto-generated"
+    assert mail.get_body(("html",)) is not None
+    assert link_in(mail, "/confirm").startswith(web.settings.site_url + "/confirm?token=")
+
+
+def test_confirm_link_shows_a_button_and_only_the_post_starts_the_subscription(web_db: Any) -> None:
+    web = web_db
+    slugs = web.settings.topic_slugs()
+    subscribe(web.client(), topics=slugs[2:4])
+    url = link_in(outbox(web.settings)[0], "/confirm")
+    person = web.client(ip="203.0.113.5")
+    page = person.get(url)
+    assert page.status_code == 200 and "Yes, subscribe me" in page.text
+    assert page.headers["cache-control"] == "no-store"
+    assert web.store.subscriber(EMAIL).status == SUBSCRIBER_PENDING  # a link scanner's GET changes nothing
+    web.clock.advance(minutes=5)
+    done = person.post("/confirm", data={"csrf_token": csrf_of(page.text), "token": token_of(url)})
+    assert done.status_code == 200 and "You are subscribed" in done.text
+    reader = web.store.subscriber(EMAIL)
+    assert (reader.status, reader.topics) == (SUBSCRIBER_ACTIVE, tuple(slugs[2:4]))
+    [consent] = consents(web.store, reader.id)
+    assert (consent.confirmed_at, consent.confirm_ip) == (web.clock.now, "203.0.113.5")
+    again = person.post("/confirm", data={"csrf_token": csrf_of(page.text), "token": token_of(url)})
+    assert again.status_code == 200 and "You are subscribed" in again.text
+    assert consents(web.store, reader.id)[0].confirmed_at == consent.confirmed_at
+
+
+def test_a_subscribed_reader_keeps_their_choices_until_the_new_request_is_confirmed(web: Any) -> None:
+    slugs = web.settings.topic_slugs()
+    web.store.add_subscriber(EMAIL, topics=[slugs[0]])
+    assert subscribe(web.client(), topics=[slugs[5]], cadence="weekly").status_code == 200
+    assert web.store.subscriber(EMAIL).topics == (slugs[0],)  # a stranger cannot change them
+    url = link_in(outbox(web.settings)[0], "/confirm")
+    client = web.client()
+    client.post("/confirm", data={"csrf_token": csrf_of(client.get(url).text), "token": token_of(url)})
+    reader = web.store.subscriber(EMAIL)
+    assert (reader.status, reader.topics, reader.cadence) == (SUBSCRIBER_ACTIVE, (slugs[5],), "weekly")
+
+
+def test_ticking_every_topic_means_every_topic_and_ticking_none_is_refused(web: Any) -> None:
+    assert subscribe(web.client(), topics=web.settings.topic_slugs()).status_code == 200
+    assert web.store.subscriber(EMAIL).topics is None  # topics added later are included too
+    refused = subscribe(web.client(), "bob@example.org")  # no topics field at all: nothing ticked
+    assert refused.status_code == 400 and "Choose at least one topic" in refused.text
+    assert 'value="bob@example.org"' in refused.text  # the form keeps what was typed
+    with pytest.raises(NotFound):
+        web.store.subscriber("bob@example.org")
+
+
+@pytest.mark.parametrize("address", ["not-an-address", "ada@localhost", "ada@@example.org", "ada@example",
+                                     "ada@example.org\r\nBcc: eve@example.org", "\"ada\"@example.org",
+                                     "ädä@example.org", "a" * 300 + "@example.org"])
+def test_malformed_addresses_are_refused_and_nothing_is_sent(web: Any, address: str) -> None:
+    response = subscribe(web.client(), address, topics=web.settings.topic_slugs()[:1])
+    assert response.status_code == 400
+    assert "valid email address" in response.text or "too long" in response.text
+    assert outbox(web.settings) == [] and web.store.subscribers() == []
+
+
+def test_preferences_page_shows_the_readers_choices_and_saves_changes(web_db: Any) -> None:
+    web = web_db
+    slugs = web.settings.topic_slugs()
+    reader = web.store.add_subscriber(EMAIL, topics=slugs[:2], excluded_keywords=["survey"])
+    token = web.token("preferences", reader.id)
+    client = web.client()
+    page = client.get(f"/preferences?token={token}")
+    assert page.status_code == 200 and EMAIL in page.text and page.headers["cache-control"] == "no-store"
+    assert f'value="{slugs[0]}" checked' in page.text and f'value="{slugs[2]}">' in page.text
+    assert 'value="survey"' in page.text
+    saved = client.post("/preferences", data={"csrf_token": csrf_of(page.text), "token": token,
+                                              "topics": [slugs[3]], "cadence": "weekly", "excluded_keywords": ""})
+    assert saved.status_code == 200 and "Saved" in saved.text
+    after = web.store.subscriber(EMAIL)
+    assert (after.topics, after.cadence, after.excluded_keywords, after.status) == (
+        (slugs[3],), "weekly", (), SUBSCRIBER_ACTIVE)
+    bad = client.post("/preferences", data={"csrf_token": csrf_of(page.text), "token": token, "cadence": "hourly",
+                                            "topics": [slugs[0]]})
+    assert bad.status_code == 400 and "Cadence must be daily or weekly" in bad.text
+    assert web.store.subscriber(EMAIL).cadence == "weekly"
+
+
+def test_unsubscribe_page_has_one_button_its_post_unsubscribes_and_the_reader_can_come_back(web_db: Any) -> None:
+    web = web_db
+    reader = web.store.add_subscriber(EMAIL)
+    url = f"/unsubscribe?token={web.token('unsubscribe', reader.id)}"
+    client = web.client()
+    page = client.get(url)
+    assert page.status_code == 200 and page.text.count("<button") == 1 and "Unsubscribe" in page.text
+    assert web.store.subscriber(EMAIL).status == SUBSCRIBER_ACTIVE
+    done = client.post(url, data={"List-Unsubscribe": "One-Click"})
+    assert done.status_code == 200 and "You are unsubscribed" in done.text
+    assert web.store.subscriber(EMAIL).status == SUBSCRIBER_UNSUBSCRIBED
+    assert "already" not in client.get(url).text and "You are unsubscribed" in client.get(url).text
+    back = client.post("/resubscribe", data={"csrf_token": csrf_of(done.text),
+                                             "token": token_of(url)})
+    assert back.status_code == 200 and "Welcome back" in back.text
+    assert web.store.subscriber(EMAIL).status == SUBSCRIBER_ACTIVE
+    assert [c.action for c in consents(web.store, reader.id)] == ["unsubscribe", "resubscribe"]
+
+
+def test_preferences_page_of_an_unsubscribed_reader_offers_to_subscribe_again(web: Any) -> None:
+    reader = web.store.add_subscriber(EMAIL, status=SUBSCRIBER_UNSUBSCRIBED)
+    client = web.client()
+    page = client.get(f"/preferences?token={web.token('preferences', reader.id)}")
+    assert "You are unsubscribed" in page.text and "Subscribe again" in page.text
+    token = page.text.split('name="token" value="')[-1].split('"')[0]
+    back = client.post("/resubscribe", data={"csrf_token": csrf_of(page.text), "token": token})
+    assert back.status_code == 200 and web.store.subscriber(EMAIL).status == SUBSCRIBER_ACTIVE
+
+
+def test_archive_lists_editions_and_an_edition_page_groups_its_papers_by_topic(web_db: Any) -> None:
+    web = web_db
+    topics = web.settings.topics
+    first = add_edition(web.store, web.settings)
+    archive = web.client().get("/editions")
+    assert archive.status_code == 200 and "Trending papers, 14 Mar 2025" in archive.text
+    assert f'href="/editions/{first}"' in archive.text and "3 papers" in archive.text
+    page = web.client().get(f"/editions/{first}")
+    assert page.status_code == 200
+    body = page.text
+    first_topic, second_topic = (f'<h2 id="topic-{t.slug}">{escape(t.name)}' for t in topics[:2])
+    assert body.index(first_topic) < body.index("Fast KV caches") < body.index(second_topic) < body.index("Robot hands")
+    assert f'id="topic-{topics[0].slug}"' in body  # the anchors the email's "more papers" links use
+    assert 'href="https://arxiv.org/pdf/2503.00000"' in body and "Ada Lovelace, Alan Turing" in body
+    assert web.client().get("/").text.count(f"/editions/{first}") == 1  # the latest editions on the start page
+
+
+def test_edition_page_escapes_paper_text(web: Any) -> None:
+    eid = add_edition(web.store, web.settings, titles=("<script>alert(1)</script> attention", "B", "C"))
+    body = web.client().get(f"/editions/{eid}").text
+    assert "<script>" not in body and "&lt;script&gt;alert(1)&lt;/script&gt; attention" in body
+
+
+@pytest.mark.parametrize("path", ["/editions/999", "/editions/abc", "/editions/99999999999999999999", "/nope"])
+def test_missing_pages_answer_404_with_the_error_page(web: Any, path: str) -> None:
+    response = web.client().get(path)
+    assert response.status_code == 404 and "<h1>" in response.text and "text/html" in response.headers["content-type"]
+
+
+def test_atom_and_json_feeds_list_the_editions(web: Any) -> None:
+    eid = add_edition(web.store, web.settings, titles=("A & B <i>", "C", "D"))
+    atom = web.client().get("/feed.atom")
+    assert atom.status_code == 200 and atom.headers["content-type"].startswith("application/atom+xml")
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    root = ET.fromstring(atom.content)
+    [entry] = root.findall("a:entry", ns)
+    assert entry.find("a:id", ns).text == f"{web.settings.site_url}/editions/{eid}"  # type: ignore[union-attr]
+    assert entry.find("a:link", ns).get("href") == f"{web.settings.site_url}/editions/{eid}"  # type: ignore[union-attr]
+    assert "A &amp; B &lt;i&gt;" in entry.find("a:content", ns).text  # type: ignore[operator,union-attr]
+    feed = web.client().get("/feed.json")
+    assert feed.headers["content-type"].startswith("application/feed+json")
+    data = json.loads(feed.text)
+    assert data["version"] == "https://jsonfeed.org/version/1.1"
+    assert [i["url"] for i in data["items"]] == [f"{web.settings.site_url}/editions/{eid}"]
+
+
+def test_static_stylesheet_is_served_and_pages_link_it(web: Any) -> None:
+    css = web.client().get("/static/site.css")
+    assert css.status_code == 200 and "prefers-color-scheme: dark" in css.text
+    assert 'href="/static/site.css"' in web.client().get("/editions").text
+
+
+def test_a_failed_confirmation_email_answers_503_and_frees_the_address_for_a_retry(make_web: Any) -> None:
+    class Down:
+        def send(self, message: Any) -> None:
+            raise TemporaryFailure("451 try later")
+
+        def close(self) -> None:
+            pass
+
+    web = make_web(messenger_factory=Down)
+    response = subscribe(web.client(), topics=web.settings.topic_slugs()[:1])
+    assert response.status_code == 503 and response.headers["retry-after"]
+    reader = web.store.subscriber(EMAIL)
+    assert consents(web.store, reader.id) == []
+    web.subs._messenger_factory = None  # the transport is back: the configured outbox
+    assert subscribe(web.client(), topics=web.settings.topic_slugs()[:1]).status_code == 200
+    assert len(outbox(web.settings)) == 1
+
+
+def test_production_mode_refuses_to_start_without_a_signing_key(tmp_path: Any) -> None:
+    settings = make_settings(tmp_path)
+    store = Store.open(settings.resolved_database_url)
+    try:
+        with pytest.raises(ConfigError, match="signing key"):
+            create_app(settings, store, environ={"NEWSLETTER_ENV": "production"})
+        with pytest.raises(ConfigError, match="NEWSLETTER_SIGNING_KEY"):
+            create_app(settings, store, production=True)
+        https = settings.model_copy(update={"site_url": "https://papers.example.org"})
+        with pytest.raises(ConfigError):
+            create_app(https, store, environ={})
+        keyed = settings.model_copy(update={"signing_key": "k" * 40})
+        assert create_app(keyed, store, production=True).state.web.production
+        assert not create_app(settings, store, environ={}).state.web.production  # local: a stored key
+    finally:
+        store.close()
+
+
+def test_the_confirmation_email_text(web: Any) -> None:
+    subscribe(web.client(), topics=web.settings.topic_slugs()[:1])
+    text = text_of(outbox(web.settings)[0])
+    assert "works for 7 days" in text and web.settings.postal_address in text
+
+
+def test_serve_command_is_registered_with_an_example() -> None:
+    from newsletter.cli import main
+
+    result = CliRunner().invoke(main, ["serve", "--help"])
+    assert result.exit_code == 0 and "Example:" in result.output and "--no-scheduler" in result.output
