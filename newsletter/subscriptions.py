@@ -33,7 +33,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from .config import Settings
 from .errors import ConfigError, NewsletterError
-from .models import CADENCES, Subscriber
+from .models import CADENCES, SUBSCRIBER_ACTIVE, Subscriber
 from .readers import InvalidReader, normalize_email, split_list
 from .store import Store
 from .store import subscriptions as queries
@@ -112,7 +112,7 @@ class Subscriptions:
         self._mail_templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader([str(p) for p in search] + [str(shipped_email_templates())]),
             autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True)
+            trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
     # --- input -------------------------------------------------------------------------------------------
 
@@ -168,7 +168,10 @@ class Subscriptions:
             return SubscribeOutcome(False, request.subscriber.id)
         token = self.signer.sign("confirm", request.subscriber.id, int(request.requested_at.timestamp()))
         try:
-            self._send(self.confirmation_message(email, f"{self.settings.site_url}/confirm?token={token}", now))
+            # Only the mailbox's owner reads the email, so it may say they are subscribed already.
+            active = request.subscriber.status == SUBSCRIBER_ACTIVE
+            self._send(self.confirmation_message(email, f"{self.settings.site_url}/confirm?token={token}", now,
+                                                 already_subscribed=active))
         except Exception as exc:
             queries.release_confirmation(self.store, request)
             log.error("subscribe: the confirmation email to subscriber %s was not sent: %s", request.subscriber.id, exc)
@@ -230,7 +233,8 @@ class Subscriptions:
 
     # --- the confirmation email -----------------------------------------------------------------------------
 
-    def confirmation_message(self, email: str, confirm_url: str, now: datetime) -> "OutgoingMessage":
+    def confirmation_message(self, email: str, confirm_url: str, now: datetime, *,
+                             already_subscribed: bool = False) -> "OutgoingMessage":
         """The confirmation email as an ``OutgoingMessage`` (text, plus HTML when the template exists)."""
         from .deliver import OutgoingMessage
         from .message import POLICY, address, sanitize_header_text
@@ -239,7 +243,8 @@ class Subscriptions:
         context = {"list_name": s.list_name, "confirm_url": confirm_url, "email": email,
                    "site_url": s.site_url, "postal_address": s.postal_address,
                    "valid_days": MAX_AGE_SECONDS["confirm"] // DAY,
-                   "window_minutes": int(s.web.confirmation_window_minutes)}
+                   "window_minutes": int(s.web.confirmation_window_minutes),
+                   "already_subscribed": already_subscribed}
         msg = EmailMessage(policy=POLICY)
         domain = s.sender.email.rpartition("@")[2]
         # The message module's header rules: display names and the subject cleaned of line breaks, control

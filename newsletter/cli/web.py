@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 
 import click
 
@@ -42,10 +43,18 @@ def serve(obj: Context, host: str, port: int, no_scheduler: bool, production: bo
         scheduler.start()
     console.print(f"[green]✓[/green] serving {nl.settings.list_name} on http://{host}:{port} "
                   f"(public address {nl.settings.site_url}){'' if scheduler else '; scheduler off'}")
+    # uvicorn handles SIGINT/SIGTERM: it finishes open requests, puts back the handlers it found and raises
+    # the signal again. Ours then only notes it, so the scheduler below still stops cleanly (a send in
+    # progress finishes its current message) and the command exits 0.
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        # uvicorn handles SIGINT/SIGTERM: it finishes open requests, then returns here.
         uvicorn.run(app, host=host, port=port, log_level="info" if obj.verbose else "warning",
                     proxy_headers=True, server_header=False)
     finally:
         if scheduler is not None:
             scheduler.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("stopped%s", f" by {signal.Signals(caught[0]).name}" if caught else "")

@@ -4,13 +4,20 @@ resubscribe, the archive, an edition, the feeds, errors; and the app's start-up 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from markupsafe import escape
-from web_support import add_edition, csrf_of, link_in, make_settings, outbox, text_of, token_of
+from support import ROOT, write_config
+from web_support import add_edition, csrf_of, free_port, link_in, make_settings, outbox, text_of, token_of
 
 from newsletter.deliver import TemporaryFailure
 from newsletter.errors import ConfigError, NotFound
@@ -88,7 +95,9 @@ def test_a_subscribed_reader_keeps_their_choices_until_the_new_request_is_confir
     web.store.add_subscriber(EMAIL, topics=[slugs[0]])
     assert subscribe(web.client(), topics=[slugs[5]], cadence="weekly").status_code == 200
     assert web.store.subscriber(EMAIL).topics == (slugs[0],)  # a stranger cannot change them
-    url = link_in(outbox(web.settings)[0], "/confirm")
+    [mail] = outbox(web.settings)
+    assert "You are subscribed already" in text_of(mail)
+    url = link_in(mail, "/confirm")
     client = web.client()
     client.post("/confirm", data={"csrf_token": csrf_of(client.get(url).text), "token": token_of(url)})
     reader = web.store.subscriber(EMAIL)
@@ -258,6 +267,7 @@ def test_the_confirmation_email_text(web: Any) -> None:
     subscribe(web.client(), topics=web.settings.topic_slugs()[:1])
     text = text_of(outbox(web.settings)[0])
     assert "works for 7 days" in text and web.settings.postal_address in text
+    assert "To start your subscription" in text and "already" not in text
 
 
 def test_serve_command_is_registered_with_an_example() -> None:
@@ -265,3 +275,31 @@ def test_serve_command_is_registered_with_an_example() -> None:
 
     result = CliRunner().invoke(main, ["serve", "--help"])
     assert result.exit_code == 0 and "Example:" in result.output and "--no-scheduler" in result.output
+
+
+def test_serve_runs_the_pages_and_the_scheduler_until_sigterm(tmp_path: Any) -> None:
+    port = free_port()
+    cfg = write_config(tmp_path, site_url=f"http://127.0.0.1:{port}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "newsletter", "--config", str(cfg), "serve", "--port", str(port)],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/subscribe", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+                time.sleep(0.2)
+        assert page.status_code == 200 and "Subscribe" in page.text
+        store = Store.open(f"sqlite:///{tmp_path / 'newsletter.db'}")
+        with store.engine.connect() as conn:
+            jobs = {row[0] for row in conn.exec_driver_sql("SELECT id FROM apscheduler_jobs")}
+        store.close()
+        assert jobs == {"digest-daily", "digest-weekly"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, output

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import uvicorn
 from aiosmtpd.controller import Controller
@@ -183,7 +183,3 @@ class MailCatcher:
                 raise AssertionError(f"expected {count} messages, the SMTP server got {len(self.messages)}")
             time.sleep(0.05)
         return self.messages
-
-
-def iter_lines(text: str) -> Iterator[str]:
-    yield from (line.strip() for line in text.splitlines())
