@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
@@ -30,6 +30,12 @@ from .models import CADENCES, SUBSCRIBER_ACTIVE, Paper, SourceBatch
 from .sources import build_source, open_file_source
 from .sources.hf_page import SavedPageSource
 from .store import IngestResult, Store
+from .links import LinkMaker, edition_url
+from .message import Recipient, build_message
+from .models import DigestContent, Subscriber
+from .render import RenderedDigest, reader_values, render_digest
+from .store.editions import EditionRecord, delivery_digest_id, digest_paper_ids, edition_record
+from .tokens import Signer, signing_key
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +78,22 @@ class Plan:
         for reader in self.readers:
             groups.setdefault(tuple(p.id for p in reader.papers), []).append(reader)
         return groups
+
+
+@dataclass
+class Preview:
+    """One digest rendered as a reader would get it, for ``newsletter preview``; nothing is sent or written."""
+
+    cadence: str
+    period: str
+    day: date
+    content: DigestContent
+    rendered: RenderedDigest
+    html: str  # with the reader's greeting and links filled in
+    text: str
+    message: bytes  # the whole message, as ``send`` would hand it to the transport
+    subscriber: Subscriber | None = None  # None: a reader of every topic who was sent nothing yet
+    edition_id: int | None = None  # set for an edition already made
 
 
 def sample_pages() -> list[Path]:
@@ -203,3 +225,71 @@ class Newsletter:
         return self.store.create_edition(plan.cadence, plan.period, plan.day, subject,
                                          list(order.items()), digests, message_id_domain=host,
                                          now=now or datetime.now(timezone.utc))
+
+    # --- render and preview -------------------------------------------------------------------------------
+
+    def link_maker(self) -> LinkMaker:
+        """Each reader's signed links, with ``signing_key``; without one, a key generated once and kept in the
+        database (so local runs work; the web app refuses to run in production without the variable)."""
+        key = signing_key(self.settings.signing_key, self.store.get_state, self.store.set_state)
+        return LinkMaker(self.settings.site_url, self.settings.sender.email, Signer(key))
+
+    def digest_content(self, papers: Sequence[Paper], subscriber: Subscriber | None, cadence: str, period: str,
+                       day: date) -> DigestContent:
+        """The topics stage: ``papers`` filtered for ``subscriber`` (None: every topic), grouped and ranked."""
+        from .topics import build_digest
+
+        return build_digest(papers, self.settings.topics, subscriber, self.settings.digest, cadence, period, day)
+
+    def render_for(self, content: DigestContent, edition_id: int | None = None) -> RenderedDigest:
+        """HTML and text of ``content``, with per-reader values left as slots (see ``newsletter.render``)."""
+        return render_digest(content, self.settings, edition_url(self.settings.site_url, edition_id))
+
+    def edition_papers_for(self, edition_id: int, digest_id: int | None = None) -> tuple[EditionRecord, list[Paper]]:
+        """An edition and the papers of one of its digests (default: every paper of the edition), in order,
+        each in the section it had in that edition."""
+        record = edition_record(self.store.engine, edition_id)
+        sections = dict(self.store.edition_papers(edition_id))
+        ids = digest_paper_ids(self.store.engine, digest_id) if digest_id is not None else list(sections)
+        by_id = {p.id: p for p in self.store.papers(ids=ids)}
+        papers = [replace(by_id[i], topic=sections.get(i) or by_id[i].topic) for i in ids if i in by_id]
+        return record, papers
+
+    def preview(self, cadence: str | None = None, subscriber: str | int | None = None, day: date | None = None, *,
+                edition_id: int | None = None, now: datetime | None = None) -> Preview:
+        """The digest ``send`` would send now (or, with ``edition_id``, one already made) rendered for
+        ``subscriber`` (an email or id; None: a reader of every topic who was sent nothing yet).
+
+        Example: ``nl.preview("daily", "ada@example.org").html``
+        """
+        now = now or datetime.now(timezone.utc)
+        reader = self.store.subscriber(subscriber) if subscriber is not None else None
+        if edition_id is not None:
+            digest_id = None
+            if reader is not None:
+                digest_id = delivery_digest_id(self.store.engine, edition_id, reader.id)
+                if digest_id is None:
+                    raise NewsletterError(f"Edition {edition_id} has no delivery to {reader.email}.",
+                                          hint="leave out --subscriber to see every paper of the edition")
+            record, papers = self.edition_papers_for(edition_id, digest_id)
+            cadence, period, day = record.cadence, record.period, record.day
+        else:
+            cadence = cadence or (reader.cadence if reader else "daily")
+            if reader is not None and (reader.cadence != cadence or reader.status != SUBSCRIBER_ACTIVE):
+                raise NewsletterError(f"{reader.email} is not an active {cadence} reader ({reader.status}, "
+                                      f"{reader.cadence}).", hint=f"try --cadence {reader.cadence}")
+            plan = self.plan(cadence, day, subscriber_ids=[reader.id] if reader else [])
+            period, day = plan.period, plan.day
+            papers = list(plan.readers[0].papers) if reader and plan.readers else list(plan.candidates)
+            edition_id = plan.existing_edition
+        content = self.digest_content(papers, reader, cadence, period, day)
+        rendered = self.render_for(content, edition_id)
+        links = self.link_maker().for_reader(reader.id if reader else 0, now)
+        html, text = rendered.fill(reader_values(reader.name if reader else None, links.preferences,
+                                                 links.unsubscribe))
+        domain = self.settings.sender.email.rpartition("@")[2]
+        to = reader.email if reader else f"preview@{domain}"
+        message_id = f"<preview.{cadence}.{period}.{reader.id if reader else 0}@{domain}>"
+        message = build_message(rendered, Recipient(to, message_id, links, reader.name if reader else None),
+                                self.settings, now)
+        return Preview(cadence, period, day, content, rendered, html, text, message, reader, edition_id)

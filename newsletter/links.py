@@ -1,0 +1,53 @@
+"""The URLs a digest links to: the edition on the web, and each reader's signed preference and unsubscribe links.
+
+URL shapes (routes of the web app)::
+
+    {site_url}/editions/{edition_id}           view in browser
+    {site_url}/preferences?token=...           manage preferences
+    {site_url}/unsubscribe?token=...           one-click unsubscribe (also the List-Unsubscribe https URL)
+    mailto:{local}+unsubscribe@{domain}?subject=unsubscribe%20{token}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from .tokens import Signer
+
+
+def edition_url(site_url: str, edition_id: int | None) -> str:
+    """The web copy of an edition; before an edition exists (a preview), the archive."""
+    base = site_url.rstrip("/")
+    return f"{base}/editions/{int(edition_id)}" if edition_id is not None else f"{base}/editions"
+
+
+@dataclass(frozen=True)
+class ReaderLinks:
+    preferences: str
+    unsubscribe: str
+    unsubscribe_mailto: str
+
+
+class LinkMaker:
+    """Makes every reader's links; one per send, shared by all messages."""
+
+    def __init__(self, site_url: str, sender_email: str, signer: Signer) -> None:
+        self.site_url = site_url.rstrip("/")
+        local, _, domain = sender_email.rpartition("@")
+        self._mailto = f"mailto:{local}+unsubscribe@{domain}?subject=unsubscribe%20"
+        self.signer = signer
+
+    def edition(self, edition_id: int | None) -> str:
+        return edition_url(self.site_url, edition_id)
+
+    def for_reader(self, subscriber_id: int, issued_at: int | datetime | None = None) -> ReaderLinks:
+        if isinstance(issued_at, datetime):
+            issued_at = int(issued_at.timestamp())
+        unsubscribe = self.signer.sign("unsubscribe", subscriber_id, issued_at)
+        preferences = self.signer.sign("preferences", subscriber_id, issued_at)
+        return ReaderLinks(
+            preferences=f"{self.site_url}/preferences?token={preferences}",
+            unsubscribe=f"{self.site_url}/unsubscribe?token={unsubscribe}",
+            unsubscribe_mailto=self._mailto + unsubscribe,
+        )

@@ -1,0 +1,783 @@
+"""Render a digest: Jinja2 fills MJML templates, mjml-python compiles them to HTML; a text template gives the
+plain part. Pure apart from reading templates: no clock, no database.
+
+Templates are looked up in the operator's ``templates_dir`` first, then in the shipped ``templates/email/``;
+partials start with ``_``. Two Jinja environments share that search path:
+
+- the HTML one autoescapes *every* template it loads (``autoescape=True``: ``select_autoescape()`` would not
+  cover ``.mjml``), so anything taken from a paper is escaped exactly once, at output;
+- the text one does not escape (``digest.txt``); there untrusted text is only cleaned of control characters.
+
+Per-reader values (greeting, preferences and unsubscribe links) are not rendered in: each is left as a slot
+marker, unique to this render, that ``RenderedDigest.fill`` (or ``message.PreparedDigest``) replaces. So one
+render serves every reader who gets the same papers. Each marker sits on a line of its own in both parts, so a
+message builder re-encodes only those short lines per reader.
+
+Gmail clips HTML over about 102 KB ("[Message clipped]"), hiding the footer with the unsubscribe link, so the
+HTML is kept under ``SIZE_LIMIT``: when a digest would exceed it, the longest topic sections are shortened
+and each says how many more papers the web copy holds.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import re
+import string
+import textwrap
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import quote, urlsplit
+
+import jinja2
+import mjml
+from markupsafe import Markup, escape
+
+from .config import Settings
+from .errors import NewsletterError
+from .models import DigestContent, Paper
+
+SIZE_LIMIT = 100_000  # bytes of HTML; Gmail clips at 102 KB
+SIZE_ALLOWANCE = 2_000  # room for what is filled in per reader (tokens are longer than their markers)
+SLOTS = ("greeting", "preferences_url", "unsubscribe_url")
+HTML_TEMPLATE = "digest.mjml"
+TEXT_TEMPLATE = "digest.txt"
+SUMMARY_CHARS = 240  # about two lines at desktop width
+TITLE_CHARS = 300
+MAX_FIELD_CHARS = 20_000  # untrusted text is cut to this before any other work (a 1 MB abstract stays cheap)
+FONT_STACK = ("-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, 'Helvetica Neue', Helvetica, Arial, "
+              "sans-serif, 'Apple Color Emoji', 'Segoe UI Emoji'")
+
+
+class RenderError(NewsletterError):
+    """A template is missing or broken, or a digest cannot be made to fit."""
+
+
+# --- where templates live ------------------------------------------------------------------------------
+
+
+def shipped_templates_dir() -> Path:
+    """``newsletter/templates/email`` inside an installed wheel, else ``templates/email`` of the source checkout."""
+    packaged = Path(__file__).resolve().parent / "templates" / "email"
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parent.parent / "templates" / "email"
+    if checkout.is_dir():
+        return checkout
+    raise RenderError("The shipped email templates are missing (templates/email/).",
+                      hint="reinstall the package; a wheel carries them as newsletter/templates/email")
+
+
+def template_search_path(settings: Settings) -> tuple[Path, ...]:
+    """The operator's ``templates_dir`` (if set) first, then the shipped templates."""
+    dirs: list[Path] = []
+    if settings.templates_dir:
+        own = settings.path(settings.templates_dir)
+        if not own.is_dir():
+            raise RenderError(f"templates_dir {own} is not a folder.",
+                              hint="create it, or remove templates_dir from config.yaml to use the shipped templates")
+        dirs.append(own)
+    dirs.append(shipped_templates_dir())
+    return tuple(dirs)
+
+
+def template_files(search_path: Sequence[Path]) -> list[Path]:
+    """Every template file on the search path (what the preview server watches for changes)."""
+    return sorted(p for d in search_path for p in d.rglob("*") if p.is_file())
+
+
+# --- cleaning untrusted text -----------------------------------------------------------------------------
+
+
+@functools.cache
+def _invisible_pattern() -> re.Pattern[str]:
+    """Control, format (bidi overrides, zero-width), private-use and surrogate characters, and line/paragraph
+    separators. Zero-width (non-)joiners stay: scripts and emoji sequences need them."""
+    keep = {0x200C, 0x200D}
+    ranges: list[tuple[int, int]] = []
+    planes = list(range(0x0, 0x30000)) + list(range(0xE0000, 0xE1000))
+    for cp in planes:
+        if cp in keep or chr(cp) in "\t\n":
+            continue
+        if unicodedata.category(chr(cp)) in ("Cc", "Cf", "Co", "Cs", "Zl", "Zp"):
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1] = (ranges[-1][0], cp)
+            else:
+                ranges.append((cp, cp))
+    ranges += [(0xF0000, 0x10FFFF)]  # supplementary private-use planes
+    body = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
+    return re.compile(f"[{body}]")
+
+
+def strip_invisible(value: str) -> str:
+    """Remove characters that can hide or reorder text (U+202E, U+200B, ...) and control characters."""
+    return _strip_short(value) if len(value) <= 2000 else _invisible_pattern().sub("", value)
+
+
+# The same titles, names and summaries come back in every digest that holds their paper: the pure helpers
+# below are cached, so rendering hundreds of distinct digests does each paper's work once.
+_cached = functools.lru_cache(maxsize=16_384)
+
+
+@_cached
+def _strip_short(value: str) -> str:
+    return _invisible_pattern().sub("", value)
+
+
+def clean(value: Any) -> str:
+    """Untrusted text made safe to show: bounded length, invisible characters removed, whitespace collapsed.
+
+    Returns a plain ``str``: in the HTML templates autoescaping then escapes it, once.
+    """
+    if value is None:
+        return ""
+    text = str(value)
+    return _clean_short(text) if len(text) <= 2000 else _clean(text)
+
+
+@_cached
+def _clean_short(text: str) -> str:
+    return _clean(text)
+
+
+def _clean(value: str) -> str:
+    text = " ".join(value[:MAX_FIELD_CHARS].split())  # line breaks of every kind become spaces
+    text = unicodedata.normalize("NFC", strip_invisible(text))
+    return " ".join(text.split())
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters, with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    space = cut.rfind(" ")
+    if space > limit * 0.6:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-") + "…"
+
+
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]?(?=\s)")
+_ABBREVIATIONS = ("e.g.", "i.e.", "et al.", "etc.", "vs.", "fig.", "figs.", "eq.", "cf.", "approx.", "resp.",
+                  "no.", "sec.", "ref.", "dr.", "prof.", "mr.", "ms.")
+
+
+def cut_at_sentence(text: str, limit: int = SUMMARY_CHARS) -> str:
+    """The longest run of whole sentences of ``text`` within ``limit`` characters; if the first sentence alone
+    is longer, that sentence cut at a word boundary with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    window = text[:limit + 1]
+    best = 0
+    for match in _SENTENCE_END.finditer(window):
+        end = match.end()
+        before = window[:end].lower()
+        if before.endswith(_ABBREVIATIONS):  # "e.g." ends no sentence
+            continue
+        following = text[end:end + 2].strip()
+        if following and following[0].islower():
+            continue
+        best = end
+    if best >= limit * 0.35:
+        return text[:best].rstrip()
+    return shorten(text, limit)
+
+
+# --- filters ------------------------------------------------------------------------------------------
+
+
+_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f<>\"\\`]")
+
+
+@_cached
+def safe_url(value: Any) -> str:
+    """``value`` if it is an absolute http(s) URL, made ASCII; else "" (a template then shows no link).
+
+    Refused: other schemes (``javascript:``, ``data:``, ``mailto:``), relative or protocol-relative URLs,
+    user-info (``https://huggingface.co@evil.example``), whitespace, quotes and invisible characters.
+    """
+    if not value:
+        return ""
+    url = str(value).strip()
+    if len(url) > 2048 or _URL_FORBIDDEN.search(url) or strip_invisible(url) != url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a malformed port
+    except ValueError:
+        return ""
+    del port
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return ""
+    if not url.isascii():
+        url = quote(url, safe=":/?#[]@!$&'()*+,;=%~")
+    return url
+
+
+def format_day(value: date | None) -> str:
+    """``Mar 14, 2025``."""
+    return f"{value:%b} {value.day}, {value.year}" if value else ""
+
+
+def short_day(value: date | None) -> str:
+    """``Mar 14``."""
+    return f"{value:%b} {value.day}" if value else ""
+
+
+def compact_number(value: int | None) -> str:
+    """``952``, ``1.9k``, ``16.2k``, ``3.1M``."""
+    if value is None:
+        return ""
+    n = int(value)
+    if abs(n) < 1000:
+        return str(n)
+    for unit, size in (("M", 1_000_000), ("k", 1000)):
+        if abs(n) >= size:
+            shown = f"{n / size:.1f}".rstrip("0").rstrip(".")
+            return f"{shown}{unit}"
+    return str(n)  # pragma: no cover
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 paper``, ``2 papers``."""
+    return f"{count:,} {word if count == 1 else (many or word + 's')}"
+
+
+@_cached
+def format_authors(paper: Paper) -> str:
+    """``A, B, C et al.`` (the first three); ``4 authors`` when only the count is known."""
+    names = [n for n in (clean(a) for a in paper.authors[:4]) if n]
+    if len(paper.authors) > 3:
+        return ", ".join(shorten(n, 60) for n in names[:3]) + " et al."
+    if names:
+        return ", ".join(shorten(n, 60) for n in names)
+    if paper.author_count:
+        return plural(paper.author_count, "author")
+    return ""
+
+
+@_cached
+def summary(paper: Paper, limit: int = SUMMARY_CHARS) -> str:
+    """The AI summary when there is one, else the abstract cut at a sentence boundary."""
+    text = clean(paper.ai_summary) or clean((paper.abstract or "")[:limit * 4])
+    return cut_at_sentence(text, limit)
+
+
+@_cached
+def meta_items(paper: Paper) -> tuple[str, ...]:
+    """Who, where, when and how popular, as short plain strings (joined with `` · `` by the templates)."""
+    items = [format_authors(paper), shorten(clean(paper.organization), 80), format_day(paper.published)]
+    if paper.upvotes is not None:
+        items.append(plural(paper.upvotes, "upvote"))
+    if paper.num_comments:
+        items.append(plural(paper.num_comments, "comment"))
+    return tuple(i for i in items if i)
+
+
+@_cached
+def paper_links(paper: Paper) -> tuple[tuple[str, str], ...]:
+    """(label, url) of the PDF, code (with stars) and project page, http(s) only."""
+    links = []
+    if pdf := safe_url(paper.pdf_url):
+        links.append(("PDF", pdf))
+    if code := safe_url(paper.github_repo):
+        stars = f" ★ {compact_number(paper.github_stars)}" if paper.github_stars else ""
+        links.append((f"Code{stars}", code))
+    if project := safe_url(paper.project_page):
+        links.append(("Project page", project))
+    return tuple(links)
+
+
+@_cached
+def wrap(text: str, width: int = 72, indent: str = "", first: str | None = None) -> str:
+    """Plain text wrapped for the text part (``first`` prefixes the first line, ``indent`` the others); long
+    words such as URLs are not broken."""
+    return textwrap.fill(text, width=width, initial_indent=indent if first is None else first,
+                         subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+
+
+def wrap_items(items: Sequence[str], width: int = 72, indent: str = "", sep: str = " · ") -> str:
+    """``items`` joined by ``sep`` and wrapped between items where possible (``52 upvotes`` stays whole)."""
+    glued = sep.join(i.replace(" ", "\u00a0") for i in items)
+    return wrap(glued, width, indent).replace("\u00a0", " ")
+
+
+def _finalize_html(value: Any) -> Any:
+    # Every {{ expression }} passes here before autoescaping: strings are cleaned of invisible characters
+    # even where a template forgets `| clean`. Markup (trusted, from us) passes untouched.
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return strip_invisible(value)
+    return "" if value is None else value
+
+
+def _finalize_text(value: Any) -> Any:
+    if isinstance(value, str):
+        return strip_invisible(value)
+    return "" if value is None else value
+
+
+# --- the environments -----------------------------------------------------------------------------------
+
+
+class Templates:
+    """The two Jinja environments over one search path. Templates are read once (``reset_template_cache``
+    starts over: the preview server does so when a file changes)."""
+
+    def __init__(self, search_path: Sequence[Path]) -> None:
+        self.search_path = tuple(Path(p) for p in search_path)
+        loader = jinja2.FileSystemLoader([str(p) for p in self.search_path])
+        common: dict[str, Any] = dict(loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                                      lstrip_blocks=True, auto_reload=False)
+        self.html = jinja2.Environment(autoescape=True, finalize=_finalize_html, **common)
+        self.text = jinja2.Environment(autoescape=False, finalize=_finalize_text, keep_trailing_newline=True,
+                                       **common)
+        for env in (self.html, self.text):
+            env.filters.update(
+                clean=clean, shorten=shorten, safe_url=safe_url, day=format_day, short_day=short_day,
+                count=compact_number, plural=plural, authors=format_authors, summary=summary,
+                meta_items=meta_items, paper_links=paper_links, wrap=wrap, wrap_items=wrap_items,
+            )
+
+    def render(self, env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
+        try:
+            return env.get_template(name).render(context)
+        except jinja2.TemplateNotFound as exc:
+            raise RenderError(f"Template {exc.name} not found in {', '.join(map(str, self.search_path))}.",
+                              hint="restore it, or remove the override from templates_dir") from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"Template {exc.filename or exc.name}, line {exc.lineno}: {exc.message}",
+                              hint="fix the template syntax (Jinja2)") from None
+        except jinja2.UndefinedError as exc:
+            where = _template_line(exc)
+            raise RenderError(f"Template {name}{where}: {exc.message}",
+                              hint="the variables a template can use are listed in templates/email/digest.mjml") from None
+
+
+def _template_line(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    line = ""
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith((".mjml", ".txt")):
+            line = f" ({Path(filename).name}, line {tb.tb_lineno})"
+        tb = tb.tb_next
+    return line
+
+
+@functools.lru_cache(maxsize=8)
+def _templates_for(search_path: tuple[Path, ...]) -> Templates:
+    return Templates(search_path)
+
+
+def templates_for(settings: Settings) -> Templates:
+    return _templates_for(template_search_path(settings))
+
+
+def reset_template_cache() -> None:
+    """Forget loaded templates, so a file newly added to ``templates_dir`` takes effect (the preview server)."""
+    _templates_for.cache_clear()
+
+
+# --- the rendered digest ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    """One digest rendered for every reader who gets the same papers; per-reader values are slot markers."""
+
+    subject: str
+    html: str
+    text: str
+    preheader: str
+    slots: Mapping[str, str]  # slot name -> the marker standing for it in html and text
+    shown: Mapping[str, int] = field(default_factory=dict)  # papers shown per section slug
+    shortened: bool = False  # the size guard cut sections
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+    def html_values(self, values: Mapping[str, str]) -> dict[str, str]:
+        """Marker -> value for the HTML part (values escaped for HTML; they sit in text and in href)."""
+        return {self.slots[k]: str(escape(values[k])) for k in SLOTS}
+
+    def text_values(self, values: Mapping[str, str]) -> dict[str, str]:
+        return {self.slots[k]: values[k] for k in SLOTS}
+
+    def fill(self, values: Mapping[str, str]) -> tuple[str, str]:
+        """(html, text) for one reader. ``values`` maps every name in SLOTS to its plain value."""
+        missing = [k for k in SLOTS if k not in values]
+        if missing:
+            raise ValueError(f"values for {missing} are missing")
+        return _replace_all(self.html, self.html_values(values)), _replace_all(self.text, self.text_values(values))
+
+
+def _replace_all(text: str, replacements: Mapping[str, str]) -> str:
+    for marker, value in replacements.items():
+        text = text.replace(marker, value)
+    return text
+
+
+def greeting_for(name: str | None) -> str:
+    """``Hi Ada,`` from the reader's name, or ``Hello,``; safe to put on one line of a message."""
+    first = clean(name).split(" ")[0] if name else ""
+    first = shorten(first, 40)
+    return f"Hi {first}," if first else "Hello,"
+
+
+def reader_values(name: str | None, preferences_url: str, unsubscribe_url: str) -> dict[str, str]:
+    return {"greeting": greeting_for(name), "preferences_url": preferences_url, "unsubscribe_url": unsubscribe_url}
+
+
+# --- subject and preheader -------------------------------------------------------------------------------
+
+
+class _FieldsOnly(string.Formatter):
+    """str.format without attribute or index access: ``{date}`` works, ``{date.__class__}`` does not."""
+
+    def get_field(self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        if not field_name.isidentifier():
+            raise KeyError(field_name)
+        return kwargs[field_name], field_name
+
+
+def new_paper_count(content: DigestContent) -> int:
+    """The reader's new papers, including those left to the web copy: each section's total (counted before
+    the caps), or what the sections show plus what the per-digest cap left out, whichever is more."""
+    return max(sum(max(s.total, len(s.papers)) for s in content.sections), content.paper_count + content.omitted)
+
+
+def format_subject(template: str, content: DigestContent) -> str:
+    """The subject from the ``digest.subject`` template; fields {date}, {count}, {topics}, {cadence}, {period}."""
+    values = {"date": short_day(content.day), "count": new_paper_count(content), "topics": content.topic_count,
+              "cadence": content.cadence, "period": content.period}
+    try:
+        return " ".join(_FieldsOnly().vformat(template, (), values).split())
+    except (KeyError, ValueError, IndexError) as exc:
+        raise RenderError(f"digest.subject {template!r} cannot be filled: {exc}",
+                          hint="use only the fields {date}, {count}, {topics}, {cadence} and {period}") from None
+
+
+def preheader_for(content: DigestContent) -> str:
+    """The line inboxes show after the subject: the top titles."""
+    titles = [shorten(clean(p.title), 70) for p in (content.top or content.papers)[:3]]
+    lead = f"{plural(new_paper_count(content), 'new paper')} in {plural(content.topic_count, 'topic')}"
+    return shorten(f"{lead}: " + " · ".join(titles), 160) if titles else lead
+
+
+# Keeps mail clients from filling the preview line with the body text after the preheader.
+_PREHEADER_FILLER = Markup("&#847;&zwnj;&nbsp;" * 24)
+
+
+# --- the view the templates see -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SectionView:
+    slug: str
+    name: str
+    papers: tuple[Paper, ...]
+    total: int  # papers of this topic the reader has (shown + more)
+    more: int  # papers not shown here, on the web copy
+    anchor: str
+    more_url: str
+
+
+def _sections(content: DigestContent, shown: Mapping[str, int], edition_url: str) -> list[SectionView]:
+    views = []
+    for s in content.sections:
+        keep = s.papers[:shown.get(s.slug, len(s.papers))]
+        total = max(s.total, len(s.papers))
+        if not keep:
+            continue
+        anchor = f"topic-{s.slug}"
+        views.append(SectionView(s.slug, s.name, keep, total, total - len(keep), anchor, f"{edition_url}#{anchor}"))
+    return views
+
+
+def _context(content: DigestContent, settings: Settings, edition_url: str, shown: Mapping[str, int],
+             slots: Mapping[str, str], subject: str, preheader: str) -> dict[str, Any]:
+    sections = _sections(content, shown, edition_url)
+    in_digest = {p.id for s in sections for p in s.papers}
+    hidden_sections = sum(1 for s in content.sections if s.slug not in {v.slug for v in sections})
+    topic_names = {t.slug: t.name for t in settings.topics}
+    topic_names.update({s.slug: s.name for s in content.sections})
+    return {
+        "subject": subject,
+        "preheader": preheader,
+        "preheader_filler": _PREHEADER_FILLER,
+        "list_name": settings.list_name,
+        "site_url": settings.site_url,
+        "edition_url": edition_url,
+        "postal_address": settings.postal_address,
+        "cadence": content.cadence,
+        "period": content.period,
+        "day": content.day,
+        "top": content.top,
+        "sections": sections,
+        "topic_names": topic_names,
+        "paper_count": new_paper_count(content),
+        "topic_count": content.topic_count,
+        "shown_count": len(in_digest),
+        "not_shown": new_paper_count(content) - len(in_digest),
+        "hidden_sections": hidden_sections,
+        "slot": slots,
+        "font_stack": FONT_STACK,
+    }
+
+
+# --- compile, size guard, render ----------------------------------------------------------------------------
+
+
+# mjml-python writes the whole body on one line. A line break before block and table tags (as MJML's own
+# JavaScript compiler writes them) changes nothing on screen, and gives each card, heading and link row a
+# line of its own: quoted-printable encodes line by line, so a message builder can reuse a line it has
+# encoded before (the same card in another digest) and re-encode per reader only the lines with their links.
+_BLOCK_START = re.compile(r">(?=<(?:/?(?:div|p|h[1-6]|table|tbody|tr|td)[\s>]|!--\[if |!\[endif\]))")
+
+
+def compile_mjml(source: str) -> str:
+    """MJML to HTML with mjml-python; no web fonts (``fonts={}``: MJML would link Google Fonts)."""
+    try:
+        html = mjml.mjml2html(source, fonts={})
+    except Exception as exc:
+        raise RenderError(f"The MJML does not compile: {exc}", hint="check the MJML templates") from None
+    html = html.replace("\r\n", "\n").replace("\r", "\n")
+    return _BLOCK_START.sub(">\n", html)
+
+
+def _markers(content: DigestContent, edition_url: str) -> dict[str, str]:
+    # A marker must never occur in paper text: it carries a digest of this very content, which no title can
+    # contain. Only letters, digits, '%' and '-': unchanged by escaping, MJML and URL contexts.
+    nonce = hashlib.sha256(repr((content, edition_url)).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return {name: f"%%nl-{nonce}-{name.replace('_', '-')}%%" for name in SLOTS}
+
+
+def render_digest(content: DigestContent, settings: Settings, edition_url: str, *,
+                  templates: Templates | None = None, size_limit: int = SIZE_LIMIT) -> RenderedDigest:
+    """Render ``content`` as HTML and text with the per-reader values left as slot markers.
+
+    Example: ``rendered = render_digest(content, settings, "https://papers.example.org/editions/7")``
+    """
+    templates = templates or templates_for(settings)
+    slots = _markers(content, edition_url)
+    subject = format_subject(settings.digest.subject, content)
+    preheader = preheader_for(content)
+    shown = {s.slug: len(s.papers) for s in content.sections}
+    budget = size_limit - SIZE_ALLOWANCE
+    shortened = False
+    for _attempt in range(40):
+        source = templates.render(templates.html, HTML_TEMPLATE,
+                                  _context(content, settings, edition_url, shown, slots, subject, preheader))
+        html = compile_mjml(source)
+        size = len(html.encode("utf-8"))
+        if size <= budget:
+            break
+        shown = _shrink(shown, html, size, budget, content)
+        shortened = True
+    else:  # pragma: no cover - _shrink always makes progress, and drops whole sections last
+        raise RenderError(f"The digest is {size:,} bytes of HTML even when shortened; the limit is {size_limit:,}.",
+                          hint="lower digest.max_papers or digest.max_per_topic")
+    text = templates.render(templates.text, TEXT_TEMPLATE,
+                            _context(content, settings, edition_url, shown, slots, subject, preheader))
+    return RenderedDigest(subject=subject, html=html, text=_tidy_text(text), preheader=preheader, slots=slots,
+                          shown=shown, shortened=shortened)
+
+
+_CARD_START = re.compile(r'<div class="nl-paper[ "]')
+_MORE_LINK_BYTES = 350  # what "N more papers in ... on the web" adds to a section that had none
+
+
+def _shrink(shown: Mapping[str, int], html: str, size: int, budget: int, content: DigestContent) -> dict[str, int]:
+    """Fewer papers per section, enough to get under ``budget``: the last papers of the longest sections go
+    first, one section keeps at least one paper while another has more; whole sections (from the end) go last.
+
+    How much each card weighs is read from the compiled HTML (cards start with ``<div class="nl-paper``), so a
+    second render nearly always fits; with templates that do not mark cards, an average is used.
+    """
+    out = dict(shown)
+    order = [s.slug for s in content.sections if out.get(s.slug, 0) > 0]
+    starts = [m.start() for m in _CARD_START.finditer(html)]
+    top = len(content.top)
+    weights: dict[str, list[int]] = {}
+    if len(starts) == top + sum(out[slug] for slug in order) and len(starts) > 1:
+        sizes = [b - a for a, b in itertools.pairwise(starts)] + [0]
+        median = sorted(sizes)[len(sizes) // 2]
+        sizes = sizes[top:]
+        for slug in order:
+            # The gap after a section's last card spans the section's frame too: count a typical card.
+            weights[slug], sizes = sizes[:out[slug] - 1] + [median], sizes[out[slug]:]
+    else:
+        average = size // (sum(out.values()) + top + 4)
+        weights = {slug: [average] * out[slug] for slug in order}
+    totals = {s.slug: max(s.total, len(s.papers)) for s in content.sections}
+    need = size - budget + 200
+    saved = 0
+    while saved < need:
+        candidates = [slug for slug in order if out[slug] > 1]
+        if candidates:
+            slug = max(candidates, key=lambda sl: (out[sl], sum(weights[sl])))
+            if out[slug] == totals[slug]:  # its first cut adds the link to the web copy
+                saved -= _MORE_LINK_BYTES
+            out[slug] -= 1
+            saved += weights[slug].pop()
+            continue
+        remaining = [slug for slug in order if out[slug] > 0]
+        if len(remaining) <= 1:
+            break
+        slug = remaining[-1]
+        saved += sum(weights[slug]) + 1_500  # the section's frame goes too
+        weights[slug] = []
+        out[slug] = 0
+    return out
+
+
+def _tidy_text(text: str) -> str:
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    out: list[str] = []
+    for line in lines:
+        if not line and len(out) >= 2 and not out[-1] and not out[-2]:
+            continue  # at most two blank lines in a row
+        out.append(line)
+    return "\n".join(out).strip("\n") + "\n"
+
+
+# --- template checks ------------------------------------------------------------------------------------------
+
+# Where each MJML element may appear. mjml-python validates nothing and silently drops what it does not know,
+# so a template mistake would only show in a client; tests and `newsletter preview` run this instead.
+_BODY_CONTAINERS = {"mj-column", "mj-hero"}
+_PARENTS: dict[str, set[str | None]] = {
+    "mjml": {None},
+    "mj-head": {"mjml"}, "mj-body": {"mjml"},
+    "mj-attributes": {"mj-head"}, "mj-breakpoint": {"mj-head"}, "mj-preview": {"mj-head"},
+    "mj-style": {"mj-head"}, "mj-title": {"mj-head"},
+    "mj-raw": {"mj-head", "mj-body", "mj-wrapper", "mj-section", "mj-column", "mj-hero"},
+    "mj-wrapper": {"mj-body"}, "mj-section": {"mj-body", "mj-wrapper"}, "mj-group": {"mj-section"},
+    "mj-column": {"mj-section", "mj-group"}, "mj-hero": {"mj-body", "mj-wrapper"},
+    **{tag: set(_BODY_CONTAINERS) for tag in ("mj-text", "mj-button", "mj-image", "mj-divider", "mj-spacer",
+                                               "mj-table", "mj-social", "mj-navbar", "mj-accordion", "mj-carousel")},
+    "mj-social-element": {"mj-social"}, "mj-navbar-link": {"mj-navbar"},
+    "mj-accordion-element": {"mj-accordion"}, "mj-accordion-title": {"mj-accordion-element"},
+    "mj-accordion-text": {"mj-accordion-element"}, "mj-carousel-image": {"mj-carousel"},
+}
+_FORBIDDEN = {
+    "mj-html-attributes": "mjml-python raises on it",
+    "mj-selector": "mjml-python raises on it",
+    "mj-font": "it adds a Google Fonts link; use the system font stack",
+    "mj-include": "mjml-python resolves no includes here; use Jinja's {% include %}",
+}
+# Elements whose content is HTML or text, not MJML.
+_OPAQUE = {"mj-text", "mj-button", "mj-raw", "mj-style", "mj-title", "mj-preview", "mj-table",
+           "mj-navbar-link", "mj-social-element", "mj-accordion-title", "mj-accordion-text"}
+
+
+class _MjmlChecker(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.problems: list[str] = []
+        self.opaque_depth = 0
+
+    def _where(self) -> str:
+        line, _ = self.getpos()
+        return f"line {line}"
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._open(tag, attrs, closes=False)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._open(tag, attrs, closes=True)
+
+    def _open(self, tag: str, attrs: list[tuple[str, str | None]], closes: bool) -> None:
+        if self.opaque_depth:
+            if tag == self.stack[-1] and not closes:
+                self.opaque_depth += 1
+            return
+        parent = self.stack[-1] if self.stack else None
+        if tag in _FORBIDDEN:
+            self.problems.append(f"{self._where()}: <{tag}> is not allowed: {_FORBIDDEN[tag]}")
+        elif parent == "mj-attributes":
+            pass  # mj-all, mj-class and per-element defaults
+        elif tag.startswith("mj-") or tag == "mjml":
+            allowed = _PARENTS.get(tag)
+            if allowed is None:
+                self.problems.append(f"{self._where()}: unknown MJML element <{tag}>")
+            elif parent not in allowed:
+                self.problems.append(f"{self._where()}: <{tag}> cannot be inside <{parent or 'the document'}>")
+            if tag == "mj-style" and any(k == "inline" for k, _ in attrs):
+                self.problems.append(f"{self._where()}: mjml-python ignores <mj-style inline>; put the styles in "
+                                     "attributes")
+        else:
+            self.problems.append(f"{self._where()}: HTML <{tag}> directly inside <{parent or 'the document'}>; "
+                                 "put HTML inside <mj-text> or <mj-raw>")
+        if not closes:
+            self.stack.append(tag)
+            if tag in _OPAQUE:
+                self.opaque_depth = 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.opaque_depth:
+            if tag != self.stack[-1]:
+                return
+            self.opaque_depth -= 1
+            if self.opaque_depth:
+                return
+        if not self.stack or self.stack[-1] != tag:
+            self.problems.append(f"{self._where()}: </{tag}> does not close <{self.stack[-1] if self.stack else ''}>")
+            if tag in self.stack:
+                while self.stack and self.stack.pop() != tag:
+                    pass
+            return
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        if not self.opaque_depth and data.strip() and self.stack and self.stack[-1] != "mj-attributes":
+            self.problems.append(f"{self._where()}: text {data.strip()[:30]!r} directly inside <{self.stack[-1]}>")
+
+
+def check_mjml(source: str) -> list[str]:
+    """Problems of an MJML document (after Jinja): unknown or misplaced elements, features mjml-python
+    ignores or rejects, stray text. An empty list means it is well-formed as far as MJML goes."""
+    checker = _MjmlChecker()
+    checker.feed(source)
+    checker.close()
+    if checker.stack:
+        checker.problems.append(f"unclosed: {', '.join('<' + t + '>' for t in checker.stack)}")
+    return checker.problems
+
+
+def check_templates(settings: Settings, content: DigestContent, edition_url: str = "https://example.invalid/e/1"
+                    ) -> list[str]:
+    """Render ``content`` with the configured templates and list every problem found (empty: all good)."""
+    templates = templates_for(settings)
+    slots = _markers(content, edition_url)
+    subject = format_subject(settings.digest.subject, content)
+    ctx = _context(content, settings, edition_url, {s.slug: len(s.papers) for s in content.sections}, slots,
+                   subject, preheader_for(content))
+    source = templates.render(templates.html, HTML_TEMPLATE, ctx)
+    problems = check_mjml(source)
+    html = compile_mjml(source)
+    if "<mj-" in html:
+        problems.append("the compiled HTML still holds <mj-...> tags: an element mjml-python did not know")
+    if "fonts.googleapis" in html:
+        problems.append("the compiled HTML links Google Fonts")
+    text = templates.render(templates.text, TEXT_TEMPLATE, ctx)
+    for name, marker in slots.items():
+        if marker not in html:
+            problems.append(f"the HTML has no {name} (the footer must link preferences and unsubscribe)")
+        if name != "greeting" and marker not in text:
+            problems.append(f"the text part has no {name}")
+    return problems
+
+
+def iter_slot_lines(text: str, markers: Iterable[str]) -> Iterable[str]:
+    """The lines of ``text`` that hold a slot marker (what a message builder must re-encode per reader)."""
+    found = tuple(markers)
+    return (line for line in text.split("\n") if any(m in line for m in found))
+

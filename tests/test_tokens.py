@@ -1,0 +1,91 @@
+"""Signed link tokens and the URLs built from them."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from newsletter.links import LinkMaker, edition_url
+from newsletter.store import Store
+from newsletter.tokens import DAY, ExpiredToken, InvalidToken, Signer, signing_key
+
+KEY = b"0123456789abcdef0123456789abcdef"
+T0 = 1_741_939_200  # 2025-03-14 08:00 UTC
+
+
+def test_round_trip_carries_purpose_subscriber_and_time() -> None:
+    signer = Signer(KEY)
+    for purpose in ("confirm", "preferences", "unsubscribe"):
+        token = signer.sign(purpose, 42, T0)
+        claims = signer.verify(token, purpose, now=T0 + 60)
+        assert (claims.purpose, claims.subscriber_id, claims.issued_at) == (purpose, 42, T0)
+        assert token.isascii() and "=" not in token and "+" not in token and "/" not in token  # base64url
+
+
+def test_a_token_for_one_purpose_is_refused_for_another() -> None:
+    signer = Signer(KEY)
+    with pytest.raises(InvalidToken):
+        signer.verify(signer.sign("preferences", 42, T0), "unsubscribe", now=T0)
+
+
+def test_tampering_and_other_keys_are_refused() -> None:
+    signer = Signer(KEY)
+    token = signer.sign("unsubscribe", 42, T0)
+    raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    raw[12] ^= 1  # change the subscriber id or the time, keep the tag
+    forged = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    for bad in (forged, token[:-2], "", "not a token!", "A" * 500, token + "x"):
+        with pytest.raises(InvalidToken):
+            signer.verify(bad, "unsubscribe", now=T0)
+    with pytest.raises(InvalidToken):
+        Signer(b"another key, also long enough!!").verify(token, "unsubscribe", now=T0)
+
+
+def test_unsubscribe_links_work_for_at_least_30_days_then_expire_by_the_verifiers_rule() -> None:
+    signer = Signer(KEY)
+    token = signer.sign("unsubscribe", 7, T0)
+    assert signer.verify(token, "unsubscribe", now=T0 + 31 * DAY).subscriber_id == 7
+    with pytest.raises(ExpiredToken):
+        signer.verify(token, "unsubscribe", now=T0 + 400 * DAY)
+    with pytest.raises(ExpiredToken):  # the verifier decides the age limit
+        signer.verify(token, "unsubscribe", now=T0 + 2 * DAY, max_age_seconds=DAY)
+    confirm = signer.sign("confirm", 7, T0)
+    with pytest.raises(ExpiredToken):
+        signer.verify(confirm, "confirm", now=T0 + 8 * DAY)
+
+
+def test_tokens_from_the_future_are_refused() -> None:
+    signer = Signer(KEY)
+    with pytest.raises(InvalidToken):
+        signer.verify(signer.sign("unsubscribe", 7, T0 + DAY), "unsubscribe", now=T0)
+
+
+def test_short_keys_are_refused() -> None:
+    with pytest.raises(Exception, match="too short"):
+        Signer(b"short")
+
+
+def test_without_a_configured_key_one_is_generated_once_and_kept_in_the_database(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'k.db'}")
+    try:
+        first = signing_key(None, store.get_state, store.set_state)
+        assert len(first) >= 32
+        assert signing_key(None, store.get_state, store.set_state) == first
+        assert signing_key("from-the-environment-variable", store.get_state, store.set_state) == b"from-the-environment-variable"
+    finally:
+        store.close()
+
+
+def test_reader_links_have_the_documented_shapes() -> None:
+    maker = LinkMaker("https://papers.example.org/", "papers@example.org", Signer(KEY))
+    links = maker.for_reader(42, datetime.fromtimestamp(T0, timezone.utc))
+    assert links.preferences.startswith("https://papers.example.org/preferences?token=")
+    assert links.unsubscribe.startswith("https://papers.example.org/unsubscribe?token=")
+    token = links.unsubscribe.rpartition("=")[2]
+    assert links.unsubscribe_mailto == f"mailto:papers+unsubscribe@example.org?subject=unsubscribe%20{token}"
+    assert maker.signer.verify(token, "unsubscribe", now=T0).subscriber_id == 42
+    assert edition_url("https://papers.example.org", 7) == "https://papers.example.org/editions/7"
+    assert maker.edition(None) == "https://papers.example.org/editions"
