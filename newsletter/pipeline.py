@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from . import config as config_mod
 from .config import Settings
@@ -36,6 +36,10 @@ from .models import DigestContent, Subscriber
 from .render import RenderedDigest, reader_values, render_digest
 from .store.editions import EditionRecord, delivery_digest_id, digest_paper_ids, edition_record
 from .tokens import Signer, signing_key
+
+if TYPE_CHECKING:
+    from .embeddings import Embedder
+    from .topics import Vectors
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +186,86 @@ class Newsletter:
         classify = getattr(self, "classify_new", None)
         if callable(classify):
             classify()
+
+    # --- topics ------------------------------------------------------------------------------------------
+
+    def topic_fingerprint(self) -> str:
+        """What classifications depend on: the topic settings, the classifier version, the semantic model."""
+        from . import embeddings, topics
+
+        embedder = embeddings.default_embedder()
+        model = embedder.name if embedder else topics.LEXICAL
+        return topics.settings_fingerprint(self.settings.topics, model)
+
+    def classify_new(self, progress: Callable[[int], None] | None = None) -> int:
+        """Classify papers not yet classified with the current topic settings; returns how many.
+
+        Runs after every ingest, so a changed topic setting (or a newly installed embedding model)
+        reclassifies every paper the next time anything is fetched, imported or digested.
+        """
+        stale = self.store.unclassified_ids(self.topic_fingerprint())
+        return self._classify(self.store.papers(ids=stale), progress) if stale else 0
+
+    def reclassify(self, progress: Callable[[int], None] | None = None) -> int:
+        """Classify every stored paper again (``newsletter topics reclassify``); returns how many."""
+        return self._classify(self.store.papers(), progress)
+
+    def _classify(self, papers: Sequence[Paper], progress: Callable[[int], None] | None) -> int:
+        from . import embeddings, topics
+
+        embedder = embeddings.default_embedder()
+        step = 64  # a transaction per step; progress moves at least this often
+        for start in range(0, len(papers), step):
+            chunk = papers[start:start + step]
+            vectors = None
+            if embedder:
+                try:
+                    vectors = self.paper_vectors(chunk, embedder)
+                except Exception as exc:  # noqa: BLE001 - a broken optional extra must not stop an ingest
+                    embeddings.give_up(f"{type(exc).__name__}: {exc}")
+                    embedder = None
+            fingerprint = self.topic_fingerprint()
+            assigned = topics.classify(chunk, self.settings.topics, vectors)
+            self.store.set_classification(
+                {pid: (a.primary, a.topics, a.scores) for pid, a in assigned.items()}, fingerprint)
+            if progress:
+                progress(len(chunk))
+        self.store.set_state("topics.fingerprint", self.topic_fingerprint())
+        return len(papers)
+
+    def paper_vectors(self, papers: Sequence[Paper], embedder: "Embedder | None" = None) -> "Vectors | None":
+        """Embeddings of these papers (cached in the store) and of the topics; None without the extra."""
+        from . import embeddings, topics
+
+        embedder = embedder or embeddings.default_embedder()
+        if embedder is None:
+            return None
+        scored = [t for t in self.settings.topics if t.slug != topics.FALLBACK]
+        topic_vecs = embeddings.topic_vectors(embedder, {t.slug: topics.topic_text(t) for t in scored})
+        texts = {p.id: topics.paper_text(p) for p in papers}
+        paper_vecs = embeddings.paper_vectors(self.store, embedder, texts)
+        return topics.Vectors(embedder.name, topic_vecs, paper_vecs)
+
+    def digest_for(self, reader_diff_or_papers: "ReaderDiff | Sequence[Paper]",
+                   subscriber: "Subscriber | None" = None, cadence: str = "daily", period: str | None = None,
+                   day: date | None = None) -> "DigestContent":
+        """One reader's digest: their papers grouped by topic, ranked, capped, with the top papers first."""
+        from dataclasses import replace
+
+        from . import topics
+
+        if isinstance(reader_diff_or_papers, ReaderDiff):
+            papers = list(reader_diff_or_papers.papers)
+            subscriber = subscriber or reader_diff_or_papers.subscriber
+        else:
+            papers = list(reader_diff_or_papers)
+        day = day or date.today()
+        if papers and self.classify_new():  # the topic settings changed since these papers were read
+            fresh = {p.id: p for p in self.store.papers(ids=[p.id for p in papers])}
+            papers = [replace(p, topic=fresh[p.id].topic, topics=fresh[p.id].topics) if p.id in fresh else p
+                      for p in papers]
+        return topics.build_digest(papers, self.settings.topics, subscriber, self.settings.digest, cadence,
+                                   period or period_for(cadence, day), day)
 
     def import_readers(self, specs: Sequence["ReaderSpec"], update: bool = False) -> int:
         """Store readers parsed by ``readers.parse_csv``: all or none."""

@@ -1,0 +1,111 @@
+"""Text normalisation and phrase matching shared by the rules and the lexical model. Pure.
+
+Text and phrases go through the same ``tokens()``: case and accents folded, hyphens and punctuation
+turned into spaces (so "text-to-video" matches "text to video"), plurals reduced ("caches" → "cache").
+A phrase token ending in ``*`` matches any word starting with it ("quantiz*" → quantize, quantized,
+quantization).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterable
+
+# Words, with numbers like 1.58 or 2:4 kept whole ("1.58-bit", "2:4 sparsity").
+_TOKEN = re.compile(r"[a-z0-9]+(?:[.:][0-9]+)*")
+# Hyphenated prefixes written both ways ("auto-regressive", "autoregressive"): joined before tokenising.
+_PREFIX_HYPHEN = re.compile(r"\b(auto|multi|sub|pre|post|co|non)-(?=[a-z])")
+_KEEP_S = ("ss", "us", "is", "ous", "sis")
+_PLURAL_US = frozenset({"gpus", "cpus", "tpus", "npus", "dpus", "ipus", "xpus"})
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """Plural to singular, nothing more: enough to match "kernels" with "kernel" without surprises."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if word in _PLURAL_US or (
+            len(word) > 3 and word.endswith("s") and not word.endswith(_KEEP_S) and not word[-2].isdigit()):
+        return word[:-1]
+    return word
+
+
+def tokens(text: str) -> list[str]:
+    folded = _PREFIX_HYPHEN.sub(r"\1", unicodedata.normalize("NFKC", text).casefold())
+    return [stem(t) for t in _TOKEN.findall(folded)]
+
+
+def joined(text: str) -> str:
+    """The token string of ``text`` padded with spaces, ready for phrase counting."""
+    return " " + " ".join(tokens(text)) + " "
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A compiled phrase: exact phrases are counted with str.count, wildcard ones with a regex."""
+
+    text: str  # as written in the settings, shown by `topics explain`
+    exact: str | None  # " kv cache " (padded) when there is no wildcard
+    pattern: re.Pattern[str] | None
+    probe: str = ""  # literal text every match of the pattern contains: a cheap test before the regex
+
+    def count(self, doc: str) -> int:
+        """Occurrences in a ``joined()`` document."""
+        if self.exact is not None:
+            return doc.count(self.exact)
+        assert self.pattern is not None
+        if self.probe not in doc:
+            return 0
+        return len(self.pattern.findall(doc))
+
+
+@lru_cache(maxsize=8192)
+def compile_phrase(text: str) -> Phrase | None:
+    """None for a phrase with no word in it (e.g. "--")."""
+    parts = []
+    wildcard = False
+    for raw in text.split():
+        star = raw.endswith("*")
+        words = tokens(raw[:-1] if star else raw)
+        if not words:
+            continue
+        if star:
+            wildcard = True
+            # the prefix is not stemmed: "gpus*" is unlikely, "process*" must keep its s
+            folded = _PREFIX_HYPHEN.sub(r"\1", unicodedata.normalize("NFKC", raw[:-1]).casefold())
+            prefix = _TOKEN.findall(folded)
+            words = words[:-1] + [prefix[-1] + "*"] if prefix else words
+        parts.extend(words)
+    if not parts:
+        return None
+    if not wildcard:
+        return Phrase(text, " " + " ".join(parts) + " ", None)
+    body = " ".join(re.escape(p[:-1]) + r"[a-z0-9.:]*" if p.endswith("*") else re.escape(p) for p in parts)
+    first_wild = next(i for i, p in enumerate(parts) if p.endswith("*"))
+    probe = " " + " ".join(parts[:first_wild] + [parts[first_wild][:-1]])
+    return Phrase(text, None, re.compile(r"(?<= )" + body + r"(?= )"), probe)
+
+
+def compile_phrases(texts: Iterable[str]) -> list[Phrase]:
+    out = []
+    for t in texts:
+        p = compile_phrase(t)
+        if p is not None:
+            out.append(p)
+    return out
+
+
+_WORD_CACHE: dict[str, re.Pattern[str]] = {}
+
+
+def whole_word_pattern(keyword: str) -> re.Pattern[str]:
+    """Case-insensitive whole-word match of a keyword or phrase; inner spaces match any whitespace."""
+    pattern = _WORD_CACHE.get(keyword)
+    if pattern is None:
+        body = r"\s+".join(re.escape(part) for part in keyword.split())
+        pattern = re.compile(r"(?<!\w)" + body + r"(?!\w)", re.IGNORECASE)
+        _WORD_CACHE[keyword] = pattern
+    return pattern

@@ -1,0 +1,290 @@
+"""``newsletter topics``: the topic sections, why a paper got its topic, reclassification and evaluation."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..errors import NewsletterError, NotFound
+from ..models import CADENCES, Paper
+from . import Context, config_option, console, err_console, json_option, main, parse_day, print_json
+
+BAR_THRESHOLD = 20  # fewer papers than this: no progress bar
+
+
+def _bar(as_json: bool, total: int, label: str) -> Progress:
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err_console, transient=True, disable=as_json or total < BAR_THRESHOLD)
+
+
+def _semantic_line(nl: Any) -> str:
+    from .. import embeddings
+
+    embedder = embeddings.default_embedder()
+    if embedder:
+        return escape(f"semantic similarity: sentence embeddings ({embedder.name})")
+    return escape(f"semantic similarity: lexical TF-IDF model ({embeddings.unavailable_reason()})")
+
+
+def _classify_stale(nl: Any, as_json: bool) -> int:
+    """Reclassify papers classified with other topic settings (or never), with a bar when there are many."""
+    stale = len(nl.store.unclassified_ids(nl.topic_fingerprint()))
+    if not stale:
+        return 0
+    with _bar(as_json, stale, "classifying") as bar:
+        task = bar.add_task("classify", total=stale)
+        return int(nl.classify_new(progress=lambda n: bar.advance(task, n)))
+
+
+@main.group("topics", cls=type(main), invoke_without_command=True)
+@config_option
+@click.option("--date", "day", metavar="YYYY-MM-DD", help="Last day of the window (default: today).")
+@click.option("--cadence", type=click.Choice(CADENCES), default="daily", show_default=True,
+              help="Whose window to count: daily or weekly.")
+@json_option
+@click.pass_context
+def topics_group(ctx: click.Context, day: str | None, cadence: str, as_json: bool) -> None:
+    """List the topics with how many papers of the current window each holds.
+
+    "papers" counts the papers whose primary topic (their digest section) it is; "tagged" counts every
+    paper carrying it, primary or secondary. Papers are reclassified first if the topic settings changed.
+
+    Example: newsletter topics --date 2026-03-14 --json
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..diff import window_start
+
+    obj: Context = ctx.obj
+    nl = obj.nl
+    reclassified = _classify_stale(nl, as_json)
+    last = parse_day(day) or date.today()
+    first = window_start(last, nl.settings.window_days(cadence))
+    papers = nl.store.papers(since=first, until=last)
+    primary = Counter(p.topic for p in papers)
+    tagged = Counter(t for p in papers for t in set(p.topics or (p.topic,)))
+    rows = [{"slug": t.slug, "name": t.name, "description": t.description,
+             "papers": primary.get(t.slug, 0), "tagged": tagged.get(t.slug, 0)} for t in nl.settings.topics]
+    unknown = sum(n for slug, n in primary.items() if slug not in {t.slug for t in nl.settings.topics})
+    if as_json:
+        print_json({"cadence": cadence, "window": [first, last], "papers": len(papers),
+                    "reclassified": reclassified, "unassigned": unknown, "topics": rows})
+        return
+    table = Table("topic", "name", "papers", "tagged", "description", box=None, header_style="bold")
+    for r in rows:
+        table.add_row(r["slug"], r["name"], str(r["papers"]), str(r["tagged"]), r["description"])
+    console.print(table)
+    console.print(f"[dim]{len(papers)} papers trending {first} … {last} ({cadence} window); "
+                  f"{_semantic_line(nl)}[/dim]")
+    if reclassified:
+        console.print(f"[dim]reclassified {reclassified} papers: the topic settings changed[/dim]")
+    if not papers:
+        console.print("[dim]no papers in this window: pass --date, or run `newsletter fetch`[/dim]")
+
+
+@topics_group.command("explain")
+@config_option
+@click.argument("paper")
+@json_option
+@click.pass_obj
+def explain(obj: Context, paper: str, as_json: bool) -> None:
+    """Show why a paper got its topic: every topic's score and the evidence behind it.
+
+    PAPER is an id, a key (arxiv:2401.01234), a bare arXiv id or an exact title.
+
+    Example: newsletter topics explain 2401.01234
+    """
+    from .. import topics
+
+    nl = obj.nl
+    found = nl.store.paper(paper)
+    vectors = nl.paper_vectors([found])
+    result = topics.classify([found], nl.settings.topics, vectors)[found.id]
+    ranked = sorted(result.details.items(), key=lambda kv: -kv[1].total)
+    if as_json:
+        print_json({"id": found.id, "title": found.title,
+                    "stored": {"topic": found.topic, "topics": found.topics},
+                    "topic": result.primary, "topics": result.topics, "semantic_model": result.semantic_model,
+                    "fallback_threshold": topics.MIN_TOTAL,
+                    "scores": [{"topic": slug, **_detail(d)} for slug, d in ranked]})
+        return
+    console.print(found.title, markup=False, style="bold")
+    console.print(f"topic: [bold]{result.primary}[/bold]   tags: {', '.join(result.topics[1:]) or '—'}")
+    if found.topic and (found.topic, found.topics) != (result.primary, result.topics):
+        console.print(f"[yellow]stored: {found.topic} ({', '.join(found.topics)}); "
+                      "run `newsletter topics reclassify` to update[/yellow]")
+    if result.primary == topics.FALLBACK:
+        console.print(f"no topic reached {topics.MIN_TOTAL:g} points, so it goes to '{topics.FALLBACK}'")
+    console.print(f"[dim]{_semantic_line(nl)}[/dim]")
+    table = Table("topic", "total", "rules", "similarity", "evidence", box=None, header_style="bold")
+    for slug, d in ranked:
+        evidence = f"excluded by {d.excluded_by!r}" if d.excluded_by else ", ".join(d.matched[:8]) + (
+            f", … {len(d.matched) - 8} more" if len(d.matched) > 8 else "")
+        table.add_row(slug, f"{d.total:.1f}", f"{d.rules:.1f}", f"{d.similarity:.3f} (+{d.semantic:.1f})",
+                      evidence)
+    console.print(table)
+
+
+def _detail(d: Any) -> dict[str, Any]:
+    return {"total": d.total, "rules": d.rules, "similarity": d.similarity, "semantic_points": d.semantic,
+            "matched": list(d.matched), "excluded_by": d.excluded_by}
+
+
+@topics_group.command("reclassify")
+@config_option
+@json_option
+@click.pass_obj
+def reclassify(obj: Context, as_json: bool) -> None:
+    """Classify every stored paper again with the current topic settings.
+
+    Runs by itself when the topic settings change (at the next fetch, import, digest or `newsletter
+    topics`); run it by hand after editing the classifier.
+
+    Example: newsletter topics reclassify --json
+    """
+    nl = obj.nl
+    before = {p.id: p.topic for p in nl.store.papers()}
+    with _bar(as_json, len(before), "classifying") as bar:
+        task = bar.add_task("classify", total=len(before))
+        count = nl.reclassify(progress=lambda n: bar.advance(task, n))
+    after = nl.store.papers()
+    changed = sum(1 for p in after if before.get(p.id) != p.topic)
+    by_topic = Counter(p.topic for p in after)
+    out = {"papers": count, "changed": changed,
+           "topics": dict(sorted(by_topic.items(), key=lambda kv: -kv[1]))}
+    if as_json:
+        print_json(out)
+        return
+    console.print(f"[green]✓[/green] classified {count} papers; {changed} changed topic")
+    console.print("  " + ", ".join(f"{slug} {n}" for slug, n in out["topics"].items()))
+
+
+@topics_group.command("eval")
+@config_option
+@click.argument("labels", type=click.Path(exists=True, dir_okay=False))
+@click.option("--misses/--no-misses", default=False, help="List the papers classified wrongly.")
+@json_option
+@click.pass_obj
+def eval_(obj: Context, labels: str, misses: bool, as_json: bool) -> None:
+    """Measure the classifier against hand labels: accuracy per topic and overall.
+
+    LABELS is a CSV with columns title, topic, acceptable (';'-separated, may be empty) and optionally
+    abstract. A prediction counts as right when it is the topic or one of the acceptable ones. Papers
+    without an abstract column are looked up by title in the store, then in the bundled sample pages.
+
+    Example: newsletter topics eval tests/data/topic_labels.csv --misses
+    """
+    from .. import topics
+    from ..classify import evaluate
+
+    nl = obj.nl
+    rows = evaluate.read_labels(Path(labels).read_text(encoding="utf-8"), origin=labels)
+    unknown = evaluate.unknown_topics(rows, nl.settings.topic_slugs())
+    if unknown:
+        raise NewsletterError(f"{labels} names topics not in the settings: {', '.join(unknown)}.",
+                              hint="label with the slugs of config.yaml's topics (see `newsletter topics`)")
+    papers = _labelled_papers(nl, rows)
+    predictions: dict[int, str] = {}
+    with _bar(as_json, len(papers), "classifying") as bar:
+        task = bar.add_task("classify", total=len(papers))
+        for chunk in _chunks(list(papers.items()), 32):
+            chunk_papers = [p for _, p in chunk]
+            result = topics.classify(chunk_papers, nl.settings.topics, _vectors(nl, chunk_papers))
+            predictions.update({i: result[p.id].primary for i, p in chunk})
+            bar.advance(task, len(chunk))
+    report = evaluate.score(rows, predictions)
+    if as_json:
+        print_json({"labels": labels, "papers": report.papers, "correct": report.correct,
+                    "accuracy": round(report.accuracy, 4), "semantic_model": _model_name(),
+                    "per_topic": {t.topic: {"papers": t.papers, "correct": t.correct,
+                                            "accuracy": round(t.accuracy, 4)}
+                                  for t in sorted(report.per_topic.values(), key=lambda t: t.topic)},
+                    "predicted": dict(report.predicted), "missing": report.missing,
+                    "misses": [m.__dict__ for m in report.misses]})
+        return
+    table = Table("topic", "papers", "correct", "accuracy", box=None, header_style="bold")
+    for t in sorted(report.per_topic.values(), key=lambda t: t.topic):
+        table.add_row(t.topic, str(t.papers), str(t.correct), f"{t.accuracy:.1%}")
+    console.print(table)
+    console.print(f"[bold]overall accuracy: {report.accuracy:.1%}[/bold] "
+                  f"({report.correct} of {report.papers} papers); "
+                  f"{report.predicted.get(topics.FALLBACK, 0)} put in '{topics.FALLBACK}'")
+    console.print(f"[dim]{_semantic_line(nl)}[/dim]")
+    if report.missing:
+        console.print(f"[yellow]{len(report.missing)} labelled papers not found "
+                      "(no abstract column, not in the "
+                      f"store nor the sample pages)[/yellow]")
+    if misses:
+        for m in report.misses:
+            console.print(f"  ✗ {m.title} — labelled {m.topic}, got {m.predicted}", markup=False)
+
+
+def _model_name() -> str:
+    from .. import embeddings, topics
+
+    embedder = embeddings.default_embedder()
+    return embedder.name if embedder else topics.LEXICAL
+
+
+def _labelled_papers(nl: Any, rows: list[Any]) -> dict[int, Paper]:
+    """The paper of each label (by label index): its own abstract, else the store, else the sample pages."""
+    sample = _sample_papers()
+    out: dict[int, Paper] = {}
+    for i, row in enumerate(rows):
+        if row.abstract:
+            out[i] = Paper(id=-(i + 1), key=f"label:{i}", title=row.title, abstract=row.abstract)
+            continue
+        try:
+            out[i] = nl.store.paper(row.title)
+            continue
+        except NotFound:
+            pass
+        from ..models import normalize_title
+
+        fetched = sample.get(normalize_title(row.title))
+        if fetched is not None:
+            out[i] = Paper(id=-(i + 1), key=fetched.key, title=fetched.title, abstract=fetched.abstract,
+                           ai_keywords=tuple(fetched.ai_keywords))
+    return out
+
+
+def _sample_papers() -> dict[str, Any]:
+    from ..models import normalize_title
+    from ..pipeline import sample_pages
+    from ..sources.hf_page import parse_page
+
+    out: dict[str, Any] = {}
+    for page in sample_pages():
+        for fetched in parse_page(page.read_text(encoding="utf-8"), origin=str(page)).papers:
+            out.setdefault(normalize_title(fetched.title), fetched)
+    return out
+
+
+def _vectors(nl: Any, papers: list[Paper]) -> Any:
+    """Embeddings when the extra is installed: cached ones for stored papers, computed for the others."""
+    from .. import embeddings, topics
+
+    embedder = embeddings.default_embedder()
+    if embedder is None:
+        return None
+    stored = [p for p in papers if p.id > 0]
+    vectors = nl.paper_vectors(stored, embedder)
+    others = [p for p in papers if p.id <= 0]
+    if others:
+        computed = embedder.embed([topics.paper_text(p) for p in others])
+        extra = dict(zip((p.id for p in others), computed, strict=True))
+        vectors = topics.Vectors(vectors.model, vectors.topics, {**vectors.papers, **extra})
+    return vectors
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+

@@ -1,0 +1,240 @@
+"""Topics: assign each paper a primary topic (its digest section) and secondary tags, and shape a digest.
+
+Pure: no I/O, no clock. The pipeline reads papers (and cached embeddings) from the store, calls
+``classify`` and ``build_digest``, and writes what they return.
+
+Classification combines three kinds of evidence per topic (see ``newsletter/classify``):
+
+1. phrase rules over the title, the abstract and the feed's own keywords (``ai_keywords``);
+2. semantic similarity between the paper and the topic's description: cosine of sentence embeddings
+   when the caller passes ``vectors``, else a TF-IDF model of the topic descriptions and keywords;
+   turned into a z-score across topics, so only a topic that stands out gains;
+3. a topic's ``exclude`` phrases, which rule it out.
+
+The best total wins; a paper with too little evidence for any topic goes to the fallback topic
+(``other``). Secondary topics are those scoring close to the winner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Iterable, Mapping, Sequence
+
+from .classify import lexical
+from .classify.rules import Evidence, combined, compile_rules, rule_evidence
+from .classify.text import joined, whole_word_pattern
+from .config import Digest, Topic
+from .models import DigestContent, Paper, Subscriber, TopicSection
+
+# Bump when the rules, the built-in vocabulary or the scoring change: stored classifications made by an
+# older version are then redone (the version is part of the settings fingerprint).
+CLASSIFIER_VERSION = "1"
+FALLBACK = "other"
+LEXICAL = "lexical"
+
+SIM_WEIGHT = 1.0  # points per standard deviation a topic's similarity stands above the mean
+SIM_FLOOR = 0.5  # z-scores below this add nothing
+MIN_TOTAL = 5.0  # below this best total, the paper goes to the fallback topic
+SECONDARY_RATIO = 0.5  # a secondary topic scores at least this share of the primary's total
+SECONDARY_MIN = 6.0  # ... and at least this much in absolute terms
+MAX_SECONDARY = 2
+
+
+@dataclass(frozen=True)
+class TopicScore:
+    """Why a topic scored what it did for one paper (shown by ``newsletter topics explain``)."""
+
+    rules: float
+    similarity: float  # raw similarity (cosine), before the z-score
+    semantic: float  # points the similarity added
+    total: float
+    matched: tuple[str, ...] = ()
+    excluded_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    primary: str
+    topics: tuple[str, ...]  # primary first, then secondary tags
+    scores: Mapping[str, float]  # total per topic, rounded: what the store keeps
+    details: Mapping[str, TopicScore] = field(default_factory=dict)
+    semantic_model: str = LEXICAL  # "lexical" or the embedding model's name
+
+
+@dataclass(frozen=True)
+class Vectors:
+    """Sentence embeddings: one per topic and per paper (papers without one use the lexical model)."""
+
+    model: str
+    topics: Mapping[str, Sequence[float]]
+    papers: Mapping[int, Sequence[float]]
+
+
+def topic_text(topic: Topic) -> str:
+    """The text a topic is compared with: its name, description and keywords."""
+    return lexical.topic_document(topic.name, topic.description, topic.keywords)
+
+
+def paper_text(paper: Paper) -> str:
+    """The text of a paper the semantic models see: title and abstract (or the feed's summary)."""
+    return f"{paper.title}. {paper.abstract or paper.ai_summary or ''}".strip()
+
+
+def settings_fingerprint(topics: Sequence[Topic], model: str = LEXICAL) -> str:
+    """A hash of everything a classification depends on: topic settings, classifier version, model."""
+    payload = {
+        "version": CLASSIFIER_VERSION,
+        "model": model,
+        "topics": [t.model_dump(mode="json") for t in topics],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def classify(papers: Iterable[Paper], topics: Sequence[Topic],
+             vectors: Vectors | None = None) -> dict[int, Assignment]:
+    """Assign every paper a primary topic, secondary topics and per-topic scores. Deterministic."""
+    scored = [t for t in topics if t.slug != FALLBACK]
+    fallback = FALLBACK if any(t.slug == FALLBACK for t in topics) else None
+    rules = {t.slug: compile_rules(t.slug, tuple(t.keywords), tuple(t.exclude), t.name, t.description)
+             for t in scored}
+    model = lexical.build(tuple((t.slug, topic_text(t)) for t in scored))
+    out: dict[int, Assignment] = {}
+    for paper in papers:
+        out[paper.id] = _classify_one(paper, scored, fallback, rules, model, vectors)
+    return out
+
+
+def _classify_one(paper: Paper, scored: Sequence[Topic], fallback: str | None, rules: Mapping[str, object],
+                  model: lexical.LexicalModel, vectors: Vectors | None) -> Assignment:
+    if not scored:  # no topic but the fallback (or none at all): everything is "more papers"
+        return Assignment(FALLBACK, (FALLBACK,), {FALLBACK: 0.0})
+    title = joined(paper.title)
+    abstract = joined(paper.abstract or paper.ai_summary or "")
+    keywords = [joined(k) for k in paper.ai_keywords]
+    everything = combined(title, abstract, keywords)
+    evidence: dict[str, Evidence] = {
+        t.slug: rule_evidence(rules[t.slug], title, abstract, keywords, everything)  # type: ignore[arg-type]
+        for t in scored
+    }
+    sims, semantic_model = _similarities(paper, scored, model, vectors)
+    boosts = _standout(sims)
+    details: dict[str, TopicScore] = {}
+    for t in scored:
+        ev = evidence[t.slug]
+        semantic = 0.0 if ev.excluded_by else boosts[t.slug]
+        total = 0.0 if ev.excluded_by else ev.score + semantic
+        details[t.slug] = TopicScore(round(ev.score, 3), round(sims[t.slug], 4), round(semantic, 3),
+                                     round(total, 3), tuple(ev.matched), ev.excluded_by)
+    ranked = sorted(scored, key=lambda t: -details[t.slug].total)  # stable: ties keep config order
+    best = details[ranked[0].slug].total
+    if fallback and best < MIN_TOTAL:
+        primary, secondary = fallback, []
+    else:
+        primary = ranked[0].slug
+        secondary = [t.slug for t in ranked[1:]
+                     if details[t.slug].total >= max(SECONDARY_MIN, SECONDARY_RATIO * best)][:MAX_SECONDARY]
+    scores = {slug: d.total for slug, d in details.items()}
+    if fallback:
+        scores[fallback] = MIN_TOTAL
+    return Assignment(primary, (primary, *secondary), scores, details, semantic_model)
+
+
+def _similarities(paper: Paper, scored: Sequence[Topic], model: lexical.LexicalModel,
+                  vectors: Vectors | None) -> tuple[dict[str, float], str]:
+    if vectors is not None and paper.id in vectors.papers and all(t.slug in vectors.topics for t in scored):
+        p = vectors.papers[paper.id]
+        return {t.slug: _cosine(p, vectors.topics[t.slug]) for t in scored}, vectors.model
+    sims = model.similarity(paper_text(paper))
+    return {t.slug: sims.get(t.slug, 0.0) for t in scored}, LEXICAL
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=False))  # equal lengths unless the model changed
+    na = math.sqrt(sum(x * x for x in a)) or 1.0
+    nb = math.sqrt(sum(y * y for y in b)) or 1.0
+    return dot / (na * nb)
+
+
+def _standout(sims: Mapping[str, float]) -> dict[str, float]:
+    """Points for topics whose similarity stands out from the rest (z-score above SIM_FLOOR)."""
+    values = list(sims.values())
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    if std < 1e-9:
+        return {slug: 0.0 for slug in sims}
+    return {slug: SIM_WEIGHT * max(0.0, (v - mean) / std - SIM_FLOOR) for slug, v in sims.items()}
+
+
+# --- digests ----------------------------------------------------------------------------------------
+
+
+def rank_key(paper: Paper) -> tuple[int, int, int, int, int]:
+    """Best first: most upvotes, then best trending rank, then most recent, then id (for determinism)."""
+    recent = paper.last_trending or paper.first_trending or paper.published
+    return (-(paper.upvotes or 0), paper.best_rank if paper.best_rank is not None else 10**9,
+            -(recent.toordinal() if recent else 0),
+            -(paper.published.toordinal() if paper.published else 0), paper.id)
+
+
+def excluded_by_keyword(paper: Paper, keywords: Sequence[str]) -> str | None:
+    """The first excluded keyword found (case-insensitive, whole word) in the title or abstract."""
+    text = f"{paper.title}\n{paper.abstract}"
+    for kw in keywords:
+        if kw.strip() and whole_word_pattern(kw.strip()).search(text):
+            return kw
+    return None
+
+
+def build_digest(papers: Sequence[Paper], topics: Sequence[Topic], subscriber: Subscriber | None,
+                 digest_settings: Digest, cadence: str, period: str, day: date) -> DigestContent:
+    """Filter for the reader, group by primary topic, rank, cap, and pick the top papers.
+
+    A paper is kept when ANY of its topics is one the reader chose (all topics when they chose none)
+    and none of the reader's excluded keywords appears in it. Sections: the reader's chosen topics
+    first, then by size; empty ones are left out. Papers not classified with these topics are classified
+    here, with the lexical model, so a digest never has an unknown section.
+    """
+    known = {t.slug: i for i, t in enumerate(topics)}
+    papers = _with_topics(papers, topics, known)
+    chosen = set(subscriber.topics) if subscriber and subscriber.topics else None  # none chosen: all
+    excluded = subscriber.excluded_keywords if subscriber else ()
+    kept = [p for p in papers
+            if (chosen is None or chosen.intersection(p.topics or (p.topic,)))
+            and not (excluded and excluded_by_keyword(p, excluded))]
+    groups: dict[str, list[Paper]] = {}
+    for p in sorted(kept, key=rank_key):
+        groups.setdefault(p.topic or FALLBACK, []).append(p)
+    capped = {slug: ps[:digest_settings.max_per_topic] for slug, ps in groups.items()}
+    # The per-digest cap drops the lowest-ranked papers of the whole digest, whatever their section.
+    survivors = sorted((p for ps in capped.values() for p in ps), key=rank_key)
+    keep_ids = {p.id for p in survivors[:digest_settings.max_papers]}
+    omitted = max(0, len(survivors) - digest_settings.max_papers)
+    names = {t.slug: t.name for t in topics}
+
+    def order(slug: str) -> tuple[int, int, int, str]:
+        return (0 if chosen and slug in chosen else 1, -len(groups[slug]), known.get(slug, len(known)), slug)
+
+    sections = []
+    for slug in sorted(groups, key=order):
+        shown = tuple(p for p in capped[slug] if p.id in keep_ids)
+        if shown:
+            sections.append(TopicSection(slug, names.get(slug, slug), shown, len(groups[slug])))
+    in_digest = sorted((p for s in sections for p in s.papers), key=rank_key)
+    top = tuple(in_digest[:digest_settings.top_papers])
+    return DigestContent(cadence, period, day, top, tuple(sections), omitted)
+
+
+def _with_topics(papers: Sequence[Paper], topics: Sequence[Topic], known: Mapping[str, int]) -> list[Paper]:
+    stale = [p for p in papers if not p.topic or p.topic not in known]
+    if not stale:
+        return list(papers)
+    from dataclasses import replace
+
+    fresh = classify(stale, topics)
+    return [replace(p, topic=fresh[p.id].primary, topics=fresh[p.id].topics) if p.id in fresh else p
+            for p in papers]
+
