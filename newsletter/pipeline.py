@@ -38,6 +38,11 @@ from .store.editions import EditionRecord, delivery_digest_id, digest_paper_ids,
 from .tokens import Signer, signing_key
 
 if TYPE_CHECKING:
+    import threading
+
+    from .deliver import Messenger
+    from .deliver.sender import DeliveryReport, Prepare
+    from .deliver.sender import Progress as DeliveryProgress
     from .embeddings import Embedder
     from .topics import Vectors
 
@@ -82,6 +87,21 @@ class Plan:
         for reader in self.readers:
             groups.setdefault(tuple(p.id for p in reader.papers), []).append(reader)
         return groups
+
+
+@dataclass
+class SendReport:
+    """What ``Newsletter.send`` did for one cadence."""
+
+    cadence: str
+    period: str = ""
+    day: date | None = None
+    edition_id: int | None = None
+    created: bool = False  # False: the period's edition already existed and its deliveries were resumed
+    readers: int = 0  # readers with something new in this edition (when it was made now)
+    dry_run: bool = False
+    fetch: FetchReport | None = None
+    delivery: "DeliveryReport | None" = None
 
 
 @dataclass
@@ -377,3 +397,89 @@ class Newsletter:
         message = build_message(rendered, Recipient(to, message_id, links, reader.name if reader else None),
                                 self.settings, now)
         return Preview(cadence, period, day, content, rendered, html, text, message, reader, edition_id)
+
+    # --- deliver ------------------------------------------------------------------------------------------
+
+    def deliver(self, progress: "DeliveryProgress | None" = None, messenger: "Messenger | None" = None,
+                prepare: "Prepare | None" = None, *, edition_id: int | None = None,
+                stop: "threading.Event | None" = None, clock: "Callable[[], datetime] | None" = None) -> "DeliveryReport":
+        """Send every due delivery: new ones, retries whose time has come, and those a crashed sender left.
+
+        ``messenger`` defaults to the configured transport (closed afterwards); ``prepare(delivery)`` builds
+        each reader's message (default: ``message_preparer()``). A fatal transport error stops the run and
+        is raised; nothing in hand is marked sent.
+        """
+        from .deliver import build_messenger
+        from .deliver.sender import DeliveryPolicy, Sender
+        from .store.deliveries import DeliveryQueue, utcnow
+
+        prepare = prepare or self.message_preparer()
+        own = messenger is None
+        messenger = messenger or build_messenger(self.settings)
+        try:
+            sender = Sender(DeliveryQueue(self.store.engine), messenger, prepare,
+                            DeliveryPolicy.from_settings(self.settings.delivery),
+                            clock=clock or utcnow, progress=progress, stop=stop)
+            return sender.run(edition_id)
+        finally:
+            if own:
+                messenger.close()
+
+    def send(self, cadence: str, day: date | None = None, dry_run: bool = False, *, fetch: bool = True,
+             progress: "DeliveryProgress | None" = None, messenger: "Messenger | None" = None,
+             prepare: "Prepare | None" = None, stop: "threading.Event | None" = None,
+             clock: "Callable[[], datetime] | None" = None) -> SendReport:
+        """The whole job for one cadence: fetch → plan → record the edition → deliver.
+
+        One edition per (cadence, period): when the period's edition exists already (a restart, a second
+        scheduler, a second `newsletter send`), nothing is rebuilt and its deliveries are resumed. A dry run
+        fetches and plans only: no edition is written and nothing is sent.
+        """
+        from .errors import StoreError
+
+        day = day or date.today()
+        report = SendReport(cadence, period_for(cadence, day), day, dry_run=dry_run)
+        report.edition_id = self.store.edition_id_for(cadence, report.period)
+        if report.edition_id is None or dry_run:
+            if fetch:
+                report.fetch = self.fetch(day)
+            plan = self.plan(cadence, day)
+            report.readers = sum(1 for r in plan.readers if r.papers)
+            if dry_run:
+                return report
+            try:
+                report.edition_id = self.record_edition(plan, subject=self.edition_subject(plan))
+                report.created = True
+            except StoreError:
+                # Another sender made this period's edition between our check and our write.
+                report.edition_id = self.store.edition_id_for(cadence, report.period)
+                if report.edition_id is None:
+                    raise
+        log.info("%s edition %s (%s): %s", cadence, report.period, report.edition_id,
+                 "made" if report.created else "exists; resuming its deliveries")
+        report.delivery = self.deliver(progress, messenger, prepare, stop=stop, clock=clock)
+        return report
+
+    def edition_subject(self, plan: Plan) -> str:
+        """The subject line from ``digest.subject``; fields: {date}, {count}, {topics}, {cadence}."""
+        papers = {p.id: p.topic for r in plan.readers for p in r.papers}
+        fields = {"date": f"{plan.day.day} {plan.day:%b %Y}", "count": len(papers),
+                  "topics": len({t for t in papers.values() if t}), "cadence": plan.cadence}
+        try:
+            return self.settings.digest.subject.format(**fields)
+        except (KeyError, IndexError, ValueError):
+            return f"Trending papers, {fields['date']}"
+
+    def message_preparer(self) -> "Prepare":
+        """The default ``prepare`` of ``deliver``: each reader's message, built by ``newsletter.message``."""
+        from .errors import DeliveryError
+
+        try:
+            from . import message as message_mod
+        except ImportError as exc:
+            raise DeliveryError(f"Cannot build messages: {exc}.",
+                                hint="pass prepare= to Newsletter.deliver, or install the message stage") from None
+        factory = getattr(message_mod, "preparer", None)
+        if factory is None:
+            raise DeliveryError("newsletter.message has no preparer(newsletter) function.")
+        return factory(self)  # type: ignore[no-any-return]

@@ -1,0 +1,204 @@
+"""``send``, ``deliveries``, ``retry`` and ``schedule``: getting each digest to every reader once, on time."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..models import CADENCES, DELIVERY_STATES
+from . import Context, config_option, console, err_console, json_option, main, parse_day, print_json
+
+
+@contextmanager
+def progress_bar(label: str, disabled: bool) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr, fed by the send loop's (done, total) callback."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err_console, transient=True, disable=disabled) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None)
+
+        yield update
+
+
+def delivery_line(report: Any) -> str:
+    parts = [f"{report.sent} sent"]
+    if report.retry:
+        parts.append(f"[yellow]{report.retry} to retry[/yellow]")
+    if report.failed:
+        parts.append(f"[red]{report.failed} failed[/red]" + (f" ({report.bounced} bounced)" if report.bounced else ""))
+    if report.suppressed:
+        parts.append(f"{report.suppressed} suppressed (unsubscribed)")
+    if report.expired:
+        parts.append(f"[red]{report.expired} expired[/red]")
+    return ", ".join(parts)
+
+
+def show_errors(report: Any) -> None:
+    for error in report.errors[:5]:
+        err_console.print(f"  [dim]•[/dim] {error}", markup=False, highlight=False)
+    if len(report.errors) > 5:
+        err_console.print("  [dim]… see `newsletter deliveries --edition ID` for the rest[/dim]")
+
+
+@main.command()
+@config_option
+@click.option("--cadence", type=click.Choice(CADENCES), default="daily", show_default=True,
+              help="Which digest to build and send.")
+@click.option("--date", "day", metavar="YYYY-MM-DD", help="Day of the edition (default: today).")
+@click.option("--dry-run", is_flag=True, help="Fetch and plan only: show who would get what; write and send nothing.")
+@click.option("--no-fetch", is_flag=True, help="Use the papers already stored instead of fetching first.")
+@json_option
+@click.pass_obj
+def send(obj: Context, cadence: str, day: str | None, dry_run: bool, no_fetch: bool, as_json: bool) -> None:
+    """Build this period's edition (fetch → diff → group → render) and deliver it, with a progress bar.
+
+    One edition per cadence and period: running it again, or after a crash, resumes that edition and sends
+    nobody a second copy. Transport settings come from `messenger` and `smtp` in config.yaml.
+
+    Example: newsletter send --cadence daily --dry-run
+    """
+    nl = obj.nl
+    with progress_bar(f"sending {cadence}", disabled=as_json or dry_run) as update:
+        report = nl.send(cadence, parse_day(day), dry_run=dry_run, fetch=not no_fetch, progress=update)
+    if as_json:
+        print_json(report)
+        return
+    if report.fetch is not None:
+        for entry in report.fetch.sources:
+            if entry.error:
+                err_console.print(f"[yellow]fetch {entry.source}:[/yellow] ", end="")
+                err_console.print(entry.error, markup=False)
+    if dry_run:
+        made = f"edition {report.edition_id} already exists" if report.edition_id else "no edition yet"
+        console.print(f"[bold]{cadence}[/bold] {report.period} (dry run, {made}): {report.readers} readers "
+                      "would get a digest; nothing written or sent.")
+        return
+    state = "made" if report.created else "resumed"
+    console.print(f"[bold]{cadence}[/bold] {report.period}: edition {report.edition_id} {state}; "
+                  f"{delivery_line(report.delivery)}")
+    show_errors(report.delivery)
+
+
+@main.command()
+@config_option
+@click.option("--edition", type=int, metavar="ID", help="One line per reader of this edition.")
+@click.option("--cadence", type=click.Choice(CADENCES), help="Only editions of this cadence.")
+@click.option("--state", type=click.Choice(DELIVERY_STATES), help="With --edition: only deliveries in this state.")
+@click.option("--limit", "-n", type=int, default=20, show_default=True, help="At most this many rows.")
+@json_option
+@click.pass_obj
+def deliveries(obj: Context, edition: int | None, cadence: str | None, state: str | None, limit: int,
+               as_json: bool) -> None:
+    """Show delivery state per edition: sent, pending, retrying, failed, suppressed.
+
+    With --edition, one line per reader: state, attempts, next attempt and the last error.
+
+    Example: newsletter deliveries --edition 12 --state failed
+    """
+    from ..store.deliveries import delivery_list
+
+    store = obj.nl.store
+    if edition is not None:
+        rows = delivery_list(store.engine, edition, state, limit or None)
+        if as_json:
+            print_json(rows)
+            return
+        table = Table("id", "reader", "state", "tries", "next attempt", "last error", box=None, header_style="bold")
+        for r in rows:
+            table.add_row(str(r.id), r.email, r.state, str(r.attempts),
+                          r.next_attempt_at.isoformat(timespec="minutes") if r.next_attempt_at and r.state == "retry" else "",
+                          r.last_error or "")
+        console.print(table)
+        return
+    editions = store.editions(cadence, limit=limit or None)
+    out = []
+    for e in editions:
+        counts = e.deliveries
+        out.append({"edition": e.id, "cadence": e.cadence, "period": e.period, "papers": e.paper_count,
+                    "sent": counts.get("sent", 0), "pending": counts.get("pending", 0),
+                    "in_flight": counts.get("claimed", 0), "retrying": counts.get("retry", 0),
+                    "failed": counts.get("failed", 0), "suppressed": counts.get("suppressed", 0),
+                    "created_at": e.created_at})
+    if as_json:
+        print_json(out)
+        return
+    if not out:
+        console.print("[dim]No editions yet; `newsletter send` makes one.[/dim]")
+        return
+    table = Table("edition", "cadence", "period", "sent", "pending", "retrying", "failed", "suppressed",
+                  box=None, header_style="bold")
+    for row in out:
+        pending = str(row["pending"] + row["in_flight"])
+        if row["in_flight"]:  # claimed by a sender now, or by one that crashed (taken over on the next run)
+            pending += f" ({row['in_flight']} in flight)"
+        table.add_row(str(row["edition"]), row["cadence"], row["period"], str(row["sent"]), pending,
+                      str(row["retrying"]), str(row["failed"]), str(row["suppressed"]))
+    console.print(table)
+
+
+@main.command()
+@config_option
+@click.option("--now", "due_now", is_flag=True, help="Do not wait for the backoff: retry waiting deliveries now.")
+@click.option("--edition", type=int, metavar="ID", help="Only deliveries of this edition.")
+@json_option
+@click.pass_obj
+def retry(obj: Context, due_now: bool, edition: int | None, as_json: bool) -> None:
+    """Resume delivery: send what is due (new, retries whose time has come, and those a crashed sender left).
+
+    Example: newsletter retry --now
+    """
+    from ..store.deliveries import make_due_now, next_attempt, utcnow
+
+    nl = obj.nl
+    if due_now:
+        make_due_now(nl.store.engine, utcnow(), edition)
+    with progress_bar("sending", disabled=as_json) as update:
+        report = nl.deliver(update, edition_id=edition)
+    if as_json:
+        print_json(report)
+        return
+    console.print(delivery_line(report) if report.done else "Nothing was due.")
+    show_errors(report)
+    later = next_attempt(nl.store.engine, edition)
+    if later is not None:
+        console.print(f"[dim]next retry due {later.isoformat(timespec='minutes')} "
+                      "(`newsletter retry --now` to try at once)[/dim]")
+
+
+@main.command()
+@config_option
+@click.option("--list", "list_only", is_flag=True, help="Show the next run times and exit.")
+@json_option
+@click.pass_obj
+def schedule(obj: Context, list_only: bool, as_json: bool) -> None:
+    """Run the scheduler in the foreground: each cadence's digest at its cron time (schedule.* settings).
+
+    Logs each run; stops cleanly on Ctrl-C or SIGTERM (a send in progress finishes its current message).
+
+    Example: newsletter schedule --list --json
+    """
+    from .. import schedule as schedule_mod
+
+    nl = obj.nl
+    if list_only:
+        rows = schedule_mod.upcoming(nl.settings, stored=schedule_mod.stored_next_runs(nl.store.engine))
+        if as_json:
+            print_json(rows)
+            return
+        for row in rows:
+            runs = ", ".join(t.strftime("%a %Y-%m-%d %H:%M %Z") for t in row["next_runs"])
+            console.print(f"[bold]{row['job']}[/bold] ({row['cron']}, {row['timezone']}): {runs}")
+            stored = row["stored_next_run"]
+            if stored is not None and stored < row["next_runs"][0]:
+                console.print(f"  [yellow]a run due {stored} is pending (missed while the scheduler was down)[/yellow]")
+        return
+    logging.getLogger("newsletter").setLevel(logging.INFO)
+    schedule_mod.DigestScheduler(nl, config_path=obj.config_path).run_forever(
+        ready=lambda: err_console.print(f"Scheduler running ({nl.settings.schedule.timezone}); Ctrl-C to stop."))

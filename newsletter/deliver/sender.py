@@ -1,0 +1,314 @@
+"""The send loop: claim due deliveries, build each message, hand it to the messenger, record the outcome.
+
+It depends on three things it is given: the delivery queue (``store.deliveries``), a ``Messenger``, and
+``prepare(delivery) -> OutgoingMessage``, so it knows nothing of rendering or of the transport's protocol.
+
+The rules (see the issue "every reader gets each digest once, on time, whatever fails"):
+
+- A delivery is marked sent only after the messenger returned (the server's 250), and each outcome is
+  committed before the next message's content goes, so a crash repeats at most the messages in flight (one
+  per connection), with their Message-IDs unchanged. The commit runs in a recorder thread while the next
+  message's envelope (MAIL FROM, RCPT TO) is exchanged; the messenger calls ``ready()`` before the content,
+  and that waits for the commit.
+- Temporary failures are retried with exponential backoff until the retry window (counted from when the
+  digest was queued) would be passed, then the delivery fails with the last error.
+- Permanent failures fail the delivery; a refused address counts a bounce, and after ``bounce_limit`` in a
+  row the reader is marked bounced.
+- A fatal transport error (login refused, sender refused, server unreachable) stops the run: the message in
+  hand and the rest of the batch go back to the queue untouched, and the error is raised.
+- A batch is only worked on while its lease holds; what is left when it runs short goes back to the queue
+  rather than risk another sender taking over rows this one is still sending.
+- A reader's status is checked when their delivery is claimed: an unsubscribe that arrives after that (at
+  most one batch, a few seconds of sending) no longer stops that one message.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from ..store.deliveries import DeliveryQueue, DueDelivery, utcnow
+from . import FatalTransportError, Messenger, OutgoingMessage, PermanentFailure, TemporaryFailure
+
+if TYPE_CHECKING:
+    from ..config import Delivery as DeliverySettings
+
+log = logging.getLogger(__name__)
+
+Prepare = Callable[[DueDelivery], OutgoingMessage]
+Progress = Callable[[int, int], None]  # (done, total) after each message
+MAX_BACKOFF = timedelta(hours=6)
+
+
+class _StopRequested(Exception):
+    """Raised from ``ready()`` when a stop was asked for: the message in hand is not handed over."""
+
+
+class _Inline:
+    """The recorder when commits are not overlapped: runs each call at once, in this thread."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def submit(self, fn: Callable[..., None], *args: object) -> Future[None]:
+        future: Future[None] = Future()
+        try:
+            fn(*args)
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+        return future
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """Example: ``DeliveryPolicy(retry_window=timedelta(hours=48), backoff_base=300, bounce_limit=3)``."""
+
+    retry_window: timedelta = timedelta(hours=48)
+    backoff_base: float = 300.0  # seconds before the first retry
+    max_backoff: timedelta = MAX_BACKOFF
+    lease_seconds: float = 300.0
+    bounce_limit: int = 3
+    batch_size: int = 200
+    lock_wait: float = 10.0  # SQLite: how long a second sender waits for the first
+    # Commit each outcome in a background thread while the next message's envelope (MAIL FROM, RCPT TO) goes
+    # out; its content waits for the commit. A commit waits on the disk now and then (SQLite checkpoints,
+    # PostgreSQL's WAL flush), so this keeps it off the wire's critical path (bench/bench_deliver.py).
+    overlap_commits: bool = True
+
+    @classmethod
+    def from_settings(cls, delivery: DeliverySettings) -> DeliveryPolicy:
+        return cls(retry_window=timedelta(hours=delivery.retry_window_hours), backoff_base=delivery.backoff_base_seconds,
+                   lease_seconds=delivery.lease_seconds, bounce_limit=delivery.bounce_limit,
+                   batch_size=delivery.batch_size)
+
+    def backoff(self, attempts: int) -> timedelta:
+        """Wait after the ``attempts``-th temporary failure: base, 2×base, 4×base, ... capped."""
+        return min(timedelta(seconds=self.backoff_base * 2 ** max(0, attempts - 1)), self.max_backoff)
+
+
+@dataclass
+class DeliveryReport:
+    due: int = 0  # due when the run started
+    sent: int = 0
+    retry: int = 0
+    failed: int = 0
+    bounced: int = 0  # of the failed: the address was refused
+    suppressed: int = 0
+    expired: int = 0  # failed because the retry window had passed
+    lost_claims: int = 0  # outcomes not recorded because another sender had taken the row over
+    errors: list[str] = field(default_factory=list)  # the first few failures, for the CLI
+
+    @property
+    def done(self) -> int:
+        """Deliveries this run dealt with, whatever the outcome."""
+        return self.sent + self.retry + self.failed + self.suppressed + self.expired
+
+
+class Sender:
+    """Example: ``Sender(DeliveryQueue(store.engine), messenger, prepare, DeliveryPolicy()).run()``."""
+
+    def __init__(
+        self,
+        queue: DeliveryQueue,
+        messenger: Messenger,
+        prepare: Prepare,
+        policy: DeliveryPolicy | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+        workers: int | None = None,
+    ) -> None:
+        self.queue, self.messenger, self.prepare = queue, messenger, prepare
+        self.policy = policy or DeliveryPolicy()
+        self.clock = clock
+        self.progress = progress
+        self.stop = stop or threading.Event()
+        self.workers = max(1, workers if workers is not None else getattr(messenger, "concurrency", 1))
+        self.report = DeliveryReport()
+        # Messengers that call ``ready()`` just before handing over the content let the previous message's
+        # commit overlap this message's envelope; others get it called before ``send``.
+        self._ready_hook = "ready" in inspect.signature(messenger.send).parameters
+        self._overlap = self._ready_hook and self.policy.overlap_commits
+
+    def run(self, edition_id: int | None = None) -> DeliveryReport:
+        """Send every due delivery (of one edition, or all), batch by batch, until none is left."""
+        policy, report = self.policy, self.report
+        with self.queue.running(lease_seconds=policy.lease_seconds, lock_wait=policy.lock_wait, now=self.clock()):
+            report.due = self.queue.due_count(self.clock(), edition_id)
+            self._progress()
+            while not self.stop.is_set():
+                now = self.clock()
+                claim = self.queue.claim(self._batch_size(), lease_seconds=policy.lease_seconds,
+                                         retry_window=policy.retry_window, now=now, edition_id=edition_id)
+                report.suppressed += claim.suppressed
+                report.expired += claim.expired
+                if claim.suppressed or claim.expired:
+                    self._progress()
+                if not claim.deliveries:
+                    break
+                # Stop sending from this batch well before its lease ends (see the module docstring).
+                deadline = now + timedelta(seconds=policy.lease_seconds * 0.8)
+                if self.workers == 1:
+                    self._send_serially(claim.deliveries, deadline)
+                else:
+                    self._send_concurrently(claim.deliveries, deadline)
+                self.queue.renew(policy.lease_seconds, self.clock())
+        return report
+
+    def _batch_size(self) -> int:
+        """No bigger than the messenger's rate limit lets us send within half a lease."""
+        rate = getattr(self.messenger, "rate_limit", 0) or 0
+        size = self.policy.batch_size
+        if rate > 0:
+            size = min(size, max(1, int(rate * self.policy.lease_seconds / 2)))
+        return size
+
+    # --- sending ----------------------------------------------------------------------------------------
+
+    def _send_serially(self, batch: Sequence[DueDelivery], deadline: datetime) -> None:
+        """One message at a time. The outcome of message k is committed by a recorder thread while message
+        k+1's envelope (MAIL FROM, RCPT TO) goes out; k+1's content is handed over only once k's commit is
+        done (``ready``), so a crash still repeats at most the one message in flight."""
+        previous: Future[None] | None = None
+
+        def wait_for_previous() -> None:
+            nonlocal previous
+            if previous is not None:
+                done, previous = previous, None
+                done.result()  # a failed commit raises here: the next message is not handed over
+
+        def ready() -> None:
+            wait_for_previous()
+            if self.stop.is_set():
+                raise _StopRequested()
+
+        with (ThreadPoolExecutor(1, thread_name_prefix="record") if self._overlap else _Inline()) as recorder:
+            i = 0
+            try:
+                for i, d in enumerate(batch):
+                    if self.stop.is_set() or self.clock() >= deadline:
+                        wait_for_previous()
+                        self.queue.release(batch[i:])
+                        return
+                    outcome: TemporaryFailure | PermanentFailure | None = None
+                    try:
+                        message = self.prepare(d)
+                        if self._ready_hook:
+                            self.messenger.send(message, ready)  # type: ignore[call-arg]
+                        else:
+                            ready()
+                            self.messenger.send(message)
+                    except (TemporaryFailure, PermanentFailure) as exc:
+                        outcome = exc
+                    wait_for_previous()  # already done unless the message failed before its content
+                    previous = recorder.submit(self._record, d, outcome)
+                wait_for_previous()
+            except BaseException as exc:
+                # A fatal transport error, a bug in prepare, a stop request, Ctrl-C: the message in hand and
+                # the rest of the batch go back untouched (after the last outcome is safely recorded).
+                try:
+                    wait_for_previous()
+                    self.queue.release(batch[i:])
+                except Exception:
+                    log.exception("could not give back %d claimed deliveries", len(batch) - i)
+                if isinstance(exc, _StopRequested):
+                    return
+                raise
+
+    def _send_concurrently(self, batch: Sequence[DueDelivery], deadline: datetime) -> None:
+        """Up to ``workers`` messages on the wire at once; outcomes are recorded here, one commit each."""
+        pending = list(batch)
+        pending.reverse()  # pop() from the end keeps the claim order
+        inflight: dict[Future[None], DueDelivery] = {}
+        fatal: BaseException | None = None
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="send") as pool:
+            try:
+                while pending or inflight:
+                    while (pending and len(inflight) < self.workers and fatal is None
+                           and not self.stop.is_set() and self.clock() < deadline):
+                        d = pending.pop()
+                        try:
+                            message = self.prepare(d)
+                        except BaseException as exc:
+                            pending.append(d)
+                            fatal = exc
+                            break
+                        inflight[pool.submit(self.messenger.send, message)] = d
+                    if not inflight:
+                        break
+                    done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        d = inflight.pop(future)
+                        exc = future.exception()
+                        if exc is None or isinstance(exc, (TemporaryFailure, PermanentFailure)):
+                            self._record(d, exc)  # type: ignore[arg-type]
+                        else:
+                            pending.append(d)  # not marked: goes back to the queue
+                            fatal = fatal or exc
+            except BaseException as exc:  # Ctrl-C while waiting: let the messages on the wire finish
+                fatal = fatal or exc
+                for future, d in inflight.items():
+                    exc2 = future.exception()
+                    if exc2 is None or isinstance(exc2, (TemporaryFailure, PermanentFailure)):
+                        self._record(d, exc2)  # type: ignore[arg-type]
+                    else:
+                        pending.append(d)
+            finally:
+                self.queue.release(pending)
+        if fatal is not None:
+            raise fatal
+
+    # --- outcomes ---------------------------------------------------------------------------------------
+
+    def _record(self, d: DueDelivery, failure: TemporaryFailure | PermanentFailure | None) -> None:
+        now = self.clock()
+        report = self.report
+        if failure is None:
+            ours = self.queue.mark_sent(d, now)
+            report.sent += 1
+        elif isinstance(failure, TemporaryFailure):
+            error = failure.message
+            next_at = now + self.policy.backoff(d.attempts + 1)
+            if next_at > d.created_at + self.policy.retry_window:
+                ours = self.queue.mark_failed(d, error, now)
+                report.failed += 1
+                log.warning("giving up on %s after %d attempts: %s", d.email, d.attempts + 1, error)
+            else:
+                ours = self.queue.mark_retry(d, error, next_at, now)
+                report.retry += 1
+                log.info("will retry %s at %s: %s", d.email, next_at.isoformat(timespec="seconds"), error)
+            self._note(error)
+        else:
+            error = failure.message
+            ours = self.queue.mark_failed(d, error, now, bounce_limit=self.policy.bounce_limit if failure.bounce else None)
+            report.failed += 1
+            report.bounced += int(failure.bounce)
+            log.warning("failed %s: %s", d.email, error)
+            self._note(error)
+        if not ours:
+            report.lost_claims += 1
+            log.warning("delivery %d to %s was taken over by another sender before its outcome was recorded",
+                        d.id, d.email)
+        self._progress()
+
+    def _note(self, error: str) -> None:
+        if len(self.report.errors) < 20:
+            self.report.errors.append(error)
+
+    def _progress(self) -> None:
+        if self.progress is not None:
+            self.progress(self.report.done, max(self.report.due, self.report.done))
+
+
+__all__ = ["DeliveryPolicy", "DeliveryReport", "FatalTransportError", "Prepare", "Progress", "Sender"]

@@ -1,0 +1,263 @@
+"""The schedule: APScheduler 3 cron jobs that call ``Newsletter.send``. No logic of their own beyond the when.
+
+- One job per cadence with a fixed id (``digest-daily``, ``digest-weekly``), a cron trigger from
+  ``schedule.daily``/``schedule.weekly`` in ``schedule.timezone``, kept in APScheduler's SQLAlchemy job store
+  in the same database (its own table, ``apscheduler_jobs``, made by APScheduler and not by our migrations).
+- ``coalesce`` (runs missed while down collapse into one), ``max_instances=1``, and a misfire grace of
+  ``schedule.misfire_grace_hours``: APScheduler's default grace of one second would silently skip a digest
+  whenever the process was down, or busy, at the minute it was due.
+- The digest's day is the local day of the *scheduled* fire time, not of the moment the job ran, so a run
+  that starts late (within the grace) still makes the digest of the day it was meant for. A run past the grace
+  is logged and not sent late.
+- Nothing here prevents doubles: the edition for (cadence, period) is unique in the store, so a restart, two
+  schedulers or a daylight-saving change that fires a cron twice resume the one edition instead of making two.
+
+Example::
+
+    scheduler = DigestScheduler(Newsletter.from_config("config.yaml"))
+    scheduler.run_forever()  # until SIGINT or SIGTERM
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import datetime, timedelta, timezone
+from types import FrameType
+from typing import Any, Callable, Mapping
+from zoneinfo import ZoneInfo
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import Engine, inspect, text
+
+from .config import Settings
+from .errors import ConfigError
+from .models import CADENCES
+from .pipeline import Newsletter, SendReport
+
+log = logging.getLogger(__name__)
+
+JOB_IDS = {cadence: f"digest-{cadence}" for cadence in CADENCES}
+JOBSTORE_TABLE = "apscheduler_jobs"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def zone(settings: Settings) -> ZoneInfo:
+    return ZoneInfo(settings.schedule.timezone)
+
+
+def grace(settings: Settings) -> timedelta:
+    return timedelta(hours=settings.schedule.misfire_grace_hours)
+
+
+def trigger_for(settings: Settings, cadence: str) -> CronTrigger:
+    expr = getattr(settings.schedule, cadence)
+    try:
+        return CronTrigger.from_crontab(expr, timezone=zone(settings))
+    except ValueError as exc:
+        raise ConfigError(f"schedule.{cadence}: {expr!r} is not a valid cron expression: {exc}") from None
+
+
+def fire_times(trigger: CronTrigger, start: datetime, end: datetime) -> list[datetime]:
+    """Every time ``trigger`` fires in [start, end], in order."""
+    out = []
+    t = trigger.get_next_fire_time(None, start)
+    while t is not None and t <= end:
+        out.append(t)
+        t = trigger.get_next_fire_time(t, t)
+    return out
+
+
+def latest_fire_time(trigger: CronTrigger, now: datetime, within: timedelta) -> datetime | None:
+    """The last time ``trigger`` fired at or before ``now``, if that was no longer than ``within`` ago.
+
+    This is the run time APScheduler runs a coalesced job for, so the job can find its scheduled time.
+    """
+    times = fire_times(trigger, now - within, now)
+    return times[-1] if times else None
+
+
+def run_due_digest(nl: Newsletter, cadence: str, fire_time: datetime | None, *, now: datetime | None = None,
+                   **send_options: Any) -> SendReport | None:
+    """What the job does when ``cadence``'s trigger fired at ``fire_time``: send the digest of that local day,
+    unless the fire time is more than the misfire grace ago."""
+    now = now or utcnow()
+    settings = nl.settings
+    if fire_time is None:
+        log.warning("%s digest: no scheduled run within the last %s; nothing sent", cadence, grace(settings))
+        return None
+    late = now - fire_time
+    if late > grace(settings):
+        log.warning("%s digest scheduled at %s is %s late, past schedule.misfire_grace_hours (%g): not sent late",
+                    cadence, fire_time.isoformat(), _round(late), settings.schedule.misfire_grace_hours)
+        return None
+    day = fire_time.astimezone(zone(settings)).date()
+    report = nl.send(cadence, day, **send_options)
+    sent = report.delivery.sent if report.delivery else 0
+    log.info("%s digest %s (scheduled %s): edition %s %s, %d sent", cadence, report.period, fire_time.isoformat(),
+             report.edition_id, "made" if report.created else "resumed", sent)
+    return report
+
+
+# The scheduler running in this process: jobs use its Newsletter (and its test options). A job run by a
+# process that has none (it cannot happen with one scheduler per process, but the job store is shared)
+# loads the configuration it was registered with.
+_active: DigestScheduler | None = None
+
+
+def digest_job(cadence: str, config_path: str | None = None) -> None:
+    """The job APScheduler runs (by reference, so the job store can hold it)."""
+    active = _active
+    nl = active.nl if active is not None else Newsletter.from_config(config_path)
+    try:
+        now = utcnow()
+        fire = latest_fire_time(trigger_for(nl.settings, cadence), now, grace(nl.settings))
+        options = dict(active.send_options) if active is not None else {}
+        if active is not None:
+            options.setdefault("stop", active.stopping)
+        run_due_digest(nl, cadence, fire, now=now, **options)
+    finally:
+        if active is None:
+            nl.close()
+
+
+class _Scheduler(BackgroundScheduler):
+    """APScheduler 3's loop makes one more pass over due jobs after ``shutdown()`` has stopped the executors:
+    the pass fails to start a due job ("cannot schedule new futures after shutdown", agronholm/apscheduler#285)
+    and then moves its stored next run time past the run it never started. A run missed while the process
+    was down (or due at the moment it stops) would be lost, so a stopped scheduler does not process jobs."""
+
+    def _process_jobs(self) -> float | None:
+        if self.state == STATE_STOPPED:
+            return None
+        return super()._process_jobs()  # type: ignore[no-any-return]
+
+
+class DigestScheduler:
+    """APScheduler with one cron job per cadence, stored in the newsletter's database."""
+
+    def __init__(self, nl: Newsletter, *, config_path: str | None = None,
+                 send_options: Mapping[str, Any] | None = None) -> None:
+        self.nl = nl
+        self.config_path = config_path
+        self.send_options = dict(send_options or {})
+        self.stopping = threading.Event()  # asks a send in progress to stop after its current message
+        settings = nl.settings
+        self.scheduler = _Scheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=nl.store.engine, tablename=JOBSTORE_TABLE)},
+            executors={"default": ThreadPoolExecutor(max_workers=2)},
+            job_defaults={"coalesce": True, "max_instances": 1,
+                          "misfire_grace_time": int(grace(settings).total_seconds())},
+            timezone=zone(settings),
+        )
+        self.scheduler.add_listener(self._log_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+
+    def start(self, now: datetime | None = None) -> None:
+        global _active
+        _active = self
+        self.register_jobs(now)
+        self.scheduler.start()
+        for job in self.scheduler.get_jobs():
+            log.info("scheduled %s (%s): next run %s", job.id, job.trigger, job.next_run_time)
+
+    def register_jobs(self, now: datetime | None = None) -> None:
+        """Add or update the job of each cadence. A run that was due while the process was down keeps its
+        time, so the misfire grace applies to it; ``replace_existing`` alone would reset it to the next
+        future fire time and skip the missed digest without a word."""
+        now = now or utcnow()
+        settings = self.nl.settings
+        stored = stored_next_runs(self.nl.store.engine)
+        for cadence in CADENCES:
+            job_id = JOB_IDS[cadence]
+            trigger = trigger_for(settings, cadence)
+            previous = stored.get(job_id)
+            if previous is not None and previous <= now:
+                next_run = previous
+                log.info("%s was due at %s while the scheduler was down", job_id, next_run.isoformat())
+            else:
+                next_run = trigger.get_next_fire_time(None, now)
+            self.scheduler.add_job(
+                digest_job, trigger, args=[cadence, self.config_path], id=job_id, name=f"{cadence} digest",
+                replace_existing=True, coalesce=True, max_instances=1,
+                misfire_grace_time=int(grace(settings).total_seconds()), next_run_time=next_run)
+
+    def shutdown(self) -> None:
+        """Stop: a send in progress finishes its current message, gives the rest back, and the job ends."""
+        global _active
+        self.stopping.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        if _active is self:
+            _active = None
+
+    def run_forever(self, ready: Callable[[], None] | None = None) -> None:
+        """Run in the foreground until SIGINT or SIGTERM; ``ready`` is called once both are handled."""
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.warning("received %s: stopping after the current message", signal.Signals(signum).name)
+            stop.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            if ready is not None:
+                ready()
+            while not stop.wait(0.5):
+                pass
+        finally:
+            self.shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            log.warning("scheduler stopped")
+
+    def _log_event(self, event: JobExecutionEvent) -> None:
+        when = event.scheduled_run_time
+        if event.code == EVENT_JOB_MISSED:
+            log.warning("%s scheduled at %s was missed by more than the grace (process down or busy): not sent late",
+                        event.job_id, when)
+        elif event.code == EVENT_JOB_ERROR:
+            log.error("%s scheduled at %s failed: %s", event.job_id, when, event.exception)
+        else:
+            log.info("%s scheduled at %s done", event.job_id, when)
+
+
+def upcoming(settings: Settings, now: datetime | None = None, count: int = 3,
+             stored: Mapping[str, datetime | None] | None = None) -> list[dict[str, Any]]:
+    """The next run times of each cadence's job (``newsletter schedule --list``)."""
+    now = now or utcnow()
+    out = []
+    for cadence in CADENCES:
+        trigger = trigger_for(settings, cadence)
+        runs: list[datetime] = []
+        t = trigger.get_next_fire_time(None, now)
+        while t is not None and len(runs) < count:
+            runs.append(t)
+            t = trigger.get_next_fire_time(t, t)
+        out.append({"job": JOB_IDS[cadence], "cadence": cadence, "cron": getattr(settings.schedule, cadence),
+                    "timezone": settings.schedule.timezone, "next_runs": runs,
+                    "stored_next_run": (stored or {}).get(JOB_IDS[cadence])})
+    return out
+
+
+def stored_next_runs(engine: Engine) -> dict[str, datetime | None]:
+    """The next run time of each job in the job store, read without starting a scheduler (a run missed
+    while the scheduler was down shows as a time in the past)."""
+    if not inspect(engine).has_table(JOBSTORE_TABLE):
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT id, next_run_time FROM {JOBSTORE_TABLE}"))  # APScheduler stores a UTC timestamp
+        return {job_id: datetime.fromtimestamp(t, timezone.utc) if t is not None else None for job_id, t in rows}
+
+
+def _round(delta: timedelta) -> timedelta:
+    return timedelta(seconds=int(delta.total_seconds()))
