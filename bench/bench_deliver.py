@@ -92,7 +92,8 @@ def message_bytes(email: str, message_id: str, size: int) -> bytes:
 
 def queue_readers(store: Store, readers: int) -> None:
     day = date(2026, 3, 14)
-    store.ingest([SourceBatch("bench", day, [FetchedPaper(title="A benchmark paper", arxiv_id="2603.00001")])])
+    paper = FetchedPaper(title="A benchmark paper", arxiv_id="2603.00001")
+    store.ingest([SourceBatch("bench", day, [paper])])
     pid = store.papers()[0].id
     subs = store.add_subscribers([{"email": f"reader{i:05d}@example.org"} for i in range(readers)])
     store.create_edition("daily", "2026-03-14", day, "bench", [(pid, None)], {s.id: [pid] for s in subs},
@@ -143,9 +144,11 @@ def send_loop(store: Store, port: int, messages: dict[int, OutgoingMessage], poo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--readers", type=int, default=10_000)
-    parser.add_argument("--size", type=int, default=30_000, help="body bytes per message (a digest is 20-60 KB)")
+    parser.add_argument("--size", type=int, default=30_000,
+                        help="body bytes per message (a digest is 20-60 KB)")
     parser.add_argument("--chunk", type=int, default=1_000, help="messages per alternation of the two loops")
     parser.add_argument("--pool", type=int, default=1, help="SMTP connections of the send loop")
     parser.add_argument("--batch", type=int, default=200, help="deliveries claimed at a time")
@@ -176,7 +179,8 @@ def main() -> None:
         messages = prepared_messages(stores[0][1], args.size)  # the same ids in every fresh database
         ids = sorted(messages)
         size = sum(len(m.data) for m in messages.values()) / len(messages)
-        print(f"{args.readers} readers, messages of {size / 1000:.1f} KB, SMTP server in process {server.pid}; "
+        print(f"{args.readers} readers, messages of {size / 1000:.1f} KB, "
+              f"SMTP server in process {server.pid}; "
               f"send loop: {args.pool} connection(s), claims of {args.batch}, one commit per message; "
               f"the loops alternate every {args.chunk} messages")
         bare_loop(port, [messages[i] for i in ids[:200]])  # warm up both sides
@@ -185,7 +189,7 @@ def main() -> None:
         for n, k in enumerate(range(0, len(ids), args.chunk)):
             chunk = ids[k:k + args.chunk]
             batch = {i: messages[i] for i in chunk}
-            for name, store in stores:
+            for _, store in stores:
                 make_due(store, chunk)
             # Alternate which loop goes first, so a drift in the machine's load favours neither.
             order = ["bare", *[name for name, _ in stores]]
@@ -213,7 +217,8 @@ def main() -> None:
             store.close()
         if pg_admin is not None:
             with pg_admin.connect() as conn:
-                conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{pg_name}'"))
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  f"WHERE datname = '{pg_name}'"))
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}"'))
             pg_admin.dispose()
         server.terminate()

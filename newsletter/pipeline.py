@@ -402,7 +402,8 @@ class Newsletter:
 
     def deliver(self, progress: "DeliveryProgress | None" = None, messenger: "Messenger | None" = None,
                 prepare: "Prepare | None" = None, *, edition_id: int | None = None,
-                stop: "threading.Event | None" = None, clock: "Callable[[], datetime] | None" = None) -> "DeliveryReport":
+                stop: "threading.Event | None" = None,
+                clock: "Callable[[], datetime] | None" = None) -> "DeliveryReport":
         """Send every due delivery: new ones, retries whose time has come, and those a crashed sender left.
 
         ``messenger`` defaults to the configured transport (closed afterwards); ``prepare(delivery)`` builds
@@ -478,7 +479,7 @@ class Newsletter:
             from . import message as message_mod
         except ImportError as exc:
             raise DeliveryError(f"Cannot build messages: {exc}.",
-                                hint="pass prepare= to Newsletter.deliver, or install the message stage") from None
+                                hint="pass prepare= to Newsletter.deliver") from None
         factory = getattr(message_mod, "preparer", None)
         if factory is None:
             raise DeliveryError("newsletter.message has no preparer(newsletter) function.")

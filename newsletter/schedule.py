@@ -9,6 +9,8 @@
 - The digest's day is the local day of the *scheduled* fire time, not of the moment the job ran, so a run
   that starts late (within the grace) still makes the digest of the day it was meant for. A run past the grace
   is logged and not sent late.
+- A third job, ``deliveries``, looks every few minutes (the first backoff step) for deliveries that became
+  due: retries whose backoff has passed, and whatever a failed or stopped run left queued.
 - Nothing here prevents doubles: the edition for (cadence, period) is unique in the store, so a restart, two
   schedulers or a daylight-saving change that fires a cron twice resume the one edition instead of making two.
 
@@ -23,27 +25,35 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from types import FrameType
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 from zoneinfo import ZoneInfo
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, inspect, text
 
 from .config import Settings
 from .errors import ConfigError
 from .models import CADENCES
 from .pipeline import Newsletter, SendReport
+from .store.deliveries import SenderBusy
+
+if TYPE_CHECKING:
+    from .deliver.sender import DeliveryReport
 
 log = logging.getLogger(__name__)
 
 JOB_IDS = {cadence: f"digest-{cadence}" for cadence in CADENCES}
+DELIVERIES_JOB_ID = "deliveries"  # retries whose backoff has passed, and whatever a failed run left queued
 JOBSTORE_TABLE = "apscheduler_jobs"
 
 
@@ -57,6 +67,11 @@ def zone(settings: Settings) -> ZoneInfo:
 
 def grace(settings: Settings) -> timedelta:
     return timedelta(hours=settings.schedule.misfire_grace_hours)
+
+
+def retry_interval(settings: Settings) -> timedelta:
+    """How often the deliveries job looks for due retries: the first backoff step, within 1 to 15 minutes."""
+    return timedelta(seconds=min(max(settings.delivery.backoff_base_seconds, 60.0), 900.0))
 
 
 def trigger_for(settings: Settings, cadence: str) -> CronTrigger:
@@ -97,14 +112,15 @@ def run_due_digest(nl: Newsletter, cadence: str, fire_time: datetime | None, *, 
         return None
     late = now - fire_time
     if late > grace(settings):
-        log.warning("%s digest scheduled at %s is %s late, past schedule.misfire_grace_hours (%g): not sent late",
-                    cadence, fire_time.isoformat(), _round(late), settings.schedule.misfire_grace_hours)
+        log.warning("%s digest scheduled at %s is %s late, past schedule.misfire_grace_hours (%g): "
+                    "not sent late", cadence, fire_time.isoformat(), _round(late),
+                    settings.schedule.misfire_grace_hours)
         return None
     day = fire_time.astimezone(zone(settings)).date()
     report = nl.send(cadence, day, **send_options)
     sent = report.delivery.sent if report.delivery else 0
-    log.info("%s digest %s (scheduled %s): edition %s %s, %d sent", cadence, report.period, fire_time.isoformat(),
-             report.edition_id, "made" if report.created else "resumed", sent)
+    log.info("%s digest %s (scheduled %s): edition %s %s, %d sent", cadence, report.period,
+             fire_time.isoformat(), report.edition_id, "made" if report.created else "resumed", sent)
     return report
 
 
@@ -114,27 +130,59 @@ def run_due_digest(nl: Newsletter, cadence: str, fire_time: datetime | None, *, 
 _active: DigestScheduler | None = None
 
 
+def run_due_deliveries(nl: Newsletter, **deliver_options: Any) -> DeliveryReport | None:
+    """What the deliveries job does: send what became due since the last look (retries whose backoff has
+    passed, anything a failed or stopped run left queued). Skipped while another sender holds the database."""
+    try:
+        report = nl.deliver(**deliver_options)
+    except SenderBusy:
+        log.info("another sender is at work; due deliveries wait for the next check")
+        return None
+    if report.done:
+        log.info("due deliveries: %d sent, %d to retry, %d failed, %d suppressed", report.sent, report.retry,
+                 report.failed, report.suppressed)
+    return report
+
+
 def digest_job(cadence: str, config_path: str | None = None) -> None:
     """The job APScheduler runs (by reference, so the job store can hold it)."""
-    active = _active
-    nl = active.nl if active is not None else Newsletter.from_config(config_path)
-    try:
+    with _newsletter(config_path) as (nl, options):
         now = utcnow()
         fire = latest_fire_time(trigger_for(nl.settings, cadence), now, grace(nl.settings))
-        options = dict(active.send_options) if active is not None else {}
-        if active is not None:
-            options.setdefault("stop", active.stopping)
-        run_due_digest(nl, cadence, fire, now=now, **options)
+        try:
+            run_due_digest(nl, cadence, fire, now=now, **options)
+        except SenderBusy:
+            log.warning("%s digest: another sender holds the database; the edition is made and the "
+                        "deliveries job sends it when that sender is done", cadence)
+
+
+def deliveries_job(config_path: str | None = None) -> None:
+    """The job that picks up retries every few minutes (by reference, like ``digest_job``)."""
+    with _newsletter(config_path) as (nl, options):
+        options.pop("fetch", None)
+        run_due_deliveries(nl, **options)
+
+
+@contextmanager
+def _newsletter(config_path: str | None) -> Iterator[tuple[Newsletter, dict[str, Any]]]:
+    """The Newsletter a job runs with: the active scheduler's (with its options), or one from the config."""
+    active = _active
+    if active is not None:
+        yield active.nl, {**active.send_options, "stop": active.stopping}
+        return
+    nl = Newsletter.from_config(config_path)
+    try:
+        yield nl, {}
     finally:
-        if active is None:
-            nl.close()
+        nl.close()
 
 
 class _Scheduler(BackgroundScheduler):
     """APScheduler 3's loop makes one more pass over due jobs after ``shutdown()`` has stopped the executors:
-    the pass fails to start a due job ("cannot schedule new futures after shutdown", agronholm/apscheduler#285)
-    and then moves its stored next run time past the run it never started. A run missed while the process
-    was down (or due at the moment it stops) would be lost, so a stopped scheduler does not process jobs."""
+    the pass fails to start a due job ("cannot schedule new futures after shutdown",
+    agronholm/apscheduler#285) and then moves its stored next run time past the run it never started. A run
+    missed while the process was down (or due at the moment it stops) would be lost, so a stopped scheduler
+    does not process jobs."""
 
     def _process_jobs(self) -> float | None:
         if self.state == STATE_STOPPED:
@@ -153,7 +201,9 @@ class DigestScheduler:
         self.stopping = threading.Event()  # asks a send in progress to stop after its current message
         settings = nl.settings
         self.scheduler = _Scheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=nl.store.engine, tablename=JOBSTORE_TABLE)},
+            # The deliveries job keeps no state worth storing (it is added again at each start): in memory.
+            jobstores={"default": SQLAlchemyJobStore(engine=nl.store.engine, tablename=JOBSTORE_TABLE),
+                       "memory": MemoryJobStore()},
             executors={"default": ThreadPoolExecutor(max_workers=2)},
             job_defaults={"coalesce": True, "max_instances": 1,
                           "misfire_grace_time": int(grace(settings).total_seconds())},
@@ -170,9 +220,9 @@ class DigestScheduler:
             log.info("scheduled %s (%s): next run %s", job.id, job.trigger, job.next_run_time)
 
     def register_jobs(self, now: datetime | None = None) -> None:
-        """Add or update the job of each cadence. A run that was due while the process was down keeps its
-        time, so the misfire grace applies to it; ``replace_existing`` alone would reset it to the next
-        future fire time and skip the missed digest without a word."""
+        """Add or update the job of each cadence, and the deliveries job. A run that was due while the
+        process was down keeps its time, so the misfire grace applies to it; ``replace_existing`` alone
+        would reset it to the next future fire time and skip the missed digest without a word."""
         now = now or utcnow()
         settings = self.nl.settings
         stored = stored_next_runs(self.nl.store.engine)
@@ -189,6 +239,12 @@ class DigestScheduler:
                 digest_job, trigger, args=[cadence, self.config_path], id=job_id, name=f"{cadence} digest",
                 replace_existing=True, coalesce=True, max_instances=1,
                 misfire_grace_time=int(grace(settings).total_seconds()), next_run_time=next_run)
+        every = retry_interval(settings)
+        self.scheduler.add_job(
+            deliveries_job, IntervalTrigger(seconds=every.total_seconds()), args=[self.config_path],
+            id=DELIVERIES_JOB_ID, name="due deliveries", jobstore="memory", replace_existing=True,
+            coalesce=True, max_instances=1, misfire_grace_time=int(every.total_seconds()),
+            next_run_time=now + every)
 
     def shutdown(self) -> None:
         """Stop: a send in progress finishes its current message, gives the rest back, and the job ends."""
@@ -223,8 +279,8 @@ class DigestScheduler:
     def _log_event(self, event: JobExecutionEvent) -> None:
         when = event.scheduled_run_time
         if event.code == EVENT_JOB_MISSED:
-            log.warning("%s scheduled at %s was missed by more than the grace (process down or busy): not sent late",
-                        event.job_id, when)
+            log.warning("%s scheduled at %s was missed by more than the grace (process down or busy): "
+                        "not sent late", event.job_id, when)
         elif event.code == EVENT_JOB_ERROR:
             log.error("%s scheduled at %s failed: %s", event.job_id, when, event.exception)
         else:
@@ -255,8 +311,9 @@ def stored_next_runs(engine: Engine) -> dict[str, datetime | None]:
     if not inspect(engine).has_table(JOBSTORE_TABLE):
         return {}
     with engine.connect() as conn:
-        rows = conn.execute(text(f"SELECT id, next_run_time FROM {JOBSTORE_TABLE}"))  # APScheduler stores a UTC timestamp
-        return {job_id: datetime.fromtimestamp(t, timezone.utc) if t is not None else None for job_id, t in rows}
+        rows = conn.execute(text(f"SELECT id, next_run_time FROM {JOBSTORE_TABLE}"))  # a UTC timestamp
+        return {job_id: datetime.fromtimestamp(t, timezone.utc) if t is not None else None
+                for job_id, t in rows}
 
 
 def _round(delta: timedelta) -> timedelta:

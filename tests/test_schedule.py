@@ -26,7 +26,7 @@ from support import ROOT
 from newsletter import schedule
 from newsletter.cli import main
 from newsletter.config import from_mapping
-from newsletter.deliver import OutgoingMessage
+from newsletter.deliver import OutgoingMessage, TemporaryFailure
 from newsletter.deliver.outbox import OutboxMessenger
 from newsletter.models import FetchedPaper, SourceBatch
 from newsletter.pipeline import Newsletter
@@ -37,7 +37,8 @@ READERS = ["ada@example.org", "bob@example.org", "cy@example.org"]
 
 def prepare(d: DueDelivery) -> OutgoingMessage:
     msg = EmailMessage(policy=policy.SMTP)
-    msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = "papers@example.org", d.email, "Papers", d.message_id
+    msg["From"], msg["To"], msg["Subject"] = "papers@example.org", d.email, "Papers"
+    msg["Message-ID"] = d.message_id
     msg.set_content(f"digest {d.digest_id}\n")
     return OutgoingMessage("papers@example.org", d.email, d.message_id, msg.as_bytes())
 
@@ -47,7 +48,7 @@ def config(tmp_path: Path, **schedule_settings: Any) -> dict[str, Any]:
         "database_url": "sqlite:///newsletter.db",
         "messenger": "outbox",
         "outbox_dir": "outbox",
-        "sources": [{"type": "hf-page", "path": str(ROOT / "newsletter" / "sample" / "daily-papers-mar14.txt")}],
+        "sources": [{"type": "hf-page", "path": str(ROOT / "newsletter/sample/daily-papers-mar14.txt")}],
         "schedule": {"timezone": "UTC", "daily": "0 8 * * *", "weekly": "0 9 1 1 *", "misfire_grace_hours": 6,
                      **schedule_settings},
     }
@@ -69,7 +70,8 @@ def newsletter_for(tmp_path: Path) -> Any:
 
 
 def papers_trending_on(nl: Newsletter, *days: date) -> None:
-    nl.store.ingest([SourceBatch("test", d, [FetchedPaper(title=f"Paper of {d}", arxiv_id=f"26{d:%m}.{d:%d}001")])
+    nl.store.ingest([SourceBatch("test", d, [FetchedPaper(title=f"Paper of {d}",
+                                                                   arxiv_id=f"26{d:%m}.{d:%d}001")])
                      for d in days])
 
 
@@ -90,7 +92,8 @@ def test_the_digest_is_for_the_local_day_of_the_scheduled_time_not_of_when_it_ra
     nl = newsletter_for(timezone="America/Los_Angeles", daily="0 23 * * *")
     papers_trending_on(nl, date(2026, 3, 3))
     fire = datetime(2026, 3, 3, 23, 0, tzinfo=ZoneInfo("America/Los_Angeles"))  # 07:00 UTC on March 4th
-    report = schedule.run_due_digest(nl, "daily", fire, now=fire + timedelta(hours=5), **send_options(tmp_path))
+    report = schedule.run_due_digest(nl, "daily", fire, now=fire + timedelta(hours=5),
+                                     **send_options(tmp_path))
     assert report is not None and report.period == "2026-03-03" and report.delivery.sent == 3
 
 
@@ -124,8 +127,9 @@ def test_latest_fire_time_finds_the_run_a_coalesced_job_was_scheduled_for() -> N
     ("America/Los_Angeles", (date(2026, 3, 8), date(2026, 11, 1))),  # 02:00→03:00, 02:00→01:00
 ])
 @pytest.mark.parametrize("cron", ["30 2 * * *", "30 1 * * *", "0 8 * * *", "*/30 1-3 * * *"])
-def test_one_digest_per_local_day_across_daylight_saving_changes(newsletter_for: Any, tmp_path: Path, zone_name: str,
-                                                                transitions: tuple[date, date], cron: str) -> None:
+def test_one_digest_per_local_day_across_daylight_saving_changes(
+        newsletter_for: Any, tmp_path: Path, zone_name: str, transitions: tuple[date, date],
+        cron: str) -> None:
     nl = newsletter_for(timezone=zone_name, daily=cron)
     tz = ZoneInfo(zone_name)
     trigger = schedule.trigger_for(nl.settings, "daily")
@@ -148,6 +152,33 @@ def test_one_digest_per_local_day_across_daylight_saving_changes(newsletter_for:
     assert len(outbox_files(tmp_path)) == len(days) * len(READERS)  # each reader one message per day
     if cron in ("30 2 * * *", "*/30 1-3 * * *") and zone_name == "Europe/Berlin":
         assert fires_per_day[transitions[1]] > 1  # the repeated hour fired the cron twice: still one digest
+
+
+def test_the_deliveries_job_sends_retries_whose_time_has_come(newsletter_for: Any, tmp_path: Path) -> None:
+    nl = newsletter_for()
+    papers_trending_on(nl, date(2026, 3, 3))
+
+    class Flaky(OutboxMessenger):
+        """Refuses ada's message with a 451 the first time."""
+
+        refused = False
+
+        def send(self, message: OutgoingMessage, ready: Any = None) -> None:
+            if message.recipient == READERS[0] and not Flaky.refused:
+                Flaky.refused = True
+                raise TemporaryFailure(f"{message.recipient}: 451 4.3.0 try later", code=451)
+            super().send(message, ready)
+
+    options = {**send_options(tmp_path), "messenger": Flaky(tmp_path / "outbox")}
+    fire = datetime(2026, 3, 3, 8, 0, tzinfo=timezone.utc)
+    report = schedule.run_due_digest(nl, "daily", fire, now=fire, **options)
+    assert report is not None and (report.delivery.sent, report.delivery.retry) == (2, 1)
+    options.pop("fetch")
+    later = datetime.now(timezone.utc) + timedelta(minutes=5)  # the first backoff step has passed
+    report = schedule.run_due_deliveries(nl, clock=lambda: later, **options)
+    assert report is not None and report.sent == 1
+    assert len(outbox_files(tmp_path)) == 3
+    assert nl.store.editions()[0].deliveries == {"sent": 3}
 
 
 # --- a run missed while the process was down ----------------------------------------------------------------
@@ -210,7 +241,8 @@ def test_a_run_missed_by_more_than_the_grace_is_skipped_and_logged(newsletter_fo
     assert nl.store.editions() == [] and outbox_files(tmp_path) == []
 
 
-def test_jobs_are_stored_with_fixed_ids_coalescing_one_instance_and_hours_of_grace(newsletter_for: Any) -> None:
+def test_jobs_are_stored_with_fixed_ids_coalescing_one_instance_and_hours_of_grace(
+        newsletter_for: Any) -> None:
     nl = newsletter_for(timezone="Europe/Berlin", daily="0 8 * * mon-fri", weekly="0 9 * * mon")
     saturday = datetime(2026, 3, 14, 12, 0, tzinfo=timezone.utc)
     for _ in range(2):  # a restart registers the same jobs again: replaced, not added
@@ -219,9 +251,12 @@ def test_jobs_are_stored_with_fixed_ids_coalescing_one_instance_and_hours_of_gra
         sched.scheduler.start(paused=True)
         jobs = {job.id: job for job in sched.scheduler.get_jobs()}
         sched.scheduler.shutdown()
-    assert set(jobs) == {"digest-daily", "digest-weekly"}
-    for job in jobs.values():
+    assert set(jobs) == {"digest-daily", "digest-weekly", "deliveries"}
+    for job in (jobs["digest-daily"], jobs["digest-weekly"]):
         assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, 6 * 3600)
+    retries = jobs["deliveries"]  # every first backoff step (delivery.backoff_base_seconds: 300)
+    assert (retries.coalesce, retries.max_instances) == (True, 1)
+    assert retries.trigger.interval == timedelta(minutes=5)
     berlin = ZoneInfo("Europe/Berlin")
     assert jobs["digest-daily"].next_run_time == datetime(2026, 3, 16, 8, 0, tzinfo=berlin)
     assert jobs["digest-weekly"].next_run_time == datetime(2026, 3, 16, 9, 0, tzinfo=berlin)
@@ -242,8 +277,9 @@ def test_schedule_list_shows_the_next_run_times(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
     result = CliRunner().invoke(main, ["--config", str(cfg), "schedule", "--list", "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    *rows, retries = json.loads(result.output)
     assert [r["job"] for r in rows] == ["digest-daily", "digest-weekly"]
+    assert retries == {"job": "deliveries", "every_seconds": 300}
     for row in rows:
         runs = [datetime.fromisoformat(t) for t in row["next_runs"]]
         assert len(runs) == 3 and runs == sorted(runs) and all(t > datetime.now(timezone.utc) for t in runs)

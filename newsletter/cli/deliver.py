@@ -32,7 +32,8 @@ def delivery_line(report: Any) -> str:
     if report.retry:
         parts.append(f"[yellow]{report.retry} to retry[/yellow]")
     if report.failed:
-        parts.append(f"[red]{report.failed} failed[/red]" + (f" ({report.bounced} bounced)" if report.bounced else ""))
+        bounced = f" ({report.bounced} bounced)" if report.bounced else ""
+        parts.append(f"[red]{report.failed} failed[/red]{bounced}")
     if report.suppressed:
         parts.append(f"{report.suppressed} suppressed (unsubscribed)")
     if report.expired:
@@ -52,7 +53,8 @@ def show_errors(report: Any) -> None:
 @click.option("--cadence", type=click.Choice(CADENCES), default="daily", show_default=True,
               help="Which digest to build and send.")
 @click.option("--date", "day", metavar="YYYY-MM-DD", help="Day of the edition (default: today).")
-@click.option("--dry-run", is_flag=True, help="Fetch and plan only: show who would get what; write and send nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Fetch and plan only: show who would get what; write and send nothing.")
 @click.option("--no-fetch", is_flag=True, help="Use the papers already stored instead of fetching first.")
 @json_option
 @click.pass_obj
@@ -90,7 +92,8 @@ def send(obj: Context, cadence: str, day: str | None, dry_run: bool, no_fetch: b
 @config_option
 @click.option("--edition", type=int, metavar="ID", help="One line per reader of this edition.")
 @click.option("--cadence", type=click.Choice(CADENCES), help="Only editions of this cadence.")
-@click.option("--state", type=click.Choice(DELIVERY_STATES), help="With --edition: only deliveries in this state.")
+@click.option("--state", type=click.Choice(DELIVERY_STATES),
+              help="With --edition: only deliveries in this state.")
 @click.option("--limit", "-n", type=int, default=20, show_default=True, help="At most this many rows.")
 @json_option
 @click.pass_obj
@@ -110,11 +113,12 @@ def deliveries(obj: Context, edition: int | None, cadence: str | None, state: st
         if as_json:
             print_json(rows)
             return
-        table = Table("id", "reader", "state", "tries", "next attempt", "last error", box=None, header_style="bold")
+        table = Table("id", "reader", "state", "tries", "next attempt", "last error", box=None,
+                      header_style="bold")
         for r in rows:
-            table.add_row(str(r.id), r.email, r.state, str(r.attempts),
-                          r.next_attempt_at.isoformat(timespec="minutes") if r.next_attempt_at and r.state == "retry" else "",
-                          r.last_error or "")
+            waiting = r.next_attempt_at is not None and r.state == "retry"
+            when = r.next_attempt_at.isoformat(timespec="minutes") if waiting and r.next_attempt_at else ""
+            table.add_row(str(r.id), r.email, r.state, str(r.attempts), when, r.last_error or "")
         console.print(table)
         return
     editions = store.editions(cadence, limit=limit or None)
@@ -145,7 +149,8 @@ def deliveries(obj: Context, edition: int | None, cadence: str | None, state: st
 
 @main.command()
 @config_option
-@click.option("--now", "due_now", is_flag=True, help="Do not wait for the backoff: retry waiting deliveries now.")
+@click.option("--now", "due_now", is_flag=True,
+              help="Do not wait for the backoff: retry waiting deliveries now.")
 @click.option("--edition", type=int, metavar="ID", help="Only deliveries of this edition.")
 @json_option
 @click.pass_obj
@@ -189,16 +194,21 @@ def schedule(obj: Context, list_only: bool, as_json: bool) -> None:
     nl = obj.nl
     if list_only:
         rows = schedule_mod.upcoming(nl.settings, stored=schedule_mod.stored_next_runs(nl.store.engine))
+        every = schedule_mod.retry_interval(nl.settings)
         if as_json:
-            print_json(rows)
+            print_json([*rows, {"job": schedule_mod.DELIVERIES_JOB_ID, "every_seconds": every.total_seconds()}])
             return
         for row in rows:
             runs = ", ".join(t.strftime("%a %Y-%m-%d %H:%M %Z") for t in row["next_runs"])
             console.print(f"[bold]{row['job']}[/bold] ({row['cron']}, {row['timezone']}): {runs}")
             stored = row["stored_next_run"]
             if stored is not None and stored < row["next_runs"][0]:
-                console.print(f"  [yellow]a run due {stored} is pending (missed while the scheduler was down)[/yellow]")
+                console.print(f"  [yellow]a run due {stored} is pending (missed while the scheduler was "
+                              "down)[/yellow]")
+        console.print(f"[bold]{schedule_mod.DELIVERIES_JOB_ID}[/bold]: every {every.total_seconds() / 60:g} "
+                      "minutes, sends retries whose time has come")
         return
     logging.getLogger("newsletter").setLevel(logging.INFO)
     schedule_mod.DigestScheduler(nl, config_path=obj.config_path).run_forever(
-        ready=lambda: err_console.print(f"Scheduler running ({nl.settings.schedule.timezone}); Ctrl-C to stop."))
+        ready=lambda: err_console.print(f"Scheduler running ({nl.settings.schedule.timezone}); "
+                                        "Ctrl-C to stop."))

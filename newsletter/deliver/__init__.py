@@ -53,7 +53,8 @@ class TemporaryFailure(MessageFailure):
 class PermanentFailure(MessageFailure):
     """Do not try again. ``bounce`` when the address itself was refused (5xx to RCPT TO)."""
 
-    def __init__(self, message: str, hint: str | None = None, *, code: int | None = None, bounce: bool = False) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, code: int | None = None,
+                 bounce: bool = False) -> None:
         super().__init__(message, hint, code=code)
         self.bounce = bounce
 

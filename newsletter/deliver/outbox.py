@@ -92,7 +92,8 @@ class OutboxMessenger:
                 pass
             # A full disk or a read-only folder fails every message alike: stop the run, mark nothing.
             raise FatalTransportError(f"Cannot write {final}: {exc.strerror or exc}",
-                                      hint="free space or fix permissions of outbox_dir, then run `newsletter retry`") from None
+                                      hint="free space or fix permissions of outbox_dir, then run "
+                                      "`newsletter retry`") from None
 
     def close(self) -> None:
         pass

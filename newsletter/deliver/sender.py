@@ -87,9 +87,9 @@ class DeliveryPolicy:
 
     @classmethod
     def from_settings(cls, delivery: DeliverySettings) -> DeliveryPolicy:
-        return cls(retry_window=timedelta(hours=delivery.retry_window_hours), backoff_base=delivery.backoff_base_seconds,
-                   lease_seconds=delivery.lease_seconds, bounce_limit=delivery.bounce_limit,
-                   batch_size=delivery.batch_size)
+        return cls(retry_window=timedelta(hours=delivery.retry_window_hours),
+                   backoff_base=delivery.backoff_base_seconds, lease_seconds=delivery.lease_seconds,
+                   bounce_limit=delivery.bounce_limit, batch_size=delivery.batch_size)
 
     def backoff(self, attempts: int) -> timedelta:
         """Wait after the ``attempts``-th temporary failure: base, 2×base, 4×base, ... capped."""
@@ -144,7 +144,8 @@ class Sender:
     def run(self, edition_id: int | None = None) -> DeliveryReport:
         """Send every due delivery (of one edition, or all), batch by batch, until none is left."""
         policy, report = self.policy, self.report
-        with self.queue.running(lease_seconds=policy.lease_seconds, lock_wait=policy.lock_wait, now=self.clock()):
+        with self.queue.running(lease_seconds=policy.lease_seconds, lock_wait=policy.lock_wait,
+                                now=self.clock()):
             report.due = self.queue.due_count(self.clock(), edition_id)
             self._progress()
             while not self.stop.is_set():
@@ -240,9 +241,9 @@ class Sender:
                         d = pending.pop()
                         try:
                             message = self.prepare(d)
-                        except BaseException as exc:
+                        except BaseException as error:
                             pending.append(d)
-                            fatal = exc
+                            fatal = error
                             break
                         inflight[pool.submit(self.messenger.send, message)] = d
                     if not inflight:
@@ -250,12 +251,12 @@ class Sender:
                     done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                     for future in done:
                         d = inflight.pop(future)
-                        exc = future.exception()
-                        if exc is None or isinstance(exc, (TemporaryFailure, PermanentFailure)):
-                            self._record(d, exc)  # type: ignore[arg-type]
+                        outcome = future.exception()
+                        if outcome is None or isinstance(outcome, (TemporaryFailure, PermanentFailure)):
+                            self._record(d, outcome)
                         else:
                             pending.append(d)  # not marked: goes back to the queue
-                            fatal = fatal or exc
+                            fatal = fatal or outcome
             except BaseException as exc:  # Ctrl-C while waiting: let the messages on the wire finish
                 fatal = fatal or exc
                 for future, d in inflight.items():
@@ -291,7 +292,8 @@ class Sender:
             self._note(error)
         else:
             error = failure.message
-            ours = self.queue.mark_failed(d, error, now, bounce_limit=self.policy.bounce_limit if failure.bounce else None)
+            limit = self.policy.bounce_limit if failure.bounce else None
+            ours = self.queue.mark_failed(d, error, now, bounce_limit=limit)
             report.failed += 1
             report.bounced += int(failure.bounce)
             log.warning("failed %s: %s", d.email, error)

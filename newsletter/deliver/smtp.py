@@ -85,9 +85,9 @@ class SmtpMessenger:
     def from_settings(cls, settings: Settings) -> SmtpMessenger:
         smtp = settings.smtp
         domain = settings.sender.email.rpartition("@")[2]
-        return cls(smtp.host, smtp.port, security=smtp.security, username=smtp.username, password=smtp.password,
-                   timeout=smtp.timeout, pool_size=smtp.pool_size, rate_limit=smtp.rate_limit,
-                   local_hostname=domain or None)
+        return cls(smtp.host, smtp.port, security=smtp.security, username=smtp.username,
+                   password=smtp.password, timeout=smtp.timeout, pool_size=smtp.pool_size,
+                   rate_limit=smtp.rate_limit, local_hostname=domain or None)
 
     @property
     def where(self) -> str:
@@ -143,11 +143,13 @@ class SmtpMessenger:
         options: list[str] = []
         if not (sender.isascii() and rcpt.isascii()):
             if not conn.has_extn("smtputf8"):
-                raise PermanentFailure(f"{rcpt}: the server does not support SMTPUTF8, needed for this address.")
+                raise PermanentFailure(f"{rcpt}: the server does not support SMTPUTF8, needed for this "
+                                       "address.")
             options.append("SMTPUTF8")
         if not message.data.isascii() and conn.has_extn("8bitmime"):
             options.append("BODY=8BITMIME")
         stage = "MAIL FROM"
+        reply: bytes | str
         try:
             code, reply = conn.mail(sender, options)
             if code != 250:
@@ -159,7 +161,8 @@ class SmtpMessenger:
                     raise _temporary(f"{rcpt}: sender {sender} deferred: {text}", code, lost=code == 421)
                 raise FatalTransportError(
                     f"The SMTP server {self.where} refused the sender {sender}: {text}",
-                    hint="check sender.email: the server must allow sending from this address; nothing was marked sent")
+                    hint="check sender.email: the server must allow sending from this address; "
+                    "nothing was marked sent")
             stage = "RCPT TO"
             code, reply = conn.rcpt(rcpt)
             if code not in (250, 251):
@@ -183,22 +186,24 @@ class SmtpMessenger:
                 raise PermanentFailure(f"{rcpt}: message refused: {text}", code=code)
         except smtplib.SMTPServerDisconnected as exc:
             if isinstance(exc.__context__, TimeoutError):  # smtplib reports a read timeout as a disconnect
-                raise _temporary(f"{rcpt}: {self.where} did not answer {stage} within {self.timeout:g}s", None,
-                                 lost=True) from None
+                raise _temporary(f"{rcpt}: {self.where} did not answer {stage} within {self.timeout:g}s",
+                                 None, lost=True) from None
             if reused and stage == "MAIL FROM":
                 raise _Stale() from None
-            raise _temporary(f"{rcpt}: connection to {self.where} dropped during {stage}: {exc}", None, lost=True) from None
+            raise _temporary(f"{rcpt}: connection to {self.where} dropped during {stage}: {exc}", None,
+                             lost=True) from None
         except TimeoutError:
             raise _temporary(f"{rcpt}: {self.where} did not answer {stage} within {self.timeout:g}s", None,
                              lost=True) from None
         except OSError as exc:
             if reused and stage == "MAIL FROM":
                 raise _Stale() from None
-            raise _temporary(f"{rcpt}: connection to {self.where} failed during {stage}: {exc}", None, lost=True) from None
+            raise _temporary(f"{rcpt}: connection to {self.where} failed during {stage}: {exc}", None,
+                             lost=True) from None
 
     @staticmethod
     def _reset(conn: Connection, code: int) -> None:
-        """Abort the transaction so the connection can carry the next message (not after 421: it is closing)."""
+        """Abort the transaction so the connection carries the next message (not after 421: it is closing)."""
         if code == 421:
             return
         try:
@@ -237,7 +242,8 @@ class SmtpMessenger:
                 conn = smtplib.SMTP_SSL(self.host, self.port, local_hostname=self.local_hostname,
                                         timeout=self.timeout, context=self._context())
             else:
-                conn = smtplib.SMTP(self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout)
+                conn = smtplib.SMTP(self.host, self.port, local_hostname=self.local_hostname,
+                                    timeout=self.timeout)
             conn.ehlo()
             if self.security == "starttls":
                 conn.starttls(context=self._context())
@@ -249,8 +255,10 @@ class SmtpMessenger:
             text = _reply(exc.smtp_code, exc.smtp_error)
             if 400 <= exc.smtp_code < 500:
                 raise TransportUnavailable(f"The SMTP server {self.where} deferred the login: {text}",
-                                           hint="nothing was marked sent; run `newsletter retry` later") from None
-            raise FatalTransportError(f"The SMTP server {self.where} refused the login as {self.username}: {text}",
+                                           hint="nothing was marked sent; run `newsletter retry` later"
+                                           ) from None
+            raise FatalTransportError(f"The SMTP server {self.where} refused the login as {self.username}: "
+                                      f"{text}",
                                       hint="check smtp.username and the SMTP_PASSWORD environment variable; "
                                       "nothing was marked sent") from None
         except smtplib.SMTPNotSupportedError as exc:
@@ -261,8 +269,8 @@ class SmtpMessenger:
         except ssl.SSLError as exc:
             _close(conn)
             raise FatalTransportError(f"TLS with the SMTP server {self.where} failed: {exc}",
-                                      hint="check smtp.security (starttls on 587, tls on 465) and the server's "
-                                      "certificate") from None
+                                      hint="check smtp.security (starttls on 587, tls on 465) and the "
+                                      "server's certificate") from None
         except smtplib.SMTPConnectError as exc:
             _close(conn)
             raise TransportUnavailable(f"The SMTP server {self.where} refused the connection: "

@@ -135,8 +135,8 @@ _RELEASED_STATE = case((D.attempts > 0, DELIVERY_RETRY), else_=DELIVERY_PENDING)
 _MARK_SENT = (
     update(D)
     .where(D.id == bindparam("did"), D.state == DELIVERY_CLAIMED, D.claimed_by == bindparam("me"))
-    .values(state=DELIVERY_SENT, attempts=D.attempts + 1, sent_at=bindparam("now"), updated_at=bindparam("now"),
-            claimed_by=None, lease_until=None, last_error=None)
+    .values(state=DELIVERY_SENT, attempts=D.attempts + 1, sent_at=bindparam("now"),
+            updated_at=bindparam("now"), claimed_by=None, lease_until=None, last_error=None)
 )
 _MARK_RETRY = (
     update(D)
@@ -160,8 +160,8 @@ _BOUNCE = (
 _UNBOUNCE = update(S).where(S.id == bindparam("sid"), S.bounce_count > 0).values(bounce_count=0)
 # The statement every sent message pays for, as plain driver SQL: executing it through SQLAlchemy's statement
 # machinery costs about as much again as SQLite's own UPDATE and commit (see bench/bench_deliver.py).
-_MARK_SENT_SQL = ("UPDATE deliveries SET state = 'sent', attempts = attempts + 1, sent_at = {now}, updated_at = {now}, "
-                  "claimed_by = NULL, lease_until = NULL, last_error = NULL "
+_MARK_SENT_SQL = ("UPDATE deliveries SET state = 'sent', attempts = attempts + 1, sent_at = {now}, "
+                  "updated_at = {now}, claimed_by = NULL, lease_until = NULL, last_error = NULL "
                   "WHERE id = {did} AND state = 'claimed' AND claimed_by = {me}")
 
 
@@ -176,16 +176,19 @@ class DeliveryQueue:
         self._lock_conn: Connection | None = None
         self._lock_value: str | None = None
         dialect = engine.dialect
-        style = {"qmark": "?", "numeric": "?", "named": ":{}", "pyformat": "%({})s", "format": "%s"}[dialect.paramstyle]
+        styles = {"qmark": "?", "numeric": "?", "named": ":{}", "pyformat": "%({})s", "format": "%s"}
+        style = styles[dialect.paramstyle]
         self._sent_sql = _MARK_SENT_SQL.format(**{n: style.format(n) for n in ("now", "did", "me")})
         self._sent_positional = "{}" not in style  # then the driver takes a tuple, in the order above
         # Datetimes as the dialect stores them (SQLite: text in SQLAlchemy's format; PostgreSQL: as they are).
-        self._bind_time = D.__table__.c.sent_at.type.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
+        as_stored = D.__table__.c.sent_at.type.dialect_impl(dialect).bind_processor(dialect)
+        self._bind_time = as_stored or (lambda value: value)
 
     # --- a run ----------------------------------------------------------------------------------------
 
     @contextmanager
-    def running(self, *, lease_seconds: float, lock_wait: float = 10.0, now: datetime | None = None) -> Iterator[DeliveryQueue]:
+    def running(self, *, lease_seconds: float, lock_wait: float = 10.0,
+                now: datetime | None = None) -> Iterator[DeliveryQueue]:
         """Take the run lock (SQLite: the only sender; PostgreSQL: this sender's liveness), take over what
         dead senders had claimed, and at the end give back whatever this sender still holds."""
         self._conn = self.engine.connect()
@@ -215,13 +218,14 @@ class DeliveryQueue:
         if self.postgres or self._lock_value is None:
             return
         mine = self._lock_payload(lease_seconds, now)
-        done = self.conn.execute(update(StateRow).where(StateRow.key == SQLITE_LOCK_KEY, StateRow.value == self._lock_value)
-                                 .values(value=mine))
+        done = self.conn.execute(update(StateRow).values(value=mine).where(
+            StateRow.key == SQLITE_LOCK_KEY, StateRow.value == self._lock_value))
         self.conn.commit()
         if done.rowcount != 1:  # taken over: we looked dead (stopped for longer than the lease)
             self._lock_value = None
             raise SenderBusy("This sender lost the SQLite sender lock to another sender and stopped.",
-                             hint="a sender must renew its lease within delivery.lease_seconds; run `newsletter retry`")
+                             hint="a sender must renew its lease within delivery.lease_seconds; "
+                             "run `newsletter retry`")
         self._lock_value = mine
 
     # --- SQLite: one sender at a time -----------------------------------------------------------------
@@ -239,10 +243,10 @@ class DeliveryQueue:
                 return
             if time.monotonic() >= deadline:
                 raise SenderBusy(
-                    f"Another sender (process {holder.get('pid')} on {holder.get('host')}) is delivering from this "
-                    "SQLite database; SQLite runs one sender at a time.",
-                    hint="wait for it to finish (`newsletter deliveries` shows progress), or use PostgreSQL to run "
-                    "several senders side by side")
+                    f"Another sender (process {holder.get('pid')} on {holder.get('host')}) is delivering "
+                    "from this SQLite database; SQLite runs one sender at a time.",
+                    hint="wait for it to finish (`newsletter deliveries` shows progress), or use PostgreSQL "
+                    "to run several senders side by side")
             time.sleep(0.1)
 
     def _try_sqlite_lock(self, lease_seconds: float, now: datetime | None) -> dict[str, Any] | None:
@@ -274,7 +278,8 @@ class DeliveryQueue:
 
     def _pg_lock(self) -> None:
         self._lock_conn = self.engine.connect()
-        self._lock_conn.execute(text("SELECT pg_advisory_lock(:a, :b)"), {"a": _PG_LOCK_CLASS, "b": _owner_key(self.owner)})
+        self._lock_conn.execute(text("SELECT pg_advisory_lock(:a, :b)"),
+                                {"a": _PG_LOCK_CLASS, "b": _owner_key(self.owner)})
         self._lock_conn.commit()
 
     def _owner_alive(self, owner: str) -> bool:
@@ -296,15 +301,16 @@ class DeliveryQueue:
                 self._lock_conn.close()
                 self._lock_conn = None
         if self._lock_value is not None:
-            self.conn.execute(delete(StateRow).where(StateRow.key == SQLITE_LOCK_KEY, StateRow.value == self._lock_value))
+            self.conn.execute(delete(StateRow).where(StateRow.key == SQLITE_LOCK_KEY,
+                                                     StateRow.value == self._lock_value))
             self.conn.commit()
             self._lock_value = None
 
     def take_over_orphans(self) -> int:
         """Make rows claimed by dead senders due again (their lease would free them too, only later)."""
         conn = self.conn
-        owners = [o for o in conn.execute(select(D.claimed_by).where(D.state == DELIVERY_CLAIMED).distinct()).scalars()
-                  if o and o != self.owner]
+        claimers = conn.execute(select(D.claimed_by).where(D.state == DELIVERY_CLAIMED).distinct()).scalars()
+        owners = [o for o in claimers if o and o != self.owner]
         conn.commit()
         dead = owners if not self.postgres else [o for o in owners if not self._owner_alive(o)]
         if not dead:
@@ -326,7 +332,8 @@ class DeliveryQueue:
 
     def due_count(self, now: datetime, edition_id: int | None = None) -> int:
         with self.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(D).where(self._due(now, edition_id))).scalar() or 0
+            q = select(func.count()).select_from(D).where(self._due(now, edition_id))
+            return conn.execute(q).scalar() or 0
 
     def claim(self, limit: int, *, lease_seconds: float, retry_window: timedelta, now: datetime,
               edition_id: int | None = None) -> Claim:
@@ -359,8 +366,9 @@ class DeliveryQueue:
                 expired.append(r.id)
             else:
                 claimed.append(r.id)
-                claim.deliveries.append(DueDelivery(r.id, r.edition_id, r.subscriber_id, r.digest_id, r.message_id,
-                                                    r.email, r.name, r.attempts, created, r.bounce_count or 0))
+                claim.deliveries.append(DueDelivery(r.id, r.edition_id, r.subscriber_id, r.digest_id,
+                                                    r.message_id, r.email, r.name, r.attempts, created,
+                                                    r.bounce_count or 0))
         for status, ids in by_status.items():
             conn.execute(update(D).where(D.id.in_(ids)).values(
                 state=DELIVERY_SUPPRESSED, claimed_by=None, lease_until=None, updated_at=now,
@@ -372,8 +380,8 @@ class DeliveryQueue:
                 last_error=func.coalesce(D.last_error, f"not sent within {hours:g} hours of being queued")))
         if claimed:
             conn.execute(update(D).where(D.id.in_(claimed)).values(
-                state=DELIVERY_CLAIMED, claimed_by=self.owner, lease_until=now + timedelta(seconds=lease_seconds),
-                updated_at=now))
+                state=DELIVERY_CLAIMED, claimed_by=self.owner, updated_at=now,
+                lease_until=now + timedelta(seconds=lease_seconds)))
         conn.commit()
         claim.suppressed, claim.expired = len(suppressed), len(expired)
         return claim
@@ -398,7 +406,8 @@ class DeliveryQueue:
         self.conn.commit()
         return done.rowcount == 1
 
-    def mark_failed(self, d: DueDelivery, error: str, now: datetime, *, bounce_limit: int | None = None) -> bool:
+    def mark_failed(self, d: DueDelivery, error: str, now: datetime, *,
+                    bounce_limit: int | None = None) -> bool:
         """Record a permanent failure; with ``bounce_limit`` the reader's bounce count grows too, and at the
         limit the reader is marked bounced (their later deliveries are suppressed)."""
         done = self.conn.execute(_MARK_FAILED, {"did": d.id, "me": self.owner, "now": now, "error": error})
@@ -417,7 +426,7 @@ class DeliveryQueue:
             self._release(D.state == DELIVERY_CLAIMED)
 
     def _release(self, which: Any) -> None:
-        self.conn.rollback()  # after a failed write the connection must be rolled back before it is used again
+        self.conn.rollback()  # after a failed write the connection must be rolled back before its next use
         self.conn.execute(update(D).where(which, D.state == DELIVERY_CLAIMED, D.claimed_by == self.owner)
                           .values(state=_RELEASED_STATE, claimed_by=None, lease_until=None))
         self.conn.commit()
@@ -435,16 +444,19 @@ def make_due_now(engine: Engine, now: datetime, edition_id: int | None = None) -
         return conn.execute(update(D).where(cond).values(next_attempt_at=now)).rowcount or 0
 
 
-def delivery_list(engine: Engine, edition_id: int, state: str | None = None, limit: int | None = None) -> list[DeliveryInfo]:
-    q = (select(D.id, D.edition_id, S.email, D.state, D.attempts, D.message_id, D.next_attempt_at, D.last_error, D.sent_at)
+def delivery_list(engine: Engine, edition_id: int, state: str | None = None,
+                  limit: int | None = None) -> list[DeliveryInfo]:
+    q = (select(D.id, D.edition_id, S.email, D.state, D.attempts, D.message_id, D.next_attempt_at,
+                D.last_error, D.sent_at)
          .join(S, S.id == D.subscriber_id).where(D.edition_id == edition_id).order_by(D.id))
     if state:
         q = q.where(D.state == state)
     if limit:
         q = q.limit(limit)
     with engine.connect() as conn:
-        return [DeliveryInfo(r.id, r.edition_id, r.email, r.state, r.attempts, r.message_id, as_utc(r.next_attempt_at),
-                             r.last_error, as_utc(r.sent_at)) for r in conn.execute(q)]
+        return [DeliveryInfo(r.id, r.edition_id, r.email, r.state, r.attempts, r.message_id,
+                             as_utc(r.next_attempt_at), r.last_error, as_utc(r.sent_at))
+                for r in conn.execute(q)]
 
 
 def next_attempt(engine: Engine, edition_id: int | None = None) -> datetime | None:

@@ -106,7 +106,8 @@ class Handler:
         content: bytes = envelope.original_content or envelope.content
         parsed = message_from_bytes(content, policy=policy.SMTP)
         with self.lock:
-            self.received.append(Received(envelope.mail_from, rcpt, str(parsed["Message-ID"]), content, id(session)))
+            message_id = str(parsed["Message-ID"])
+            self.received.append(Received(envelope.mail_from, rcpt, message_id, content, id(session)))
             n = len(self.received)
             self._per_session[id(session)] = self._per_session.get(id(session), 0) + 1
         if self.on_message is not None:
@@ -180,15 +181,16 @@ def queue_edition(store: Store, n: int = 0, *, emails: Sequence[str] = (), perio
     """An edition of one paper queued for ``n`` readers (reader00000@...) plus ``emails``; returns its id.
     Readers are created on first use and reused by later editions."""
     day = date.fromisoformat(period) if cadence == "daily" else date(2026, 3, 16)
-    store.ingest([SourceBatch("test", day, [FetchedPaper(title=f"A paper for {period}", arxiv_id=_arxiv(period))])])
+    paper = FetchedPaper(title=f"A paper for {period}", arxiv_id=_arxiv(period))
+    store.ingest([SourceBatch("test", day, [paper])])
     pid = store.paper(_arxiv(period)).id
     wanted = [reader(i) for i in range(n)] + list(emails)
     known = {s.email: s.id for s in store.subscribers()}
     new = [{"email": e, "cadence": cadence, "name": e.split("@")[0]} for e in wanted if e not in known]
     for s in store.add_subscribers(new) if new else []:
         known[s.email] = s.id
-    return store.create_edition(cadence, period, day, "subject", [(pid, None)], {known[e]: [pid] for e in wanted},
-                                message_id_domain="example.org", now=now)
+    return store.create_edition(cadence, period, day, "subject", [(pid, None)],
+                                {known[e]: [pid] for e in wanted}, message_id_domain="example.org", now=now)
 
 
 def _arxiv(period: str) -> str:

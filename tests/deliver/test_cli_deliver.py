@@ -26,14 +26,16 @@ def write_config(tmp_path: Path, port: int, **smtp: Any) -> Path:
     data = yaml.safe_load((ROOT / "config.yaml").read_text())
     data.update(database_url="sqlite:///newsletter.db", messenger="smtp", sample_fallback=False,
                 sources=[{"type": "hf-page", "path": str(PAGES["mar14"]), "trending_date": DAY}])
-    data["smtp"] = {"host": "127.0.0.1", "port": port, "security": "none", "timeout": 10, "pool_size": 2, **smtp}
+    data["smtp"] = {"host": "127.0.0.1", "port": port, "security": "none", "timeout": 10, "pool_size": 2,
+                    **smtp}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
 def run(cfg: Path, *args: str, ok: bool = True, env: dict[str, str] | None = None) -> Result:
-    result = CliRunner(env={"NEWSLETTER_DATABASE_URL": "", **(env or {})}).invoke(main, ["--config", str(cfg), *args])
+    runner = CliRunner(env={"NEWSLETTER_DATABASE_URL": "", **(env or {})})
+    result = runner.invoke(main, ["--config", str(cfg), *args])
     if ok:
         assert result.exit_code == 0, result.output
     return result
@@ -57,17 +59,20 @@ def test_send_builds_the_edition_and_delivers_it_once(readers: Path, smtpd: Mail
     assert report["created"] and report["period"] == DAY and report["readers"] == 3
     assert report["delivery"]["sent"] == 3
     assert sorted(smtpd.handler.copies().items()) == [(e, 1) for e in READERS]
-    for received in smtpd.handler.received:  # a real message from the message stage, its Message-ID the delivery's
+    for received in smtpd.handler.received:  # a real message from the message stage, with the delivery's id
         parsed = message_from_bytes(received.data, policy=policy.default)
         assert parsed["To"].addresses[0].addr_spec == received.rcpt
-        assert parsed["Message-ID"] == received.message_id and received.message_id.startswith(f"<{report['edition_id']}.")
+        assert parsed["Message-ID"] == received.message_id
+        assert received.message_id.startswith(f"<{report['edition_id']}.")
 
-    again = json.loads(run(readers, "send", "--date", DAY, "--json").output)  # a second run: resumes, sends nothing
-    assert not again["created"] and again["edition_id"] == report["edition_id"] and again["delivery"]["sent"] == 0
+    again = json.loads(run(readers, "send", "--date", DAY, "--json").output)  # again: resumes, sends nothing
+    assert not again["created"] and again["edition_id"] == report["edition_id"]
+    assert again["delivery"]["sent"] == 0
     assert len(smtpd.handler.received) == 3
 
     editions = json.loads(run(readers, "deliveries", "--json").output)
-    assert [(e["period"], e["sent"], e["pending"], e["retrying"], e["failed"]) for e in editions] == [(DAY, 3, 0, 0, 0)]
+    counts = [(e["period"], e["sent"], e["pending"], e["retrying"], e["failed"]) for e in editions]
+    assert counts == [(DAY, 3, 0, 0, 0)]
     rows = json.loads(run(readers, "deliveries", "--edition", str(report["edition_id"]), "--json").output)
     assert sorted(r["email"] for r in rows) == READERS and {r["state"] for r in rows} == {"sent"}
     table = run(readers, "deliveries").output
@@ -98,7 +103,8 @@ def test_a_refused_login_is_one_clear_line_and_exit_code_3(tmp_path: Path) -> No
         run(cfg, "subscribers", "add", "ada@example.org")
         result = run(cfg, "send", "--date", DAY, ok=False, env={"SMTP_PASSWORD": "wrong"})
         assert result.exit_code == 3
-        assert "error: The SMTP server 127.0.0.1:" in flat(result) and "refused the login as bot: 535" in flat(result)
+        assert "error: The SMTP server 127.0.0.1:" in flat(result)
+        assert "refused the login as bot: 535" in flat(result)
         assert "Traceback" not in result.output
         editions = json.loads(run(cfg, "deliveries", "--json").output)
         assert [(e["sent"], e["pending"]) for e in editions] == [(0, 1)]  # queued, not lost, not marked

@@ -22,9 +22,9 @@ from newsletter.store.deliveries import DueDelivery
 
 def due(i: int, message_id: str | None = None) -> DueDelivery:
     return DueDelivery(id=i, edition_id=3, subscriber_id=i, digest_id=1,
-                       message_id=message_id or f"<3.{i}.daily.2026-03-14@example.org>", email=f"r{i}@example.org",
-                       name=f"Reader {i}", attempts=0, created_at=datetime(2026, 3, 14, tzinfo=timezone.utc),
-                       bounce_count=0)
+                       message_id=message_id or f"<3.{i}.daily.2026-03-14@example.org>",
+                       email=f"r{i}@example.org", name=f"Reader {i}", attempts=0,
+                       created_at=datetime(2026, 3, 14, tzinfo=timezone.utc), bounce_count=0)
 
 
 def test_one_eml_file_per_message_named_by_message_id(tmp_path: Path) -> None:
@@ -34,7 +34,7 @@ def test_one_eml_file_per_message_named_by_message_id(tmp_path: Path) -> None:
         outbox.send(m)
     files = sorted((tmp_path / "outbox").iterdir())
     assert [f.name for f in files] == [f"3.{i}.daily.2026-03-14@example.org.eml" for i in range(3)]
-    for f, m in zip(files, messages):
+    for f, m in zip(files, messages, strict=True):
         assert f.read_bytes() == m.data
         parsed = message_from_bytes(f.read_bytes(), policy=policy.default)
         assert parsed["Message-ID"] == m.message_id and parsed["To"] == m.recipient
@@ -64,7 +64,8 @@ def test_maildir_layout_is_readable_by_the_mailbox_module(tmp_path: Path) -> Non
     assert outbox.maildir
     for i in range(2):
         outbox.send(build_message(due(i)))
-    assert sorted(p.name for p in (box / "new").iterdir()) == [f"3.{i}.daily.2026-03-14@example.org" for i in range(2)]
+    names = sorted(p.name for p in (box / "new").iterdir())
+    assert names == [f"3.{i}.daily.2026-03-14@example.org" for i in range(2)]
     assert list((box / "tmp").iterdir()) == []
     md = mailbox.Maildir(str(box), create=False)
     assert sorted(m["Message-ID"] for m in md) == [f"<3.{i}.daily.2026-03-14@example.org>" for i in range(2)]
@@ -87,10 +88,11 @@ def test_a_folder_that_cannot_be_written_stops_the_run(tmp_path: Path) -> None:
     outbox = OutboxMessenger(tmp_path / "ok")
     message = build_message(due(1))
     outbox.path_for(message.message_id).mkdir()  # the file's place is taken: the write fails (even as root)
-    with pytest.raises(FatalTransportError, match="Cannot write .*3.1.daily.2026-03-14@example.org.eml") as info:
+    with pytest.raises(FatalTransportError, match="Cannot write .*3.1.daily.2026-03-14@example.org.eml") as i:
         outbox.send(message)
-    assert "newsletter retry" in str(info.value)
-    assert sorted(p.name for p in (tmp_path / "ok").iterdir()) == ["3.1.daily.2026-03-14@example.org.eml"]  # no temp
+    assert "newsletter retry" in str(i.value)
+    left = sorted(p.name for p in (tmp_path / "ok").iterdir())
+    assert left == ["3.1.daily.2026-03-14@example.org.eml"]  # the blocked place only: no temp file left
 
 
 def test_console_prints_headers_and_the_text(tmp_path: Path) -> None:
@@ -112,7 +114,8 @@ def test_the_registry_builds_each_messenger_by_name(tmp_path: Path) -> None:
         assert isinstance(m, Messenger) and m.name == name
     assert isinstance(built["outbox"], OutboxMessenger) and built["outbox"].folder == tmp_path / "out"
     smtp = built["smtp"]
-    assert isinstance(smtp, SmtpMessenger) and (smtp.host, smtp.port, smtp.concurrency) == ("mail.example.org", 587, 3)
+    assert isinstance(smtp, SmtpMessenger)
+    assert (smtp.host, smtp.port, smtp.concurrency) == ("mail.example.org", 587, 3)
     assert smtp.local_hostname == "example.org"  # EHLO as the sender's domain, no DNS lookup
     assert isinstance(build_messenger(settings), OutboxMessenger)  # the configured default
     with pytest.raises(ConfigError, match="Unknown messenger 'fax'"):

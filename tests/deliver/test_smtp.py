@@ -54,7 +54,7 @@ def test_messages_arrive_byte_for_byte_over_one_reused_connection(smtpd: MailSer
     m.close()
     got = smtpd.handler.received
     assert [r.message_id for r in got] == [s.message_id for s in sent]
-    assert all(r.data.rstrip(b"\r\n") == s.data.rstrip(b"\r\n") for r, s in zip(got, sent))
+    assert all(r.data.rstrip(b"\r\n") == s.data.rstrip(b"\r\n") for r, s in zip(got, sent, strict=True))
     assert b"\n" not in got[0].data.replace(b"\r\n", b"")  # CRLF only: no bare LF reached the server
     assert m.connections_opened == 1 and len(smtpd.handler.sessions) == 1
 
@@ -186,9 +186,9 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, made with the openssl command."""
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
     return cert, key
 
 
@@ -200,7 +200,8 @@ def server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
 
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 def test_tls_with_login(certificate: tuple[Path, Path], security: str) -> None:
-    with MailServer(auth=True, tls_context=server_context(certificate), implicit_tls=security == "tls") as server:
+    context = server_context(certificate)
+    with MailServer(auth=True, tls_context=context, implicit_tls=security == "tls") as server:
         trusted = ssl.create_default_context(cafile=str(certificate[0]))
         m = messenger(server, security=security, username="bot", password=PASSWORD, ssl_context=trusted)
         m.send(message(1))
