@@ -457,7 +457,9 @@ def format_subject(template: str, content: DigestContent) -> str:
     values = {"date": short_day(content.day), "count": new_paper_count(content), "topics": content.topic_count,
               "cadence": content.cadence, "period": content.period}
     try:
-        return " ".join(_FieldsOnly().vformat(template, (), values).split())
+        subject = " ".join(_FieldsOnly().vformat(template, (), values).split())
+        # "1 topics", "1 new papers": the template counts in the plural, English wants the singular.
+        return re.sub(r"\b1 (topic|paper|section)s\b", r"1 \1", subject)
     except (KeyError, ValueError, IndexError) as exc:
         raise RenderError(f"digest.subject {template!r} cannot be filled: {exc}",
                           hint="use only the fields {date}, {count}, {topics}, {cadence} and {period}") from None
