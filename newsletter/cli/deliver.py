@@ -196,7 +196,8 @@ def schedule(obj: Context, list_only: bool, as_json: bool) -> None:
         rows = schedule_mod.upcoming(nl.settings, stored=schedule_mod.stored_next_runs(nl.store.engine))
         every = schedule_mod.retry_interval(nl.settings)
         if as_json:
-            print_json([*rows, {"job": schedule_mod.DELIVERIES_JOB_ID, "every_seconds": every.total_seconds()}])
+            retries = {"job": schedule_mod.DELIVERIES_JOB_ID, "every_seconds": every.total_seconds()}
+            print_json([*rows, retries])
             return
         for row in rows:
             runs = ", ".join(t.strftime("%a %Y-%m-%d %H:%M %Z") for t in row["next_runs"])

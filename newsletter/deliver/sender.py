@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from ..errors import NotFound
 from ..store.deliveries import DeliveryQueue, DueDelivery, utcnow
-from . import FatalTransportError, Messenger, OutgoingMessage, PermanentFailure, TemporaryFailure
+from . import Messenger, OutgoingMessage, PermanentFailure, TemporaryFailure
 
 if TYPE_CHECKING:
     from ..config import Delivery as DeliverySettings
@@ -205,6 +206,10 @@ class Sender:
                     outcome: TemporaryFailure | PermanentFailure | None = None
                     try:
                         message = self.prepare(d)
+                    except NotFound:  # the reader was erased meanwhile, and their delivery with them
+                        self._erased(d)
+                        continue
+                    try:
                         if self._ready_hook:
                             self.messenger.send(message, ready)  # type: ignore[call-arg]
                         else:
@@ -241,6 +246,9 @@ class Sender:
                         d = pending.pop()
                         try:
                             message = self.prepare(d)
+                        except NotFound:  # the reader was erased meanwhile, and their delivery with them
+                            self._erased(d)
+                            continue
                         except BaseException as error:
                             pending.append(d)
                             fatal = error
@@ -304,6 +312,10 @@ class Sender:
                         d.id, d.email)
         self._progress()
 
+    def _erased(self, d: DueDelivery) -> None:
+        log.info("delivery %d: the reader was erased after it was claimed; skipped", d.id)
+        self.report.suppressed += 1
+
     def _note(self, error: str) -> None:
         if len(self.report.errors) < 20:
             self.report.errors.append(error)
@@ -313,4 +325,4 @@ class Sender:
             self.progress(self.report.done, max(self.report.due, self.report.done))
 
 
-__all__ = ["DeliveryPolicy", "DeliveryReport", "FatalTransportError", "Prepare", "Progress", "Sender"]
+__all__ = ["DeliveryPolicy", "DeliveryReport", "Prepare", "Progress", "Sender"]

@@ -176,10 +176,10 @@ class DeliveryQueue:
         self._lock_conn: Connection | None = None
         self._lock_value: str | None = None
         dialect = engine.dialect
-        styles = {"qmark": "?", "numeric": "?", "named": ":{}", "pyformat": "%({})s", "format": "%s"}
-        style = styles[dialect.paramstyle]
-        self._sent_sql = _MARK_SENT_SQL.format(**{n: style.format(n) for n in ("now", "did", "me")})
-        self._sent_positional = "{}" not in style  # then the driver takes a tuple, in the order above
+        style = {"qmark": "?", "format": "%s", "named": ":{}", "pyformat": "%({})s"}.get(dialect.paramstyle)
+        self._sent_sql = (_MARK_SENT_SQL.format(**{n: style.format(n) for n in ("now", "did", "me")})
+                          if style else None)  # another driver's style: the SQLAlchemy statement
+        self._sent_positional = style is not None and "{}" not in style  # a tuple, in the order above
         # Datetimes as the dialect stores them (SQLite: text in SQLAlchemy's format; PostgreSQL: as they are).
         as_stored = D.__table__.c.sent_at.type.dialect_impl(dialect).bind_processor(dialect)
         self._bind_time = as_stored or (lambda value: value)
@@ -323,6 +323,7 @@ class DeliveryQueue:
     # --- claiming ---------------------------------------------------------------------------------------
 
     def _due(self, now: datetime, edition_id: int | None) -> Any:
+        now = _utc(now)
         cond = or_(
             and_(D.state.in_((DELIVERY_PENDING, DELIVERY_RETRY)),
                  or_(D.next_attempt_at.is_(None), D.next_attempt_at <= now)),
@@ -339,6 +340,7 @@ class DeliveryQueue:
               edition_id: int | None = None) -> Claim:
         """Claim up to ``limit`` due deliveries for ``lease_seconds``. In the same transaction, deliveries to
         readers no longer active become ``suppressed`` and those past the retry window ``failed``."""
+        now = _utc(now)
         q = (
             select(D.id, D.edition_id, D.subscriber_id, D.digest_id, D.message_id, D.attempts, D.created_at,
                    S.email, S.name, S.status, S.bounce_count)
@@ -390,8 +392,10 @@ class DeliveryQueue:
 
     def mark_sent(self, d: DueDelivery, now: datetime) -> bool:
         """Record the server's 250. False when the row was no longer ours (our lease ran out meanwhile)."""
-        stamp = self._bind_time(now)
-        if self._sent_positional:
+        stamp = self._bind_time(_utc(now))
+        if self._sent_sql is None:
+            done = self.conn.execute(_MARK_SENT, {"did": d.id, "me": self.owner, "now": _utc(now)})
+        elif self._sent_positional:
             done = self.conn.exec_driver_sql(self._sent_sql, (stamp, stamp, d.id, self.owner))
         else:
             done = self.conn.exec_driver_sql(self._sent_sql, {"now": stamp, "did": d.id, "me": self.owner})
@@ -401,8 +405,8 @@ class DeliveryQueue:
         return done.rowcount == 1
 
     def mark_retry(self, d: DueDelivery, error: str, next_attempt_at: datetime, now: datetime) -> bool:
-        done = self.conn.execute(_MARK_RETRY, {"did": d.id, "me": self.owner, "now": now, "error": error,
-                                               "next_at": next_attempt_at})
+        done = self.conn.execute(_MARK_RETRY, {"did": d.id, "me": self.owner, "now": _utc(now),
+                                               "error": error, "next_at": _utc(next_attempt_at)})
         self.conn.commit()
         return done.rowcount == 1
 
@@ -410,6 +414,7 @@ class DeliveryQueue:
                     bounce_limit: int | None = None) -> bool:
         """Record a permanent failure; with ``bounce_limit`` the reader's bounce count grows too, and at the
         limit the reader is marked bounced (their later deliveries are suppressed)."""
+        now = _utc(now)
         done = self.conn.execute(_MARK_FAILED, {"did": d.id, "me": self.owner, "now": now, "error": error})
         if bounce_limit is not None and done.rowcount == 1:
             self.conn.execute(_BOUNCE, {"sid": d.subscriber_id, "now": now, "limit": bounce_limit})
@@ -437,6 +442,7 @@ class DeliveryQueue:
 
 def make_due_now(engine: Engine, now: datetime, edition_id: int | None = None) -> int:
     """Bring every waiting retry forward to now (``newsletter retry --now``, after fixing the transport)."""
+    now = _utc(now)
     cond = and_(D.state == DELIVERY_RETRY, D.next_attempt_at > now)
     if edition_id is not None:
         cond = and_(cond, D.edition_id == edition_id)
@@ -469,6 +475,13 @@ def next_attempt(engine: Engine, edition_id: int | None = None) -> datetime | No
 
 
 # --- helpers -------------------------------------------------------------------------------------------
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite stores a datetime's wall-clock digits and drops its zone, so every stored time is UTC."""
+    if value.tzinfo is timezone.utc:
+        return value
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def _owner_key(owner: str) -> int:

@@ -21,11 +21,12 @@ import pytest
 from mailkit import PASSWORD, Handler, MailServer, build_message, free_port, queue_edition, reader, worker_env
 from sqlalchemy import select
 
-from newsletter.deliver import FatalTransportError, TransportUnavailable
+from newsletter.deliver import FatalTransportError, OutgoingMessage, TransportUnavailable
 from newsletter.deliver.sender import DeliveryPolicy, DeliveryReport, Sender
 from newsletter.deliver.smtp import SmtpMessenger
+from newsletter.errors import NotFound
 from newsletter.store import Store
-from newsletter.store.deliveries import DeliveryQueue, SenderBusy, as_utc
+from newsletter.store.deliveries import DeliveryQueue, DueDelivery, SenderBusy, as_utc
 from newsletter.store.schema import DeliveryRow, SubscriberRow
 
 WORKER = Path(__file__).with_name("send_worker.py")
@@ -309,6 +310,22 @@ def test_an_unsubscribe_after_the_digest_was_queued_stops_it(sqlite_store: Store
     row = rows(sqlite_store)[reader(3)]
     assert (row.state, row.attempts) == ("suppressed", 0)
     assert row.last_error == "not sent: the reader is unsubscribed"
+
+
+def test_a_reader_erased_after_the_claim_is_skipped(sqlite_store: Store, smtpd: MailServer) -> None:
+    queue_edition(sqlite_store, 6, now=T0)
+
+    def prepare(d: DueDelivery) -> OutgoingMessage:
+        if d.email == reader(2):  # erased (GDPR) while the batch was being sent: the message stage cannot
+            sqlite_store.remove_subscriber(d.email, forget=True)  # find the reader any more
+            raise NotFound(f"No subscriber {d.subscriber_id}.")
+        return build_message(d)
+
+    messenger = SmtpMessenger("127.0.0.1", smtpd.port)
+    report = Sender(DeliveryQueue(sqlite_store.engine), messenger, prepare, clock=Clock()).run()
+    assert (report.sent, report.suppressed) == (5, 1)
+    assert set(smtpd.handler.copies()) == {reader(i) for i in range(6)} - {reader(2)}
+    assert states(sqlite_store) == Counter({"sent": 5})
 
 
 def test_a_stop_request_finishes_the_current_message_and_gives_the_rest_back(sqlite_store: Store,
