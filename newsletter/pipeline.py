@@ -300,6 +300,7 @@ class Newsletter:
         if cadence not in CADENCES:
             raise NewsletterError(f"Unknown cadence {cadence!r}.", hint="use daily or weekly")
         day = day or date.today()
+        self.classify_new()  # a changed topic setting reclassifies before anything is planned
         start = window_start(day, self.settings.window_days(cadence))
         candidates = self.store.papers(since=start, until=day)
         candidates.sort(key=lambda p: (-(p.upvotes or 0), p.best_rank or 10**6, p.id))
@@ -318,17 +319,41 @@ class Newsletter:
         period = period_for(cadence, day)
         return Plan(cadence, day, period, start, candidates, diffs, self.store.edition_id_for(cadence, period))
 
-    def record_edition(self, plan: Plan, subject: str = "", now: datetime | None = None) -> int:
-        """Write the edition of ``plan`` with one pending delivery per reader that has something new."""
-        digests = {r.subscriber.id: [p.id for p in r.papers] for r in plan.readers if r.papers}
-        order: dict[int, str | None] = {}
+    def reader_digests(self, plan: Plan) -> dict[int, DigestContent]:
+        """Each reader's digest: their unsent papers through the topics stage (their topics and excluded
+        keywords, the caps). Readers with the same papers and the same filters share one computation."""
+        shared: dict[tuple[object, ...], DigestContent] = {}
+        out: dict[int, DigestContent] = {}
         for reader in plan.readers:
-            for p in reader.papers:
-                order.setdefault(p.id, p.topic)
+            if not reader.papers:
+                continue
+            sub = reader.subscriber
+            key = (tuple(p.id for p in reader.papers), sub.topics, sub.excluded_keywords)
+            if key not in shared:
+                shared[key] = self.digest_content(reader.papers, sub, plan.cadence, plan.period, plan.day)
+            if shared[key].paper_count:
+                out[sub.id] = shared[key]
+        return out
+
+    def record_edition(self, plan: Plan, subject: str | None = None, now: datetime | None = None) -> int:
+        """Write the edition of ``plan``: one pending delivery per reader whose digest holds something.
+
+        What is recorded for a reader is exactly the papers their digest shows, so a paper left out by
+        their topics, their excluded keywords or a cap is not marked sent: it stays eligible while it is
+        in the window.
+        """
+        digests = self.reader_digests(plan)
+        order: dict[int, str | None] = {}
+        for content in digests.values():
+            for section in content.sections:
+                for p in section.papers:
+                    order.setdefault(p.id, section.slug)
+        if subject is None:
+            subject = self.edition_subject(plan, digests)
         host = self.settings.sender.email.rpartition("@")[2] or "newsletter.invalid"
-        return self.store.create_edition(plan.cadence, plan.period, plan.day, subject,
-                                         list(order.items()), digests, message_id_domain=host,
-                                         now=now or datetime.now(timezone.utc))
+        return self.store.create_edition(plan.cadence, plan.period, plan.day, subject, list(order.items()),
+                                         {sid: [p.id for p in c.papers] for sid, c in digests.items()},
+                                         message_id_domain=host, now=now or datetime.now(timezone.utc))
 
     # --- render and preview -------------------------------------------------------------------------------
 
@@ -449,7 +474,7 @@ class Newsletter:
             if dry_run:
                 return report
             try:
-                report.edition_id = self.record_edition(plan, subject=self.edition_subject(plan))
+                report.edition_id = self.record_edition(plan)
                 report.created = True
             except StoreError:
                 # Another sender made this period's edition between our check and our write.
@@ -461,15 +486,14 @@ class Newsletter:
         report.delivery = self.deliver(progress, messenger, prepare, stop=stop, clock=clock)
         return report
 
-    def edition_subject(self, plan: Plan) -> str:
-        """The subject line from ``digest.subject``; fields: {date}, {count}, {topics}, {cadence}."""
-        papers = {p.id: p.topic for r in plan.readers for p in r.papers}
-        fields = {"date": f"{plan.day.day} {plan.day:%b %Y}", "count": len(papers),
-                  "topics": len({t for t in papers.values() if t}), "cadence": plan.cadence}
-        try:
-            return self.settings.digest.subject.format(**fields)
-        except (KeyError, IndexError, ValueError):
-            return f"Trending papers, {fields['date']}"
+    def edition_subject(self, plan: Plan, digests: Mapping[int, DigestContent] | None = None) -> str:
+        """The edition's subject (its archive title): ``digest.subject`` filled in for all its papers."""
+        from .render import format_subject
+
+        digests = self.reader_digests(plan) if digests is None else digests
+        papers = {p.id: p for c in digests.values() for p in c.papers}
+        whole = self.digest_content(list(papers.values()), None, plan.cadence, plan.period, plan.day)
+        return format_subject(self.settings.digest.subject, whole)
 
     def message_preparer(self) -> "Prepare":
         """The default ``prepare`` of ``deliver``: each reader's message, built by ``newsletter.message``."""

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from newsletter import config
 from newsletter.models import normalize_title
 from newsletter.pipeline import Newsletter
 
-from support import PAGE_DAYS, PAGES
+from support import PAGE_DAYS, PAGES, ROOT
 
 
-def newsletter_on(db_url: str, tmp_path: Path) -> Newsletter:
-    settings = config.from_mapping({"database_url": db_url, "sources": [{"type": "hf-page", "path": str(PAGES["mar14"])}]},
+def newsletter_on(db_url: str, tmp_path: Path, **digest: int) -> Newsletter:
+    """The shipped topics and settings on ``db_url``; digest caps high unless given, so a digest is the diff."""
+    shipped = yaml.safe_load((ROOT / "config.yaml").read_text())
+    settings = config.from_mapping({"database_url": db_url, "topics": shipped["topics"],
+                                    "digest": {"max_papers": 1000, "max_per_topic": 1000, **digest},
+                                    "sources": [{"type": "hf-page", "path": str(PAGES["mar14"])}]},
                                    environ={}, base_dir=tmp_path)
     return Newsletter(settings)
 
@@ -81,3 +87,28 @@ def test_window_counts_from_trending_not_publication(db_url: str, tmp_path: Path
 def _titles(path: Path) -> list[str]:
     lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     return [lines[i - 1] for i, ln in enumerate(lines) if len(ln) > 250]
+
+
+def test_papers_a_digest_leaves_out_are_not_marked_sent(db_url: str, tmp_path: Path) -> None:
+    """Left out by the reader's topics or by a cap: not recorded as sent, still eligible the next day."""
+    nl = newsletter_on(db_url, tmp_path, max_papers=10, max_per_topic=4)
+    picky = nl.store.add_subscriber("picky@example.org", topics=["quantization"])
+    everyone = nl.store.add_subscriber("all@example.org")
+    nl.import_file(PAGES["mar14"], PAGE_DAYS["mar14"])
+    plan = nl.plan("daily", PAGE_DAYS["mar14"])
+    digests = nl.reader_digests(plan)
+    edition = nl.record_edition(plan)
+    for sub in (picky, everyone):
+        nl.store.set_delivery_state(edition, sub.id, "sent")
+    sent = {sub.id: set(nl.store.delivered_papers(sub.id)) for sub in (picky, everyone)}
+    assert sent[everyone.id] == {p.id for p in digests[everyone.id].papers} and len(sent[everyone.id]) <= 10
+    assert sent[picky.id] == {p.id for p in digests[picky.id].papers}
+    assert all("quantization" in nl.store.paper(pid).topics for pid in sent[picky.id])
+    # The next day, what the caps held back is still there, and nothing sent comes again.
+    nxt = nl.plan("daily", PAGE_DAYS["mar14"].replace(day=15))
+    unsent = {r.subscriber.id: {p.id for p in r.papers} for r in nxt.readers}
+    assert len(unsent[everyone.id]) == 85 - len(sent[everyone.id])
+    assert not unsent[everyone.id] & sent[everyone.id] and not unsent[picky.id] & sent[picky.id]
+    # The edition records each paper once, in the section it had in the digests.
+    assert len(nl.store.edition_papers(edition)) == len(sent[everyone.id] | sent[picky.id])
+    nl.close()
