@@ -105,6 +105,18 @@ class SendReport:
 
 
 @dataclass
+class RunReport:
+    """What ``Newsletter.run`` (the main job) did."""
+
+    day: date
+    fetch: FetchReport
+    sends: list[SendReport] = field(default_factory=list)
+    preview: Path | None = None  # the next daily issue, as a reader of every topic would get it
+    preview_papers: int = 0
+    readers: int = 0  # active readers
+
+
+@dataclass
 class Preview:
     """One digest rendered as a reader would get it, for ``newsletter preview``; nothing is sent or written."""
 
@@ -320,8 +332,15 @@ class Newsletter:
         return Plan(cadence, day, period, start, candidates, diffs, self.store.edition_id_for(cadence, period))
 
     def reader_digests(self, plan: Plan) -> dict[int, DigestContent]:
-        """Each reader's digest: their unsent papers through the topics stage (their topics and excluded
-        keywords, the caps). Readers with the same papers and the same filters share one computation."""
+        """Each reader's digest: their unsent papers that pass their topics and excluded keywords, grouped.
+
+        The caps are not applied here: a digest holds every such paper; the email shows the best of each
+        topic and links the rest on the edition's web page ("N more on the web"). Readers with the same
+        papers and the same filters share one computation.
+        """
+        from .topics import build_digest
+
+        uncapped = self.settings.digest.model_copy(update={"max_papers": 10**9, "max_per_topic": 10**9})
         shared: dict[tuple[object, ...], DigestContent] = {}
         out: dict[int, DigestContent] = {}
         for reader in plan.readers:
@@ -330,19 +349,21 @@ class Newsletter:
             sub = reader.subscriber
             key = (tuple(p.id for p in reader.papers), sub.topics, sub.excluded_keywords)
             if key not in shared:
-                shared[key] = self.digest_content(reader.papers, sub, plan.cadence, plan.period, plan.day)
+                shared[key] = build_digest(reader.papers, self.settings.topics, sub, uncapped, plan.cadence,
+                                           plan.period, plan.day)
             if shared[key].paper_count:
                 out[sub.id] = shared[key]
         return out
 
-    def record_edition(self, plan: Plan, subject: str | None = None, now: datetime | None = None) -> int:
+    def record_edition(self, plan: Plan, subject: str | None = None, now: datetime | None = None,
+                       digests: Mapping[int, DigestContent] | None = None) -> int:
         """Write the edition of ``plan``: one pending delivery per reader whose digest holds something.
 
-        What is recorded for a reader is exactly the papers their digest shows, so a paper left out by
-        their topics, their excluded keywords or a cap is not marked sent: it stays eligible while it is
-        in the window.
+        What is recorded for a reader is exactly their digest's papers, so a paper left out by their topics
+        or excluded keywords is not marked sent: it stays eligible while it is in the window (and reaches
+        them if they add the topic).
         """
-        digests = self.reader_digests(plan)
+        digests = self.reader_digests(plan) if digests is None else digests
         order: dict[int, str | None] = {}
         for content in digests.values():
             for section in content.sections:
@@ -470,11 +491,18 @@ class Newsletter:
             if fetch:
                 report.fetch = self.fetch(day)
             plan = self.plan(cadence, day)
-            report.readers = sum(1 for r in plan.readers if r.papers)
+            digests = self.reader_digests(plan)
+            report.readers = len(digests)
             if dry_run:
                 return report
+            if not digests:
+                # Nobody has anything new: no edition, so a reader who joins later today still gets this
+                # period's issue on the next run. Retries of earlier editions still go out.
+                log.info("%s %s: no reader has anything new; no edition made", cadence, report.period)
+                report.delivery = self.deliver(progress, messenger, prepare, stop=stop, clock=clock)
+                return report
             try:
-                report.edition_id = self.record_edition(plan)
+                report.edition_id = self.record_edition(plan, digests=digests)
                 report.created = True
             except StoreError:
                 # Another sender made this period's edition between our check and our write.
@@ -494,6 +522,44 @@ class Newsletter:
         papers = {p.id: p for c in digests.values() for p in c.papers}
         whole = self.digest_content(list(papers.values()), None, plan.cadence, plan.period, plan.day)
         return format_subject(self.settings.digest.subject, whole)
+
+    # --- the main job -------------------------------------------------------------------------------------
+
+    def due_cadences(self, day: date) -> list[str]:
+        """The cadences whose schedule (``schedule.daily``/``weekly``, in ``schedule.timezone``) fires on ``day``."""
+        from datetime import time as clock_time
+        from zoneinfo import ZoneInfo
+
+        from .schedule import fire_times, trigger_for
+
+        tz = ZoneInfo(self.settings.schedule.timezone)
+        start = datetime.combine(day, clock_time(), tz)
+        end = datetime.combine(day, clock_time(23, 59, 59), tz)
+        return [c for c in CADENCES if fire_times(trigger_for(self.settings, c), start, end)]
+
+    def run(self, day: date | None = None, cadences: Sequence[str] | None = None, *,
+            progress: "DeliveryProgress | None" = None) -> "RunReport":
+        """The main job (``newsletter run``): fetch once, send each cadence due ``day`` (default: today, by the
+        schedule), and write a preview of the next daily issue (HTML, text, .eml) to ``outbox_dir/preview``.
+
+        Example: ``Newsletter.from_config().run()``
+        """
+        day = day or date.today()
+        report = RunReport(day, self.fetch(day))
+        for cadence in (self.due_cadences(day) if cadences is None else cadences):
+            report.sends.append(self.send(cadence, day, fetch=False, progress=progress))
+        shown = self.preview("daily", None, day)
+        folder = self.settings.path(self.settings.outbox_dir) / "preview"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in (("preview.html", shown.html.encode()), ("preview.txt", shown.text.encode()),
+                           ("preview.eml", shown.message)):
+            tmp = folder / f".{name}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, folder / name)
+        report.preview = folder / "preview.html"
+        report.preview_papers = shown.content.paper_count
+        report.readers = len(self.store.subscribers(status=SUBSCRIBER_ACTIVE))
+        return report
 
     def message_preparer(self) -> "Prepare":
         """The default ``prepare`` of ``deliver``: each reader's message, built by ``newsletter.message``."""

@@ -41,6 +41,15 @@ def delivery_line(report: Any) -> str:
     return ", ".join(parts)
 
 
+def send_line(report: Any) -> str:
+    """One line for a ``SendReport``: which edition, made or resumed, and what was delivered."""
+    head = f"[bold]{report.cadence}[/bold] {report.period}: "
+    if report.edition_id is None:
+        return head + "no reader has anything new; no edition made"
+    state = "made" if report.created else "resumed"
+    return head + f"edition {report.edition_id} {state}; {delivery_line(report.delivery)}"
+
+
 def show_errors(report: Any) -> None:
     for error in report.errors[:5]:
         err_console.print(f"  [dim]•[/dim] {error}", markup=False, highlight=False)
@@ -82,9 +91,7 @@ def send(obj: Context, cadence: str, day: str | None, dry_run: bool, no_fetch: b
         console.print(f"[bold]{cadence}[/bold] {report.period} (dry run, {made}): {report.readers} readers "
                       "would get a digest; nothing written or sent.")
         return
-    state = "made" if report.created else "resumed"
-    console.print(f"[bold]{cadence}[/bold] {report.period}: edition {report.edition_id} {state}; "
-                  f"{delivery_line(report.delivery)}")
+    console.print(send_line(report))
     show_errors(report.delivery)
 
 

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import email.utils
+import socket
 import threading
 import time
 from datetime import datetime, timezone
@@ -161,6 +162,8 @@ def _attempt(
         }.get(type(exc), "timed out")
         raise _Retryable(what, unreachable=isinstance(exc, httpx.ConnectTimeout)) from None
     except httpx.ConnectError as exc:
+        if _name_not_resolved(exc):  # no DNS (an offline machine): trying again cannot help
+            raise NetworkUnavailable(f"GET {shown}: cannot connect: {_reason(exc)}") from None
         raise _Retryable(f"cannot connect: {_reason(exc)}", unreachable=True) from None
     except (httpx.RemoteProtocolError, httpx.NetworkError) as exc:
         raise _Retryable(f"connection broken: {_reason(exc)}") from None
@@ -172,6 +175,16 @@ def _attempt(
         raise SourceError(f"GET {shown}: redirected to a URL that cannot be fetched") from None
     except httpx.HTTPError as exc:
         raise SourceError(f"GET {shown}: {type(exc).__name__}: {_reason(exc)}") from None
+
+
+def _name_not_resolved(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).lower()
+    return "name or service not known" in text or "name resolution" in text or "nodename nor servname" in text
 
 
 def _reason(exc: BaseException) -> str:
