@@ -494,6 +494,7 @@ class DeliveryMessages:
         self._papers: dict[tuple[int, int], tuple[Any, list[Any]]] = {}
         self._by_reader_kind: dict[tuple[Any, ...], PreparedDigest] = {}
         self._by_content: dict[tuple[Any, ...], PreparedDigest] = {}
+        self._rendered: dict[tuple[Any, ...], RenderedDigest] = {}
         self._subscribers: dict[int, Any] = {}
 
     def _subscriber(self, subscriber_id: int) -> Any:
@@ -504,18 +505,33 @@ class DeliveryMessages:
         return found
 
     def prepared_for(self, edition_id: int, digest_id: int, subscriber: Any) -> PreparedDigest:
+        from .store.editions import reader_kind, save_render, saved_render
+
         kind = (edition_id, digest_id, subscriber.topics, tuple(subscriber.excluded_keywords))
         prepared = self._by_reader_kind.get(kind)
         if prepared is None:
-            key = (edition_id, digest_id)
-            if key not in self._papers:
-                self._papers[key] = self.nl.edition_papers_for(edition_id, digest_id)
-            record, papers = self._papers[key]
-            content = self.nl.digest_content(papers, subscriber, record.cadence, record.period, record.day)
-            same = (edition_id, content.top, content.sections, content.omitted)
-            prepared = self._by_content.get(same)
+            # The first render of a digest for a kind of reader is kept: every retry (and `preview --edition`)
+            # then carries exactly the same content, whatever upvotes or topics changed in between.
+            engine, stored_kind = self.nl.store.engine, reader_kind(subscriber.topics, subscriber.excluded_keywords)
+            fields = saved_render(engine, digest_id, stored_kind)
+            if fields is None:
+                key = (edition_id, digest_id)
+                if key not in self._papers:
+                    self._papers[key] = self.nl.edition_papers_for(edition_id, digest_id)
+                record, papers = self._papers[key]
+                content = self.nl.digest_content(papers, subscriber, record.cadence, record.period, record.day)
+                same = (edition_id, content.top, content.sections, content.omitted)
+                rendered = self._rendered.get(same)
+                if rendered is None:
+                    rendered = self._rendered[same] = self.nl.render_for(content, edition_id)
+                fields = save_render(engine, edition_id, digest_id, stored_kind, {
+                    "subject": rendered.subject, "html": rendered.html, "text": rendered.text,
+                    "preheader": rendered.preheader, "slots": dict(rendered.slots), "shown": dict(rendered.shown),
+                    "shortened": rendered.shortened}, self.clock())
+            same_render = (fields["subject"], fields["html"], fields["text"])
+            prepared = self._by_content.get(same_render)
             if prepared is None:
-                prepared = self._by_content[same] = self.factory.prepare(self.nl.render_for(content, edition_id))
+                prepared = self._by_content[same_render] = self.factory.prepare(RenderedDigest(**fields))
             self._by_reader_kind[kind] = prepared
         return prepared
 

@@ -414,6 +414,7 @@ class Newsletter:
         """
         now = now or datetime.now(timezone.utc)
         reader = self.store.subscriber(subscriber) if subscriber is not None else None
+        kept: dict[str, object] | None = None
         if edition_id is not None:
             digest_id = None
             if reader is not None:
@@ -421,7 +422,15 @@ class Newsletter:
                 if digest_id is None:
                     raise NewsletterError(f"Edition {edition_id} has no delivery to {reader.email}.",
                                           hint="leave out --subscriber to see every paper of the edition")
-            record, papers = self.edition_papers_for(edition_id, digest_id)
+            # The digest as it went out: the reader's own, or without --subscriber the one most readers got.
+            from .store.editions import most_delivered_digest, reader_kind, saved_render
+
+            sent_digest = digest_id if digest_id is not None else most_delivered_digest(self.store.engine, edition_id)
+            kept = None
+            if sent_digest is not None:
+                kind = reader_kind(reader.topics, reader.excluded_keywords) if reader else None
+                kept = saved_render(self.store.engine, sent_digest, kind) or saved_render(self.store.engine, sent_digest)
+            record, papers = self.edition_papers_for(edition_id, sent_digest if kept else digest_id)
             cadence, period, day = record.cadence, record.period, record.day
         else:
             cadence = cadence or (reader.cadence if reader else "daily")
@@ -433,8 +442,13 @@ class Newsletter:
             papers = list(plan.readers[0].papers) if reader and plan.readers else list(plan.candidates)
             edition_id = plan.existing_edition
         content = self.digest_content(papers, reader, cadence, period, day)
-        rendered = self.render_for(content, edition_id)
-        links = self.link_maker().for_reader(reader.id if reader else 0, now)
+        rendered = RenderedDigest(**kept) if edition_id is not None and kept else self.render_for(content, edition_id)
+        signed_at = now
+        if edition_id is not None and reader is not None:  # the links the reader got were signed when queued
+            from .store.editions import delivery_queued_at
+
+            signed_at = delivery_queued_at(self.store.engine, edition_id, reader.id) or now
+        links = self.link_maker().for_reader(reader.id if reader else 0, signed_at)
         html, text = rendered.fill(reader_values(reader.name if reader else None, links.preferences,
                                                  links.unsubscribe))
         domain = self.settings.sender.email.rpartition("@")[2]

@@ -9,13 +9,18 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any, Mapping, Sequence
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ..errors import NotFound
-from .schema import DeliveryRow, DigestRow, EditionRow
+from .schema import DeliveryRow, DigestRow, EditionRow, RenderRow
 
 
 @dataclass(frozen=True)
@@ -53,3 +58,54 @@ def delivery_digest_id(engine: Engine, edition_id: int, subscriber_id: int) -> i
     with engine.connect() as conn:
         return conn.execute(select(DeliveryRow.digest_id).where(DeliveryRow.edition_id == edition_id,
                                                                 DeliveryRow.subscriber_id == subscriber_id)).scalar()
+
+
+# --- what was rendered: retries and `preview --edition` show exactly what went out -------------------------
+
+
+def reader_kind(topics: Sequence[str] | None, excluded_keywords: Sequence[str]) -> str:
+    """What, besides its papers, shapes a digest for a reader: their topics (order matters not) and keywords."""
+    key = json.dumps([sorted(topics) if topics else None, sorted(k.lower() for k in excluded_keywords)])
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def saved_render(engine: Engine, digest_id: int, kind: str | None = None) -> dict[str, Any] | None:
+    """The render kept for a digest and reader kind (any render of the digest when ``kind`` is None)."""
+    q = select(RenderRow).where(RenderRow.digest_id == digest_id).order_by(RenderRow.id)
+    if kind is not None:
+        q = q.where(RenderRow.reader_kind == kind)
+    with Session(engine) as s:
+        row = s.scalars(q).first()
+        return None if row is None else {
+            "subject": row.subject, "html": row.html, "text": row.text, "preheader": row.preheader,
+            "slots": dict(row.slots), "shown": dict(row.shown or {}), "shortened": bool(row.shortened)}
+
+
+def save_render(engine: Engine, edition_id: int, digest_id: int, kind: str, fields: Mapping[str, Any],
+                now: datetime) -> dict[str, Any]:
+    """Keep a digest's render; when another sender kept one first, theirs wins and is returned."""
+    try:
+        with Session(engine) as s, s.begin():
+            s.add(RenderRow(edition_id=edition_id, digest_id=digest_id, reader_kind=kind, created_at=now,
+                            **{k: fields[k] for k in ("subject", "html", "text", "preheader", "slots", "shown",
+                                                      "shortened")}))
+    except IntegrityError:
+        pass
+    kept = saved_render(engine, digest_id, kind)
+    assert kept is not None
+    return kept
+
+
+def most_delivered_digest(engine: Engine, edition_id: int) -> int | None:
+    """The digest of an edition that the most readers got (what "the edition" looked like to most)."""
+    with engine.connect() as conn:
+        return conn.execute(select(DeliveryRow.digest_id).where(DeliveryRow.edition_id == edition_id)
+                            .group_by(DeliveryRow.digest_id).order_by(func.count().desc(), DeliveryRow.digest_id)
+                            .limit(1)).scalar()
+
+
+def delivery_queued_at(engine: Engine, edition_id: int, subscriber_id: int) -> datetime | None:
+    """When an edition's delivery to a reader was queued: its links are signed as of then, on every attempt."""
+    with engine.connect() as conn:
+        return conn.execute(select(DeliveryRow.created_at).where(DeliveryRow.edition_id == edition_id,
+                                                                 DeliveryRow.subscriber_id == subscriber_id)).scalar()

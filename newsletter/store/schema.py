@@ -13,6 +13,7 @@ from datetime import date, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -200,6 +201,27 @@ class DeliveryRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RenderRow(Base):
+    """A digest as it was rendered for sending (per-reader values still as slots), kept so that retries and
+    ``newsletter preview --edition`` show exactly what went out, whatever changed in the papers since."""
+
+    __tablename__ = "digest_renders"
+    __table_args__ = (UniqueConstraint("digest_id", "reader_kind", name="uq_digest_render"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"), index=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
+    reader_kind: Mapped[str] = mapped_column(String(64))  # hash of the reader's topics and excluded keywords
+    subject: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    preheader: Mapped[str] = mapped_column(Text)
+    slots: Mapped[dict[str, str]] = mapped_column(JSON)
+    shown: Mapped[dict[str, int]] = mapped_column(JSON)
+    shortened: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class StateRow(Base):
