@@ -194,8 +194,9 @@ def build_digest(papers: Sequence[Paper], topics: Sequence[Topic], subscriber: S
     """Filter for the reader, group by primary topic, rank, cap, and pick the top papers.
 
     A paper is kept when ANY of its topics is one the reader chose (all topics when they chose none)
-    and none of the reader's excluded keywords appears in it. Sections: the reader's chosen topics
-    first, then by size; empty ones are left out. Papers not classified with these topics are classified
+    and none of the reader's excluded keywords appears in it; it sits in its primary topic's section, or,
+    when the reader did not choose that topic, in the section of the first of its topics they did. Sections:
+    the reader's chosen topics first, then by size; empty ones are left out. Papers not classified with these topics are classified
     here, with the lexical model, so a digest never has an unknown section.
     """
     known = {t.slug: i for i, t in enumerate(topics)}
@@ -207,7 +208,7 @@ def build_digest(papers: Sequence[Paper], topics: Sequence[Topic], subscriber: S
             and not (excluded and excluded_by_keyword(p, excluded))]
     groups: dict[str, list[Paper]] = {}
     for p in sorted(kept, key=rank_key):
-        groups.setdefault(p.topic or FALLBACK, []).append(p)
+        groups.setdefault(section_for(p, chosen), []).append(p)
     capped = {slug: ps[:digest_settings.max_per_topic] for slug, ps in groups.items()}
     # The per-digest cap drops the lowest-ranked papers of the whole digest, whatever their section.
     survivors = sorted((p for ps in capped.values() for p in ps), key=rank_key)
@@ -226,6 +227,15 @@ def build_digest(papers: Sequence[Paper], topics: Sequence[Topic], subscriber: S
     in_digest = sorted((p for s in sections for p in s.papers), key=rank_key)
     top = tuple(in_digest[:digest_settings.top_papers])
     return DigestContent(cadence, period, day, top, tuple(sections), omitted)
+
+
+def section_for(paper: Paper, chosen: set[str] | None) -> str:
+    """The section a paper sits in: its primary topic, unless the reader chose topics and that is not one of
+    them; then the first of its other topics they chose (so a digest only has the reader's topics)."""
+    primary = paper.topic or FALLBACK
+    if chosen is None or primary in chosen:
+        return primary
+    return next((t for t in paper.topics if t in chosen), primary)
 
 
 def _with_topics(papers: Sequence[Paper], topics: Sequence[Topic], known: Mapping[str, int]) -> list[Paper]:

@@ -365,8 +365,11 @@ def test_a_paper_matches_a_chosen_topic_through_any_of_its_topics() -> None:
     ]
     digest = build(papers, reader(("quantization",)))
     assert sorted(p.id for p in digest.papers) == [1, 3]  # type: ignore[attr-defined]
-    # sections stay the primary topic: the chosen one first
-    assert [s.slug for s in digest.sections] == ["quantization", "llm-inference"]  # type: ignore[attr-defined]
+    # a reader who chose quantization gets only that section: paper 1 sits there, through its tag
+    assert [s.slug for s in digest.sections] == ["quantization"]  # type: ignore[attr-defined]
+    assert sorted(p.id for p in digest.sections[0].papers) == [1, 3]  # type: ignore[attr-defined]
+    # without a choice, every paper stays in its primary topic's section
+    assert [s.slug for s in build(papers).sections] == ["llm-inference", "quantization"]  # type: ignore[attr-defined]
     assert len(build(papers).papers) == 3  # type: ignore[attr-defined]
 
 
