@@ -10,18 +10,16 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from datetime import date
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import yaml
 from sqlalchemy import create_engine, text
 
 from newsletter.store import Store
 from newsletter.store.schema import Base
 
-from support import PAGES, ROOT, write_config
+from support import PAGES, write_config
 
 PG_ADMIN_URL = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -89,3 +87,29 @@ def page_copy(tmp_path: Path) -> Any:
         return dest
 
     return copy
+
+
+CHROMIUM = os.environ.get("NEWSLETTER_CHROMIUM", "/usr/bin/chromium")
+# As root and on a closed network: no sandbox, and no background connections Chromium would make.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (which never downloads a browser of its own here)."""
+    if os.environ.get("NEWSLETTER_SKIP_BROWSER") == "1":
+        pytest.skip("NEWSLETTER_SKIP_BROWSER=1")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is missing at {CHROMIUM}: install Debian's package (apt-get install chromium), "
+                    "point NEWSLETTER_CHROMIUM at a Chromium binary, or set NEWSLETTER_SKIP_BROWSER=1 to skip "
+                    "the browser tests")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("Playwright is missing: pip install -e '.[test]' (never `playwright install`: Debian's "
+                    "Chromium is used)")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -27,34 +27,12 @@ from newsletter.models import DigestContent
 from newsletter.preview_server import PreviewServer, Rendering
 from newsletter.render import render_digest
 
-CHROMIUM = os.environ.get("NEWSLETTER_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 SHOTS = DATA / "screenshots"
 UPDATE = os.environ.get("UPDATE_SCREENSHOTS") == "1"
 EDITION = "https://papers.example.org/editions/7"
 VALUES = {"greeting": "Hi Ada,", "preferences_url": "https://papers.example.org/preferences?token=PREF",
           "unsubscribe_url": "https://papers.example.org/unsubscribe?token=UNSUB"}
 SCREENSHOT_TOPICS = ["quantization", "llm-inference", "video-generation", "3d"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if os.environ.get("NEWSLETTER_SKIP_BROWSER") == "1":
-        pytest.skip("NEWSLETTER_SKIP_BROWSER=1")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is missing at {CHROMIUM}: install Debian's package (apt-get install chromium), "
-                    "point NEWSLETTER_CHROMIUM at a Chromium binary, or set NEWSLETTER_SKIP_BROWSER=1 to skip "
-                    "the browser tests")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("Playwright is missing: pip install -e '.[test]' (never `playwright install`: Debian's "
-                    "Chromium is used)")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def write_email(tmp_path: Path, content: DigestContent, name: str = "email.html") -> tuple[Path, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import traceback
 from dataclasses import asdict, is_dataclass

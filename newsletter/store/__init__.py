@@ -15,17 +15,15 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from sqlalchemy import Engine, and_, create_engine, delete, event, func, or_, select, update
+from sqlalchemy import Engine, create_engine, event, func, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import NotFound, StoreError
 from ..models import (
     CADENCES,
-    DELIVERY_FAILED,
     DELIVERY_PENDING,
     DELIVERY_STATES,
-    DELIVERY_SUPPRESSED,
     SUBSCRIBER_ACTIVE,
     SUBSCRIBER_STATUSES,
     TAKEN_DELIVERY_STATES,

@@ -21,10 +21,9 @@ import subprocess
 import sys
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
-import pytest
 from support import DATA, PAGE_DAYS, PAGES, ROOT, write_config
 from web_support import LiveServer, MailCatcher, free_port, link_in, text_of
 
@@ -32,32 +31,10 @@ from newsletter import config
 from newsletter.store import Store
 from newsletter.web import create_app
 
-CHROMIUM = os.environ.get("NEWSLETTER_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 SHOTS = DATA / "screenshots"
 UPDATE = os.environ.get("UPDATE_SCREENSHOTS") == "1"
 KEY = "e2e-signing-key-0123456789abcdef0123456789"
 PERSON = "grace@example.org"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if os.environ.get("NEWSLETTER_SKIP_BROWSER") == "1":
-        pytest.skip("NEWSLETTER_SKIP_BROWSER=1")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is missing at {CHROMIUM}: install Debian's package (apt-get install chromium), "
-                    "point NEWSLETTER_CHROMIUM at a Chromium binary, or set NEWSLETTER_SKIP_BROWSER=1 to skip "
-                    "the browser tests")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("Playwright is missing: pip install -e '.[test]' (never `playwright install`: Debian's "
-                    "Chromium is used)")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def screenshot(page: Any, name: str, tmp_path: Path, full_page: bool = True) -> Path:
