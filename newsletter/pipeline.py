@@ -499,6 +499,8 @@ class Newsletter:
         from .errors import StoreError
 
         day = day or date.today()
+        if not dry_run:
+            self.purge_unconfirmed()
         report = SendReport(cadence, period_for(cadence, day), day, dry_run=dry_run)
         report.edition_id = self.store.edition_id_for(cadence, report.period)
         if report.edition_id is None or dry_run:
@@ -539,6 +541,16 @@ class Newsletter:
 
     # --- the main job -------------------------------------------------------------------------------------
 
+    def purge_unconfirmed(self, now: datetime | None = None) -> int:
+        """Forget sign-ups whose confirmation link expired unconfirmed (run by ``run`` and ``send``)."""
+        from .store.subscriptions import purge_unconfirmed
+        from .tokens import MAX_AGE_SECONDS
+
+        purged = purge_unconfirmed(self.store, timedelta(seconds=MAX_AGE_SECONDS["confirm"]), now)
+        if purged:
+            log.info("forgot %d unconfirmed sign-ups whose confirmation link expired", purged)
+        return purged
+
     def due_cadences(self, day: date) -> list[str]:
         """The cadences whose schedule (``schedule.daily``/``weekly``, in ``schedule.timezone``) fires on ``day``."""
         from datetime import time as clock_time
@@ -559,6 +571,7 @@ class Newsletter:
         Example: ``Newsletter.from_config().run()``
         """
         day = day or date.today()
+        self.purge_unconfirmed()
         report = RunReport(day, self.fetch(day))
         for cadence in (self.due_cadences(day) if cadences is None else cadences):
             report.sends.append(self.send(cadence, day, fetch=False, progress=progress))

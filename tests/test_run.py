@@ -70,3 +70,17 @@ def test_the_schedule_decides_which_cadences_are_due(tmp_path: Path) -> None:
     assert nl.due_cadences(date(2026, 11, 24)) == ["daily"]
     assert nl.due_cadences(date(2026, 11, 29)) == []  # a Sunday
     nl.close()
+
+
+def test_unconfirmed_sign_ups_are_forgotten_once_their_link_expired(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    settings = config.load(offline_config(tmp_path), {})
+    nl = Newsletter(settings)
+    now = datetime.now(timezone.utc)
+    nl.store.add_subscriber("old@example.org", status="pending", now=now - timedelta(days=8))
+    nl.store.add_subscriber("fresh@example.org", status="pending", now=now - timedelta(days=2))
+    nl.store.add_subscriber("reader@example.org", now=now - timedelta(days=30))  # confirmed long ago
+    assert nl.purge_unconfirmed(now) == 1
+    assert sorted(s.email for s in nl.store.subscribers()) == ["fresh@example.org", "reader@example.org"]
+    nl.close()

@@ -281,3 +281,22 @@ def edition_info(store: Store, edition_id: int) -> EditionInfo | None:
     with store.session() as s:
         found = s.execute(select(EditionRow, _paper_count()).where(EditionRow.id == edition_id)).first()
         return _edition(found[0], found[1]) if found else None
+
+
+def purge_unconfirmed(store: Store, older_than: timedelta, now: datetime | None = None) -> int:
+    """Delete sign-ups never confirmed whose confirmation link has expired (their consent records go with
+    them): an address nobody confirmed is not kept. Returns how many were deleted."""
+    from sqlalchemy import delete
+
+    cutoff = (now or utcnow()) - older_than
+    with store.session() as s, s.begin():
+        stale = select(SubscriberRow.id).where(SubscriberRow.status == SUBSCRIBER_PENDING,
+                                               SubscriberRow.confirmed_at.is_(None),
+                                               # the latest link sent counts, not the first sign-up
+                                               func.coalesce(SubscriberRow.confirmation_sent_at,
+                                                             SubscriberRow.created_at) < cutoff)
+        ids = list(s.scalars(stale))
+        if ids:
+            s.execute(delete(ConsentRow).where(ConsentRow.subscriber_id.in_(ids)))
+            s.execute(delete(SubscriberRow).where(SubscriberRow.id.in_(ids)))
+        return len(ids)
