@@ -27,6 +27,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -137,6 +138,10 @@ class Sender:
         self.stop = stop or threading.Event()
         self.workers = max(1, workers if workers is not None else getattr(messenger, "concurrency", 1))
         self.report = DeliveryReport()
+        self.recheck_seconds = 0.5  # how stale a reader's "still subscribed" may be while a batch goes out
+        self._gone: dict[int, str] = {}
+        self._gone_batch: Sequence[DueDelivery] | None = None
+        self._gone_at = 0.0
         # Messengers that call ``ready()`` just before handing over the content let the previous message's
         # commit overlap this message's envelope; others get it called before ``send``.
         self._ready_hook = "ready" in inspect.signature(messenger.send).parameters
@@ -204,6 +209,11 @@ class Sender:
                         self.queue.release(batch[i:])
                         return
                     outcome: TemporaryFailure | PermanentFailure | None = None
+                    left = self._left(batch, d)
+                    if left:  # unsubscribed (or bounced) since the claim: this one does not go out
+                        wait_for_previous()
+                        previous = recorder.submit(self._suppress, d, left)
+                        continue
                     try:
                         message = self.prepare(d)
                     except NotFound:  # the reader was erased meanwhile, and their delivery with them
@@ -244,6 +254,10 @@ class Sender:
                     while (pending and len(inflight) < self.workers and fatal is None
                            and not self.stop.is_set() and self.clock() < deadline):
                         d = pending.pop()
+                        left = self._left(batch, d)
+                        if left:  # unsubscribed (or bounced) since the claim: this one does not go out
+                            self._suppress(d, left)
+                            continue
                         try:
                             message = self.prepare(d)
                         except NotFound:  # the reader was erased meanwhile, and their delivery with them
@@ -310,6 +324,23 @@ class Sender:
             report.lost_claims += 1
             log.warning("delivery %d to %s was taken over by another sender before its outcome was recorded",
                         d.id, d.email)
+        self._progress()
+
+    def _left(self, batch: Sequence[DueDelivery], d: DueDelivery) -> str | None:
+        """The reader's status when they are no longer active. A batch is claimed with its readers active; an
+        unsubscribe can arrive while it is being sent, so the batch's readers are looked at again, at most
+        every ``recheck_seconds`` (one small query, not one per message)."""
+        tick = time.monotonic()
+        if self._gone_batch is not batch or tick - self._gone_at >= self.recheck_seconds:
+            self._gone = self.queue.inactive_readers([x.subscriber_id for x in batch])
+            self._gone_batch, self._gone_at = batch, tick
+        return self._gone.get(d.subscriber_id)
+
+    def _suppress(self, d: DueDelivery, status: str) -> None:
+        if not self.queue.mark_suppressed(d, status, self.clock()):
+            self.report.lost_claims += 1
+        log.info("delivery %d to %s: not sent, the reader is %s", d.id, d.email, status)
+        self.report.suppressed += 1
         self._progress()
 
     def _erased(self, d: DueDelivery) -> None:

@@ -150,6 +150,12 @@ _MARK_FAILED = (
     .values(state=DELIVERY_FAILED, attempts=D.attempts + 1, last_error=bindparam("error"),
             updated_at=bindparam("now"), claimed_by=None, lease_until=None)
 )
+_MARK_SUPPRESSED = (
+    update(D)
+    .where(D.id == bindparam("did"), D.state == DELIVERY_CLAIMED, D.claimed_by == bindparam("me"))
+    .values(state=DELIVERY_SUPPRESSED, last_error=bindparam("error"), updated_at=bindparam("now"),
+            claimed_by=None, lease_until=None)
+)
 _BOUNCE = (
     update(S)
     .where(S.id == bindparam("sid"))
@@ -420,6 +426,20 @@ class DeliveryQueue:
             self.conn.execute(_BOUNCE, {"sid": d.subscriber_id, "now": now, "limit": bounce_limit})
         self.conn.commit()
         return done.rowcount == 1
+
+    def mark_suppressed(self, d: DueDelivery, status: str, now: datetime) -> bool:
+        """Not sent: the reader left (unsubscribed, bounced) after the delivery was claimed."""
+        done = self.conn.execute(_MARK_SUPPRESSED, {"did": d.id, "me": self.owner, "now": _utc(now),
+                                                    "error": f"not sent: the reader is {status}"})
+        self.conn.commit()
+        return done.rowcount == 1
+
+    def inactive_readers(self, subscriber_ids: Sequence[int]) -> dict[int, str]:
+        """Which of these readers are no longer active, with their status. On its own connection, so the
+        send loop can ask while the recorder thread commits outcomes on the queue's."""
+        with self.engine.connect() as conn:
+            q = select(S.id, S.status).where(S.id.in_(list(subscriber_ids)), S.status != SUBSCRIBER_ACTIVE)
+            return {sid: status for sid, status in conn.execute(q)}
 
     def release(self, deliveries: Sequence[DueDelivery]) -> None:
         """Give back claimed rows that were not attempted: due again at once, attempts unchanged."""

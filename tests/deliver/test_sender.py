@@ -312,6 +312,29 @@ def test_an_unsubscribe_after_the_digest_was_queued_stops_it(sqlite_store: Store
     assert row.last_error == "not sent: the reader is unsubscribed"
 
 
+@pytest.mark.parametrize("pool", [1, 2])
+def test_an_unsubscribe_while_the_batch_is_being_sent_stops_that_reader(sqlite_store: Store, smtpd: MailServer,
+                                                                         pool: int) -> None:
+    queue_edition(sqlite_store, 10, now=T0)  # one batch: all ten claimed while every reader is active
+
+    def prepare(d: DueDelivery) -> OutgoingMessage:
+        if d.email == reader(1):  # while the batch goes out, reader 8 presses the one-click unsubscribe
+            sqlite_store.remove_subscriber(reader(8))
+        return build_message(d)
+
+    messenger = SmtpMessenger("127.0.0.1", smtpd.port, pool_size=pool, timeout=10)
+    sender = Sender(DeliveryQueue(sqlite_store.engine), messenger, prepare, clock=Clock())
+    sender.recheck_seconds = 0  # look at the readers before every message (the default: every 0.5 s)
+    try:
+        report = sender.run()
+    finally:
+        messenger.close()
+    assert (report.sent, report.suppressed) == (9, 1)
+    assert reader(8) not in smtpd.handler.copies()
+    row = rows(sqlite_store)[reader(8)]
+    assert (row.state, row.attempts, row.last_error) == ("suppressed", 0, "not sent: the reader is unsubscribed")
+
+
 def test_a_reader_erased_after_the_claim_is_skipped(sqlite_store: Store, smtpd: MailServer) -> None:
     queue_edition(sqlite_store, 6, now=T0)
 
