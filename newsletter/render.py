@@ -16,6 +16,9 @@ message builder re-encodes only those short lines per reader.
 Gmail clips HTML over about 102 KB ("[Message clipped]"), hiding the footer with the unsubscribe link, so the
 HTML is kept under ``SIZE_LIMIT``: when a digest would exceed it, the longest topic sections are shortened
 and each says how many more papers the web copy holds.
+
+The text cleaning and the template filters live in ``textfilters`` (the web pages use them too); the checks of
+a template set in ``template_check``.
 """
 
 from __future__ import annotations
@@ -25,14 +28,9 @@ import hashlib
 import itertools
 import re
 import string
-import textwrap
-import unicodedata
 from dataclasses import dataclass, field
-from datetime import date
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
-from urllib.parse import quote, urlsplit
 
 import jinja2
 import mjml
@@ -41,15 +39,29 @@ from markupsafe import Markup, escape
 from .config import Settings
 from .errors import NewsletterError
 from .models import DigestContent, Paper
+from .textfilters import (
+    _finalize_html,
+    _finalize_text,
+    clean,
+    compact_number,
+    format_authors,
+    format_day,
+    meta_items,
+    paper_links,
+    plural,
+    safe_url,
+    short_day,
+    shorten,
+    summary,
+    wrap,
+    wrap_items,
+)
 
 SIZE_LIMIT = 100_000  # bytes of HTML; Gmail clips at 102 KB
 SIZE_ALLOWANCE = 2_000  # room for what is filled in per reader (tokens are longer than their markers)
 SLOTS = ("greeting", "preferences_url", "unsubscribe_url")
 HTML_TEMPLATE = "digest.mjml"
 TEXT_TEMPLATE = "digest.txt"
-SUMMARY_CHARS = 240  # about two lines at desktop width
-TITLE_CHARS = 300
-MAX_FIELD_CHARS = 20_000  # untrusted text is cut to this before any other work (a 1 MB abstract stays cheap)
 FONT_STACK = ("-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, 'Helvetica Neue', Helvetica, Arial, "
               "sans-serif, 'Apple Color Emoji', 'Segoe UI Emoji'")
 
@@ -89,236 +101,6 @@ def template_search_path(settings: Settings) -> tuple[Path, ...]:
 def template_files(search_path: Sequence[Path]) -> list[Path]:
     """Every template file on the search path (what the preview server watches for changes)."""
     return sorted(p for d in search_path for p in d.rglob("*") if p.is_file())
-
-
-# --- cleaning untrusted text -----------------------------------------------------------------------------
-
-
-@functools.cache
-def _invisible_pattern() -> re.Pattern[str]:
-    """Control, format (bidi overrides, zero-width), private-use and surrogate characters, and line/paragraph
-    separators. Zero-width (non-)joiners stay: scripts and emoji sequences need them."""
-    keep = {0x200C, 0x200D}
-    ranges: list[tuple[int, int]] = []
-    planes = list(range(0x0, 0x30000)) + list(range(0xE0000, 0xE1000))
-    for cp in planes:
-        if cp in keep or chr(cp) in "\t\n":
-            continue
-        if unicodedata.category(chr(cp)) in ("Cc", "Cf", "Co", "Cs", "Zl", "Zp"):
-            if ranges and ranges[-1][1] == cp - 1:
-                ranges[-1] = (ranges[-1][0], cp)
-            else:
-                ranges.append((cp, cp))
-    ranges += [(0xF0000, 0x10FFFF)]  # supplementary private-use planes
-    body = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
-    return re.compile(f"[{body}]")
-
-
-def strip_invisible(value: str) -> str:
-    """Remove characters that can hide or reorder text (U+202E, U+200B, ...) and control characters."""
-    return _strip_short(value) if len(value) <= 2000 else _invisible_pattern().sub("", value)
-
-
-# The same titles, names and summaries come back in every digest that holds their paper: the pure helpers
-# below are cached, so rendering hundreds of distinct digests does each paper's work once.
-_cached = functools.lru_cache(maxsize=16_384)
-
-
-@_cached
-def _strip_short(value: str) -> str:
-    return _invisible_pattern().sub("", value)
-
-
-def clean(value: Any) -> str:
-    """Untrusted text made safe to show: bounded length, invisible characters removed, whitespace collapsed.
-
-    Returns a plain ``str``: in the HTML templates autoescaping then escapes it, once.
-    """
-    if value is None:
-        return ""
-    text = str(value)
-    return _clean_short(text) if len(text) <= 2000 else _clean(text)
-
-
-@_cached
-def _clean_short(text: str) -> str:
-    return _clean(text)
-
-
-def _clean(value: str) -> str:
-    text = " ".join(value[:MAX_FIELD_CHARS].split())  # line breaks of every kind become spaces
-    text = unicodedata.normalize("NFC", strip_invisible(text))
-    return " ".join(text.split())
-
-
-def shorten(text: str, limit: int) -> str:
-    """``text`` cut at a word boundary to at most ``limit`` characters, with an ellipsis when cut."""
-    if len(text) <= limit:
-        return text
-    cut = text[:limit - 1]
-    space = cut.rfind(" ")
-    if space > limit * 0.6:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:-") + "…"
-
-
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]?(?=\s)")
-_ABBREVIATIONS = ("e.g.", "i.e.", "et al.", "etc.", "vs.", "fig.", "figs.", "eq.", "cf.", "approx.", "resp.",
-                  "no.", "sec.", "ref.", "dr.", "prof.", "mr.", "ms.")
-
-
-def cut_at_sentence(text: str, limit: int = SUMMARY_CHARS) -> str:
-    """The longest run of whole sentences of ``text`` within ``limit`` characters; if the first sentence alone
-    is longer, that sentence cut at a word boundary with an ellipsis."""
-    if len(text) <= limit:
-        return text
-    window = text[:limit + 1]
-    best = 0
-    for match in _SENTENCE_END.finditer(window):
-        end = match.end()
-        before = window[:end].lower()
-        if before.endswith(_ABBREVIATIONS):  # "e.g." ends no sentence
-            continue
-        following = text[end:end + 2].strip()
-        if following and following[0].islower():
-            continue
-        best = end
-    if best >= limit * 0.35:
-        return text[:best].rstrip()
-    return shorten(text, limit)
-
-
-# --- filters ------------------------------------------------------------------------------------------
-
-
-_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f<>\"\\`]")
-
-
-@_cached
-def safe_url(value: Any) -> str:
-    """``value`` if it is an absolute http(s) URL, made ASCII; else "" (a template then shows no link).
-
-    Refused: other schemes (``javascript:``, ``data:``, ``mailto:``), relative or protocol-relative URLs,
-    user-info (``https://huggingface.co@evil.example``), whitespace, quotes and invisible characters.
-    """
-    if not value:
-        return ""
-    url = str(value).strip()
-    if len(url) > 2048 or _URL_FORBIDDEN.search(url) or strip_invisible(url) != url:
-        return ""
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises on a malformed port
-    except ValueError:
-        return ""
-    del port
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
-        return ""
-    if not url.isascii():
-        url = quote(url, safe=":/?#[]@!$&'()*+,;=%~")
-    return url
-
-
-def format_day(value: date | None) -> str:
-    """``Mar 14, 2025``."""
-    return f"{value:%b} {value.day}, {value.year}" if value else ""
-
-
-def short_day(value: date | None) -> str:
-    """``Mar 14``."""
-    return f"{value:%b} {value.day}" if value else ""
-
-
-def compact_number(value: int | None) -> str:
-    """``952``, ``1.9k``, ``16.2k``, ``3.1M``."""
-    if value is None:
-        return ""
-    n = int(value)
-    if abs(n) < 1000:
-        return str(n)
-    for unit, size in (("M", 1_000_000), ("k", 1000)):
-        if abs(n) >= size:
-            shown = f"{n / size:.1f}".rstrip("0").rstrip(".")
-            return f"{shown}{unit}"
-    return str(n)  # pragma: no cover
-
-
-def plural(count: int, word: str, many: str | None = None) -> str:
-    """``1 paper``, ``2 papers``."""
-    return f"{count:,} {word if count == 1 else (many or word + 's')}"
-
-
-@_cached
-def format_authors(paper: Paper) -> str:
-    """``A, B, C et al.`` (the first three); ``4 authors`` when only the count is known."""
-    names = [n for n in (clean(a) for a in paper.authors[:4]) if n]
-    if len(paper.authors) > 3:
-        return ", ".join(shorten(n, 60) for n in names[:3]) + " et al."
-    if names:
-        return ", ".join(shorten(n, 60) for n in names)
-    if paper.author_count:
-        return plural(paper.author_count, "author")
-    return ""
-
-
-@_cached
-def summary(paper: Paper, limit: int = SUMMARY_CHARS) -> str:
-    """The AI summary when there is one, else the abstract cut at a sentence boundary."""
-    text = clean(paper.ai_summary) or clean((paper.abstract or "")[:limit * 4])
-    return cut_at_sentence(text, limit)
-
-
-@_cached
-def meta_items(paper: Paper) -> tuple[str, ...]:
-    """Who, where, when and how popular, as short plain strings (joined with `` · `` by the templates)."""
-    items = [format_authors(paper), shorten(clean(paper.organization), 80), format_day(paper.published)]
-    if paper.upvotes is not None:
-        items.append(plural(paper.upvotes, "upvote"))
-    if paper.num_comments:
-        items.append(plural(paper.num_comments, "comment"))
-    return tuple(i for i in items if i)
-
-
-@_cached
-def paper_links(paper: Paper) -> tuple[tuple[str, str], ...]:
-    """(label, url) of the PDF, code (with stars) and project page, http(s) only."""
-    links = []
-    if pdf := safe_url(paper.pdf_url):
-        links.append(("PDF", pdf))
-    if code := safe_url(paper.github_repo):
-        stars = f" ★ {compact_number(paper.github_stars)}" if paper.github_stars else ""
-        links.append((f"Code{stars}", code))
-    if project := safe_url(paper.project_page):
-        links.append(("Project page", project))
-    return tuple(links)
-
-
-@_cached
-def wrap(text: str, width: int = 72, indent: str = "", first: str | None = None) -> str:
-    """Plain text wrapped for the text part (``first`` prefixes the first line, ``indent`` the others); long
-    words such as URLs are not broken."""
-    return textwrap.fill(text, width=width, initial_indent=indent if first is None else first,
-                         subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
-
-
-def wrap_items(items: Sequence[str], width: int = 72, indent: str = "", sep: str = " · ") -> str:
-    """``items`` joined by ``sep`` and wrapped between items where possible (``52 upvotes`` stays whole)."""
-    glued = sep.join(i.replace(" ", "\u00a0") for i in items)
-    return wrap(glued, width, indent).replace("\u00a0", " ")
-
-
-def _finalize_html(value: Any) -> Any:
-    # Every {{ expression }} passes here before autoescaping: strings are cleaned of invisible characters
-    # even where a template forgets `| clean`. Markup (trusted, from us) passes untouched.
-    if isinstance(value, str) and not isinstance(value, Markup):
-        return strip_invisible(value)
-    return "" if value is None else value
-
-
-def _finalize_text(value: Any) -> Any:
-    if isinstance(value, str):
-        return strip_invisible(value)
-    return "" if value is None else value
 
 
 # --- the environments -----------------------------------------------------------------------------------
@@ -647,135 +429,6 @@ def _tidy_text(text: str) -> str:
             continue  # at most two blank lines in a row
         out.append(line)
     return "\n".join(out).strip("\n") + "\n"
-
-
-# --- template checks ------------------------------------------------------------------------------------------
-
-# Where each MJML element may appear. mjml-python validates nothing and silently drops what it does not know,
-# so a template mistake would only show in a client; tests and `newsletter preview` run this instead.
-_BODY_CONTAINERS = {"mj-column", "mj-hero"}
-_PARENTS: dict[str, set[str | None]] = {
-    "mjml": {None},
-    "mj-head": {"mjml"}, "mj-body": {"mjml"},
-    "mj-attributes": {"mj-head"}, "mj-breakpoint": {"mj-head"}, "mj-preview": {"mj-head"},
-    "mj-style": {"mj-head"}, "mj-title": {"mj-head"},
-    "mj-raw": {"mj-head", "mj-body", "mj-wrapper", "mj-section", "mj-column", "mj-hero"},
-    "mj-wrapper": {"mj-body"}, "mj-section": {"mj-body", "mj-wrapper"}, "mj-group": {"mj-section"},
-    "mj-column": {"mj-section", "mj-group"}, "mj-hero": {"mj-body", "mj-wrapper"},
-    **{tag: set(_BODY_CONTAINERS) for tag in ("mj-text", "mj-button", "mj-image", "mj-divider", "mj-spacer",
-                                               "mj-table", "mj-social", "mj-navbar", "mj-accordion", "mj-carousel")},
-    "mj-social-element": {"mj-social"}, "mj-navbar-link": {"mj-navbar"},
-    "mj-accordion-element": {"mj-accordion"}, "mj-accordion-title": {"mj-accordion-element"},
-    "mj-accordion-text": {"mj-accordion-element"}, "mj-carousel-image": {"mj-carousel"},
-}
-_FORBIDDEN = {
-    "mj-html-attributes": "mjml-python raises on it",
-    "mj-selector": "mjml-python raises on it",
-    "mj-font": "it adds a Google Fonts link; use the system font stack",
-    "mj-include": "mjml-python resolves no includes here; use Jinja's {% include %}",
-}
-# Elements whose content is HTML or text, not MJML.
-_OPAQUE = {"mj-text", "mj-button", "mj-raw", "mj-style", "mj-title", "mj-preview", "mj-table",
-           "mj-navbar-link", "mj-social-element", "mj-accordion-title", "mj-accordion-text"}
-
-
-class _MjmlChecker(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.stack: list[str] = []
-        self.problems: list[str] = []
-        self.opaque_depth = 0
-
-    def _where(self) -> str:
-        line, _ = self.getpos()
-        return f"line {line}"
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._open(tag, attrs, closes=False)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._open(tag, attrs, closes=True)
-
-    def _open(self, tag: str, attrs: list[tuple[str, str | None]], closes: bool) -> None:
-        if self.opaque_depth:
-            if tag == self.stack[-1] and not closes:
-                self.opaque_depth += 1
-            return
-        parent = self.stack[-1] if self.stack else None
-        if tag in _FORBIDDEN:
-            self.problems.append(f"{self._where()}: <{tag}> is not allowed: {_FORBIDDEN[tag]}")
-        elif parent == "mj-attributes":
-            pass  # mj-all, mj-class and per-element defaults
-        elif tag.startswith("mj-") or tag == "mjml":
-            allowed = _PARENTS.get(tag)
-            if allowed is None:
-                self.problems.append(f"{self._where()}: unknown MJML element <{tag}>")
-            elif parent not in allowed:
-                self.problems.append(f"{self._where()}: <{tag}> cannot be inside <{parent or 'the document'}>")
-            if tag == "mj-style" and any(k == "inline" for k, _ in attrs):
-                self.problems.append(f"{self._where()}: mjml-python ignores <mj-style inline>; put the styles in "
-                                     "attributes")
-        else:
-            self.problems.append(f"{self._where()}: HTML <{tag}> directly inside <{parent or 'the document'}>; "
-                                 "put HTML inside <mj-text> or <mj-raw>")
-        if not closes:
-            self.stack.append(tag)
-            if tag in _OPAQUE:
-                self.opaque_depth = 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if self.opaque_depth:
-            if tag != self.stack[-1]:
-                return
-            self.opaque_depth -= 1
-            if self.opaque_depth:
-                return
-        if not self.stack or self.stack[-1] != tag:
-            self.problems.append(f"{self._where()}: </{tag}> does not close <{self.stack[-1] if self.stack else ''}>")
-            if tag in self.stack:
-                while self.stack and self.stack.pop() != tag:
-                    pass
-            return
-        self.stack.pop()
-
-    def handle_data(self, data: str) -> None:
-        if not self.opaque_depth and data.strip() and self.stack and self.stack[-1] != "mj-attributes":
-            self.problems.append(f"{self._where()}: text {data.strip()[:30]!r} directly inside <{self.stack[-1]}>")
-
-
-def check_mjml(source: str) -> list[str]:
-    """Problems of an MJML document (after Jinja): unknown or misplaced elements, features mjml-python
-    ignores or rejects, stray text. An empty list means it is well-formed as far as MJML goes."""
-    checker = _MjmlChecker()
-    checker.feed(source)
-    checker.close()
-    if checker.stack:
-        checker.problems.append(f"unclosed: {', '.join('<' + t + '>' for t in checker.stack)}")
-    return checker.problems
-
-
-def check_templates(settings: Settings, content: DigestContent, edition_url: str = "https://example.invalid/e/1"
-                    ) -> list[str]:
-    """Render ``content`` with the configured templates and list every problem found (empty: all good)."""
-    templates = templates_for(settings)
-    slots = _markers(content, edition_url)
-    subject = format_subject(settings.digest.subject, content)
-    ctx = _context(content, settings, edition_url, {s.slug: len(s.papers) for s in content.sections}, slots,
-                   subject, preheader_for(content))
-    source = templates.render(templates.html, HTML_TEMPLATE, ctx)
-    problems = check_mjml(source)
-    html = compile_mjml(source)
-    if "<mj-" in html:
-        problems.append("the compiled HTML still holds <mj-...> tags: an element mjml-python did not know")
-    if "fonts.googleapis" in html:
-        problems.append("the compiled HTML links Google Fonts")
-    text = templates.render(templates.text, TEXT_TEMPLATE, ctx)
-    for name, marker in slots.items():
-        if marker not in html:
-            problems.append(f"the HTML has no {name} (the footer must link preferences and unsubscribe)")
-        if name != "greeting" and marker not in text:
-            problems.append(f"the text part has no {name}")
-    return problems
 
 
 def iter_slot_lines(text: str, markers: Iterable[str]) -> Iterable[str]:

@@ -16,17 +16,16 @@ from render_sample import DAY, digest_of, hostile_paper, sample_digest, sample_p
 
 from newsletter import render
 from newsletter.models import DigestContent, Paper, TopicSection
-from newsletter.render import (
-    RenderError,
-    check_mjml,
-    check_templates,
+from newsletter.render import RenderError, format_subject, render_digest
+from newsletter.template_check import check_mjml, check_templates
+from newsletter.textfilters import (
+    MAX_FIELD_CHARS,
+    SUMMARY_CHARS,
     clean,
     compact_number,
     cut_at_sentence,
     format_authors,
     format_day,
-    format_subject,
-    render_digest,
     safe_url,
     summary,
 )
@@ -93,12 +92,12 @@ def test_authors_first_three_then_et_al() -> None:
 def test_summary_prefers_the_ai_summary_else_cuts_the_abstract_at_a_sentence() -> None:
     abstract = ("We study X, e.g. in transformers, and find Y. " * 3 + "Then a very long sentence follows " * 20)
     cut = summary(paper(abstract=abstract))
-    assert cut.endswith("find Y.") and len(cut) <= render.SUMMARY_CHARS
+    assert cut.endswith("find Y.") and len(cut) <= SUMMARY_CHARS
     assert "e.g. in" in cut  # "e.g." is not a sentence end
     assert summary(paper(abstract=abstract, ai_summary="Short AI summary.")) == "Short AI summary."
     one_long_sentence = "word " * 200
     cut = summary(paper(abstract=one_long_sentence))
-    assert cut.endswith("…") and len(cut) <= render.SUMMARY_CHARS
+    assert cut.endswith("…") and len(cut) <= SUMMARY_CHARS
     assert cut_at_sentence("Short. Text.", 100) == "Short. Text."
 
 
@@ -107,7 +106,7 @@ def test_a_one_megabyte_abstract_is_cheap() -> None:
     start = time.perf_counter()
     text = summary(huge)
     assert time.perf_counter() - start < 0.05
-    assert len(text) <= render.SUMMARY_CHARS and text.endswith(".")
+    assert len(text) <= SUMMARY_CHARS and text.endswith(".")
 
 
 def test_safe_url_lets_only_absolute_http_urls_through() -> None:
@@ -128,7 +127,7 @@ def test_clean_removes_what_hides_or_reorders_text() -> None:
     assert clean("a\u202eb\u200bc\u2066d\u0000e\x1bf") == "abcdef"
     assert clean("  many \n\t spaces\u2028here ") == "many spaces here"
     assert clean("emoji 👩\u200d💻 keeps its joiner") == "emoji 👩\u200d💻 keeps its joiner"
-    assert clean(None) == "" and len(clean("x" * 2_000_000)) == render.MAX_FIELD_CHARS
+    assert clean(None) == "" and len(clean("x" * 2_000_000)) == MAX_FIELD_CHARS
 
 
 def test_dates_numbers_and_subject() -> None:

@@ -52,7 +52,8 @@ def preview(obj: Context, cadence: str | None, subscriber: str | None, day: str 
     Example: newsletter preview --cadence daily --subscriber ada@example.org --serve --open
     """
     from ..preview_server import PreviewServer, Rendering
-    from ..render import check_templates, reset_template_cache, template_files, template_search_path
+    from ..render import reset_template_cache, template_files, template_search_path
+    from ..template_check import check_templates
 
     nl = obj.nl
     settings = nl.settings

@@ -16,7 +16,7 @@ from markupsafe import escape
 
 from ..config import Settings
 from ..models import Paper
-from ..render import clean, format_day, safe_url, shorten, summary
+from ..textfilters import clean, format_day, safe_url, shorten, summary
 from ..store import Store
 from ..store.subscriptions import EditionInfo, edition_info, published_editions
 
