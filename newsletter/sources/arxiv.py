@@ -87,10 +87,11 @@ class Options(SourceOptions):
         return self
 
 
-class ArxivSource:
+class ArxivSource(http_helper.HttpSource):
     """Reads arXiv. Example config: ``{type: arxiv, mode: listing, categories: [cs.LG, cs.CL]}``."""
 
     options_model = Options
+    options: Options
 
     def __init__(
         self,
@@ -102,12 +103,8 @@ class ArxivSource:
         limiter: http_helper.RateLimiter | None = None,
         today: date | None = None,
     ) -> None:
-        self.name = name
-        self.options = options
-        self.client = client
-        self.sleep = sleep
+        super().__init__(name, options, client=client, sleep=sleep, today=today)
         self.limiter = limiter or SHARED_LIMITER
-        self.today = today
 
     def fetch(self, day: date | None = None) -> SourceBatch:
         opts = self.options

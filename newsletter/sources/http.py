@@ -19,8 +19,8 @@ import email.utils
 import socket
 import threading
 import time
-from datetime import datetime, timezone
-from typing import Callable, Mapping
+from datetime import date, datetime, timezone
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import httpx
@@ -275,3 +275,16 @@ class RateLimiter:
         if delay > 0:
             self._sleep(delay)
         return delay
+
+
+class HttpSource:
+    """What every source that reads over HTTP keeps: its name, its options and the injectable parts (an
+    ``httpx.Client`` for connection reuse, ``sleep`` for the backoff, ``today`` for the trending day)."""
+
+    def __init__(self, name: str, options: Any, *, client: httpx.Client | None = None,
+                 sleep: Callable[[float], None] = time.sleep, today: date | None = None) -> None:
+        self.name = name
+        self.options = options
+        self.client = client
+        self.sleep = sleep
+        self.today = today

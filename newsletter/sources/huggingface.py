@@ -16,11 +16,9 @@ item's ``paper`` object wins over the same top-level key. ``paper_from_item`` is
 from __future__ import annotations
 
 import json
-import time
 from datetime import date, datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
-import httpx
 from pydantic import Field, field_validator
 
 from ..errors import ParseError
@@ -46,25 +44,11 @@ class Options(SourceOptions):
         return http_helper.check_http_url(value)
 
 
-class HuggingFaceSource:
+class HuggingFaceSource(http_helper.HttpSource):
     """Reads the Daily Papers API. Example config: ``{type: huggingface, limit: 50}``."""
 
     options_model = Options
-
-    def __init__(
-        self,
-        name: str,
-        options: Options,
-        *,
-        client: httpx.Client | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        today: date | None = None,
-    ) -> None:
-        self.name = name
-        self.options = options
-        self.client = client
-        self.sleep = sleep
-        self.today = today
+    options: Options
 
     def fetch(self, day: date | None = None) -> SourceBatch:
         opts = self.options

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import io
 import re
-import time
 from datetime import date, datetime, timezone
 from html.parser import HTMLParser
-from typing import Any, Callable
+from typing import Any
 from xml.etree.ElementTree import ParseError as XMLSyntaxError
 
 import defusedxml
 import feedparser
-import httpx
 from defusedxml.ElementTree import DefusedXMLParser
 from pydantic import Field, field_validator
 
@@ -54,25 +52,11 @@ class Options(SourceOptions):
         return http_helper.check_http_url(value)
 
 
-class FeedSource:
+class FeedSource(http_helper.HttpSource):
     """Reads an RSS/Atom feed. Example config: ``{type: rss, url: https://example.org/papers.xml}``."""
 
     options_model = Options
-
-    def __init__(
-        self,
-        name: str,
-        options: Options,
-        *,
-        client: httpx.Client | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        today: date | None = None,
-    ) -> None:
-        self.name = name
-        self.options = options
-        self.client = client
-        self.sleep = sleep
-        self.today = today
+    options: Options
 
     def fetch(self, day: date | None = None) -> SourceBatch:
         opts = self.options
