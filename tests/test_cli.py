@@ -149,3 +149,16 @@ def test_diff_shows_the_next_issue_without_sending(config_file: Path) -> None:
     assert "SageAttention2" in text
     # Nothing was recorded: running it again shows the same.
     assert json.loads(run(config_file, "diff", "--date", "2025-03-14", "--json").output) == out
+
+
+def test_the_quick_start_is_two_commands_and_ci_runs_the_test_one() -> None:
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = [block.strip() for block in quick.split("```sh")[1:]]
+    commands = [c.split("```")[0].strip() for c in commands]
+    assert len(commands) == 2 and all("\n" not in c for c in commands)
+    install_and_run, test = commands
+    assert install_and_run.endswith("newsletter run") and "pytest" in test
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert [line.strip() for line in ci.splitlines() if "pytest" in line and not line.strip().startswith("#")
+            and "echo" not in line] == [test]
