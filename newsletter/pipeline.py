@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
@@ -25,15 +25,15 @@ from . import config as config_mod
 from .config import Settings
 from .diff import ReaderDiff, period_for, unsent_papers, window_start
 from .errors import NetworkUnavailable, NewsletterError, SourceError
+from .links import LinkMaker, edition_url
+from .message import Recipient, build_message
+from .models import CADENCES, SUBSCRIBER_ACTIVE, DigestContent, Paper, SourceBatch, Subscriber
 from .readers import ReaderSpec
-from .models import CADENCES, SUBSCRIBER_ACTIVE, Paper, SourceBatch
+from .render import RenderedDigest, reader_values, render_digest
+from .reports import FetchReport, Plan, Preview, RunReport, SendReport, SourceReport
 from .sources import build_source, open_file_source
 from .sources.hf_page import SavedPageSource
 from .store import IngestResult, Store
-from .links import LinkMaker, edition_url
-from .message import Recipient, build_message
-from .models import DigestContent, Subscriber
-from .render import RenderedDigest, reader_values, render_digest
 from .store.editions import EditionRecord, delivery_digest_id, digest_paper_ids, edition_record
 from .tokens import Signer, signing_key
 
@@ -48,88 +48,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+__all__ = ["FetchReport", "Newsletter", "Plan", "Preview", "RunReport", "SendReport", "SourceReport", "sample_pages"]
+
 Progress = Callable[[str], None]
-
-
-@dataclass
-class SourceReport:
-    source: str
-    papers: int = 0
-    trending_date: date | None = None
-    error: str | None = None
-
-
-@dataclass
-class FetchReport:
-    sources: list[SourceReport] = field(default_factory=list)
-    ingest: IngestResult | None = None
-    used_sample: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.ingest is not None and not any(r.error for r in self.sources if not self.used_sample)
-
-
-@dataclass
-class Plan:
-    """What the next edition of a cadence would hold, per reader; nothing is written."""
-
-    cadence: str
-    day: date
-    period: str
-    window_start: date
-    candidates: list[Paper]
-    readers: list[ReaderDiff]
-    existing_edition: int | None = None  # set when this period's edition was already made
-
-    def distinct_digests(self) -> dict[tuple[int, ...], list[ReaderDiff]]:
-        groups: dict[tuple[int, ...], list[ReaderDiff]] = {}
-        for reader in self.readers:
-            groups.setdefault(tuple(p.id for p in reader.papers), []).append(reader)
-        return groups
-
-
-@dataclass
-class SendReport:
-    """What ``Newsletter.send`` did for one cadence."""
-
-    cadence: str
-    period: str = ""
-    day: date | None = None
-    edition_id: int | None = None
-    created: bool = False  # False: the period's edition already existed and its deliveries were resumed
-    readers: int = 0  # readers with something new in this edition (when it was made now)
-    dry_run: bool = False
-    fetch: FetchReport | None = None
-    delivery: "DeliveryReport | None" = None
-
-
-@dataclass
-class RunReport:
-    """What ``Newsletter.run`` (the main job) did."""
-
-    day: date
-    fetch: FetchReport
-    sends: list[SendReport] = field(default_factory=list)
-    preview: Path | None = None  # the next daily issue, as a reader of every topic would get it
-    preview_papers: int = 0
-    readers: int = 0  # active readers
-
-
-@dataclass
-class Preview:
-    """One digest rendered as a reader would get it, for ``newsletter preview``; nothing is sent or written."""
-
-    cadence: str
-    period: str
-    day: date
-    content: DigestContent
-    rendered: RenderedDigest
-    html: str  # with the reader's greeting and links filled in
-    text: str
-    message: bytes  # the whole message, as ``send`` would hand it to the transport
-    subscriber: Subscriber | None = None  # None: a reader of every topic who was sent nothing yet
-    edition_id: int | None = None  # set for an edition already made
 
 
 def sample_pages() -> list[Path]:
@@ -281,23 +202,14 @@ class Newsletter:
     def digest_for(self, reader_diff_or_papers: "ReaderDiff | Sequence[Paper]",
                    subscriber: "Subscriber | None" = None, cadence: str = "daily", period: str | None = None,
                    day: date | None = None) -> "DigestContent":
-        """One reader's digest: their papers grouped by topic, ranked, capped, with the top papers first."""
-        from dataclasses import replace
-
-        from . import topics
-
+        """One reader's digest (``digest_content``) from their ``ReaderDiff`` or a list of papers."""
         if isinstance(reader_diff_or_papers, ReaderDiff):
             papers = list(reader_diff_or_papers.papers)
             subscriber = subscriber or reader_diff_or_papers.subscriber
         else:
             papers = list(reader_diff_or_papers)
         day = day or date.today()
-        if papers and self.classify_new():  # the topic settings changed since these papers were read
-            fresh = {p.id: p for p in self.store.papers(ids=[p.id for p in papers])}
-            papers = [replace(p, topic=fresh[p.id].topic, topics=fresh[p.id].topics) if p.id in fresh else p
-                      for p in papers]
-        return topics.build_digest(papers, self.settings.topics, subscriber, self.settings.digest, cadence,
-                                   period or period_for(cadence, day), day)
+        return self.digest_content(papers, subscriber, cadence, period or period_for(cadence, day), day)
 
     def import_readers(self, specs: Sequence["ReaderSpec"], update: bool = False) -> int:
         """Store readers parsed by ``readers.parse_csv``: all or none."""

@@ -1,0 +1,97 @@
+"""What the pipeline's steps hand back: plain records of what was fetched, planned, sent and previewed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .diff import ReaderDiff
+from .models import DigestContent, Paper, Subscriber
+from .render import RenderedDigest
+from .store import IngestResult
+
+if TYPE_CHECKING:
+    from .deliver.sender import DeliveryReport
+
+
+@dataclass
+class SourceReport:
+    source: str
+    papers: int = 0
+    trending_date: date | None = None
+    error: str | None = None
+
+
+@dataclass
+class FetchReport:
+    sources: list[SourceReport] = field(default_factory=list)
+    ingest: IngestResult | None = None
+    used_sample: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.ingest is not None and not any(r.error for r in self.sources if not self.used_sample)
+
+
+@dataclass
+class Plan:
+    """What the next edition of a cadence would hold, per reader; nothing is written."""
+
+    cadence: str
+    day: date
+    period: str
+    window_start: date
+    candidates: list[Paper]
+    readers: list[ReaderDiff]
+    existing_edition: int | None = None  # set when this period's edition was already made
+
+    def distinct_digests(self) -> dict[tuple[int, ...], list[ReaderDiff]]:
+        groups: dict[tuple[int, ...], list[ReaderDiff]] = {}
+        for reader in self.readers:
+            groups.setdefault(tuple(p.id for p in reader.papers), []).append(reader)
+        return groups
+
+
+@dataclass
+class SendReport:
+    """What ``Newsletter.send`` did for one cadence."""
+
+    cadence: str
+    period: str = ""
+    day: date | None = None
+    edition_id: int | None = None
+    created: bool = False  # False: the period's edition already existed and its deliveries were resumed
+    readers: int = 0  # readers with something new in this edition (when it was made now)
+    dry_run: bool = False
+    fetch: FetchReport | None = None
+    delivery: "DeliveryReport | None" = None
+
+
+@dataclass
+class RunReport:
+    """What ``Newsletter.run`` (the main job) did."""
+
+    day: date
+    fetch: FetchReport
+    sends: list[SendReport] = field(default_factory=list)
+    preview: Path | None = None  # the next daily issue, as a reader of every topic would get it
+    preview_papers: int = 0
+    readers: int = 0  # active readers
+
+
+@dataclass
+class Preview:
+    """One digest rendered as a reader would get it, for ``newsletter preview``; nothing is sent or written."""
+
+    cadence: str
+    period: str
+    day: date
+    content: DigestContent
+    rendered: RenderedDigest
+    html: str  # with the reader's greeting and links filled in
+    text: str
+    message: bytes  # the whole message, as ``send`` would hand it to the transport
+    subscriber: Subscriber | None = None  # None: a reader of every topic who was sent nothing yet
+    edition_id: int | None = None  # set for an edition already made
