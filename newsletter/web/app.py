@@ -36,7 +36,15 @@ from ..config import Settings
 from ..textfilters import clean, format_day, meta_items, paper_links, plural, safe_url, shorten, summary
 from ..store import Store
 from ..subscriptions import InvalidLink, SendFailed, Subscriptions, is_production
-from .security import SECURITY_HEADERS, Csrf, RateLimited, RateLimits, SecurityHeadersMiddleware, no_store
+from .security import (
+    SECURITY_HEADERS,
+    Csrf,
+    FormExpired,
+    RateLimited,
+    RateLimits,
+    SecurityHeadersMiddleware,
+    no_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +167,11 @@ def _exception_handlers(app: FastAPI, web: Web) -> None:
     async def invalid_link(request: Request, exc: InvalidLink) -> Response:
         # One answer for every bad token: forged, expired, wrong purpose, or for a reader who is gone.
         return web.error(request, 400, "Invalid link", exc.message + " Use the link in your most recent email.")
+
+    @app.exception_handler(FormExpired)
+    async def form_expired(request: Request, exc: FormExpired) -> Response:
+        return web.error(request, 403, "Form expired",
+                         "This form has expired or was not sent from this site. Go back, reload the page and try again.")
 
     @app.exception_handler(RateLimited)
     async def rate_limited(request: Request, exc: RateLimited) -> Response:

@@ -19,7 +19,7 @@ from ..readers import InvalidReader
 from ..store.subscriptions import RequestMeta, published_editions
 from .app import Web
 from .feeds import atom_feed, edition_view, json_feed
-from .security import RateLimited, client_ip
+from .security import FormExpired, RateLimited, client_ip
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,9 +45,12 @@ async def read_form(request: Request) -> FormData:
     return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
 
 
-def forbidden(web: Web, request: Request) -> Response:
-    return web.error(request, 403, "Form expired",
-                     "This form has expired or was not sent from this site. Go back, reload the page and try again.")
+async def checked_form(web: Web, request: Request) -> FormData:
+    """The posted form, once its CSRF token checks out; raises FormExpired (a 403 page) otherwise."""
+    form = await read_form(request)
+    if not web.csrf.valid(request, str(form.get(web.csrf.field) or "")):
+        raise FormExpired()
+    return form
 
 
 def _form_values(form: FormData | None, reader: Subscriber | None = None) -> dict[str, Any]:
@@ -77,9 +80,7 @@ def subscribe_page(request: Request) -> Response:
 @router.post("/subscribe")
 async def subscribe(request: Request) -> Response:
     web = web_of(request)
-    form = await read_form(request)
-    if not web.csrf.valid(request, str(form.get(web.csrf.field) or "")):
-        return forbidden(web, request)
+    form = await checked_form(web, request)
     if wait := web.limits.per_ip.take(client_ip(request)):
         raise RateLimited(wait)
     values = _form_values(form)
@@ -109,9 +110,7 @@ def confirm_page(request: Request, token: str = "") -> Response:
 @router.post("/confirm")
 async def confirm(request: Request) -> Response:
     web = web_of(request)
-    form = await read_form(request)
-    if not web.csrf.valid(request, str(form.get(web.csrf.field) or "")):
-        return forbidden(web, request)
+    form = await checked_form(web, request)
     token = str(form.get("token") or request.query_params.get("token") or "")
     reader = await run_in_threadpool(web.subscriptions.confirm, token, meta_of(request))
     links = web.subscriptions.tokens_for(reader.id)
@@ -137,9 +136,7 @@ def preferences_page(request: Request, token: str = "") -> Response:
 @router.post("/preferences")
 async def preferences(request: Request) -> Response:
     web = web_of(request)
-    form = await read_form(request)
-    if not web.csrf.valid(request, str(form.get(web.csrf.field) or "")):
-        return forbidden(web, request)
+    form = await checked_form(web, request)
     subs = web.subscriptions
     token = str(form.get("token") or request.query_params.get("token") or "")
     reader = subs.reader(token, ("preferences",))
@@ -182,9 +179,7 @@ async def unsubscribe(request: Request) -> Response:
 @router.post("/resubscribe")
 async def resubscribe(request: Request) -> Response:
     web = web_of(request)
-    form = await read_form(request)
-    if not web.csrf.valid(request, str(form.get(web.csrf.field) or "")):
-        return forbidden(web, request)
+    form = await checked_form(web, request)
     token = str(form.get("token") or "")
     reader = await run_in_threadpool(web.subscriptions.resubscribe, token, meta_of(request))
     return web.render(request, "unsubscribe.html", {"state": "back", "reader": reader, "token": token,

@@ -157,6 +157,10 @@ class RateLimits:
                    TokenBucket(web.subscribe_per_address, period, clock=clock))
 
 
+class FormExpired(Exception):
+    """A form came without a valid CSRF token (expired, or sent from another site)."""
+
+
 class RateLimited(Exception):
     def __init__(self, retry_after: float) -> None:
         super().__init__("Too many requests.")
