@@ -114,18 +114,8 @@ class ArxivSource(http_helper.HttpSource):
             categories = opts.categories or DEFAULT_CATEGORIES
             url, params = (opts.base_url or LISTING_URL).rstrip("/") + "/" + "+".join(categories), None
         origin = http_helper.display_url(url, params)
-        body = http_helper.get(
-            url,
-            params=params,
-            timeout=opts.timeout,
-            max_bytes=opts.max_bytes,
-            retries=opts.retries,
-            headers={"Accept": FEED_ACCEPT},
-            client=self.client,
-            sleep=self.sleep,
-            limiter=self.limiter,
-            min_interval=opts.min_interval_seconds,
-        )
+        body = self.get(url, params, accept=FEED_ACCEPT, limiter=self.limiter,
+                        min_interval=opts.min_interval_seconds)
         feed = parse_feed(body, origin)
         entries = feed.entries
         if opts.mode == "api":

@@ -288,3 +288,10 @@ class HttpSource:
         self.client = client
         self.sleep = sleep
         self.today = today
+
+    def get(self, url: str, params: Mapping[str, str | int | float] | None = None, *, accept: str,
+            **extra: Any) -> bytes:
+        """``get`` with this source's ``timeout``, ``max_bytes`` and ``retries`` options and injected parts."""
+        opts = self.options
+        return get(url, params=params, timeout=opts.timeout, max_bytes=opts.max_bytes, retries=opts.retries,
+                   headers={"Accept": accept}, client=self.client, sleep=self.sleep, **extra)

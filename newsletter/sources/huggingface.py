@@ -61,16 +61,7 @@ class HuggingFaceSource(http_helper.HttpSource):
             if day is not None:
                 params["date"] = day.isoformat()
             origin = http_helper.display_url(url, params)
-            body = http_helper.get(
-                url,
-                params=params,
-                timeout=opts.timeout,
-                max_bytes=opts.max_bytes,
-                retries=opts.retries,
-                headers={"Accept": "application/json"},
-                client=self.client,
-                sleep=self.sleep,
-            )
+            body = self.get(url, params, accept="application/json")
             items = items_from_document(load_json(body, origin), origin, allow_wrapper=False)
             listed.extend(items)
             for index, item in enumerate(items):

@@ -60,15 +60,7 @@ class FeedSource(http_helper.HttpSource):
 
     def fetch(self, day: date | None = None) -> SourceBatch:
         opts = self.options
-        body = http_helper.get(
-            opts.url,
-            timeout=opts.timeout,
-            max_bytes=opts.max_bytes,
-            retries=opts.retries,
-            headers={"Accept": FEED_ACCEPT},
-            client=self.client,
-            sleep=self.sleep,
-        )
+        body = self.get(opts.url, accept=FEED_ACCEPT)
         feed = parse_feed(body, opts.url)
         papers: list[FetchedPaper] = []
         seen: set[str] = set()
