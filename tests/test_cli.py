@@ -151,14 +151,41 @@ def test_diff_shows_the_next_issue_without_sending(config_file: Path) -> None:
     assert json.loads(run(config_file, "diff", "--date", "2025-03-14", "--json").output) == out
 
 
-def test_the_quick_start_is_two_commands_and_ci_runs_the_test_one() -> None:
+def readme_quick_start() -> list[str]:
     readme = (ROOT / "README.md").read_text()
     quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     commands = [block.strip() for block in quick.split("```sh")[1:]]
-    commands = [c.split("```")[0].strip() for c in commands]
+    return [c.split("```")[0].strip() for c in commands]
+
+
+def test_the_quick_start_is_two_commands_and_ci_runs_both_in_a_fresh_venv() -> None:
+    commands = readme_quick_start()
     assert len(commands) == 2 and all("\n" not in c for c in commands)
     install_and_run, test = commands
     assert install_and_run.endswith("newsletter run") and "pytest" in test
-    ci = (ROOT / ".ci" / "run").read_text()
-    assert [line.strip() for line in ci.splitlines() if "pytest" in line and not line.strip().startswith("#")
-            and "echo" not in line] == [test]
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.strip().startswith("#")]
+    # Each README command is a line of .ci/run, word for word, once.
+    assert ci.count(install_and_run) == 1 and ci.count(test) == 1
+    # ...run inside a virtual environment that .ci/run made itself, so that what this machine already has
+    # installed (an older pytest, say) cannot hide what pip picks for a new user.
+    made = next(i for i, line in enumerate(ci) if "-m venv" in line)
+    activated = next(i for i, line in enumerate(ci) if "/bin/activate" in line)
+    assert made < activated < ci.index(install_and_run) < ci.index(test)
+
+
+def test_the_test_extra_bounds_every_tool_above_by_a_version_known_to_work() -> None:
+    """pip picks the newest release that the bounds allow: pytest 9.2 broke schemathesis 4.32."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    test_extra = [Requirement(r) for r in project["optional-dependencies"]["test"]]
+    unbounded = [str(r) for r in test_extra if not any(s.operator in ("<", "<=", "==", "~=") for s in r.specifier)]
+    assert not unbounded, f"test requirements without an upper bound: {unbounded}"
+    pytest_req = next(r for r in test_extra if r.name == "pytest")
+    assert not pytest_req.specifier.contains("9.2.0")
+    # The runtime dependencies are capped at their next major version.
+    runtime = [Requirement(r) for r in project["dependencies"]]
+    assert all(any(s.operator == "<" for s in r.specifier) for r in runtime), [str(r) for r in runtime]
