@@ -263,6 +263,33 @@ def test_production_mode_refuses_to_start_without_a_signing_key(tmp_path: Any) -
         store.close()
 
 
+def test_a_config_without_topics_offers_the_built_in_topics_and_its_form_can_be_sent(tmp_path: Any) -> None:
+    import yaml
+    from fastapi.testclient import TestClient
+
+    from newsletter import config
+
+    path = write_config(tmp_path, outbox_dir=str(tmp_path / "outbox"), messenger="outbox")
+    data = yaml.safe_load(path.read_text())
+    del data["topics"]
+    path.write_text(yaml.safe_dump(data))
+    settings = config.load(path, {})
+    store = Store.open(settings.resolved_database_url)
+    try:
+        with TestClient(create_app(settings, store, production=False, environ={}),
+                        base_url="http://127.0.0.1:8000") as client:
+            page = client.get("/subscribe")
+            offered = page.text.count('name="topics" value="')
+            assert offered == len(config.default_topics()) > 1
+            done = client.post("/subscribe", data={"csrf_token": csrf_of(page.text), "email": EMAIL,
+                                                   "cadence": "daily",
+                                                   "topics": [t.slug for t in config.default_topics()]})
+            assert done.status_code == 200 and "Check your email" in done.text
+        assert store.subscriber(EMAIL).status == SUBSCRIBER_PENDING and len(outbox(settings)) == 1
+    finally:
+        store.close()
+
+
 def test_the_confirmation_email_text(web: Any) -> None:
     subscribe(web.client(), topics=web.settings.topic_slugs()[:1])
     text = text_of(outbox(web.settings)[0])
