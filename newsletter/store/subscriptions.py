@@ -191,6 +191,16 @@ def confirm_subscription(store: Store, subscriber_id: int, requested_at: int, me
         return _subscriber(row)
 
 
+def request_confirmed(store: Store, subscriber_id: int, requested_at: int) -> bool:
+    """Whether the subscribe request made at ``requested_at`` (as its confirm token carries it) was confirmed
+    already; False when it is still open or there is no such request. Changes nothing."""
+    with store.session() as s:
+        q = select(ConsentRow.requested_at, ConsentRow.confirmed_at).where(
+            ConsentRow.subscriber_id == subscriber_id, ConsentRow.action == ACTION_SUBSCRIBE)
+        return any(confirmed is not None for asked, confirmed in s.execute(q)
+                   if int(aware(asked).timestamp()) == requested_at)  # type: ignore[arg-type]
+
+
 def update_preferences(store: Store, subscriber_id: int, choices: Choices, now: datetime | None = None) -> Subscriber | None:
     now = now or utcnow()
     with store.session() as s, s.begin():
