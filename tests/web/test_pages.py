@@ -201,6 +201,24 @@ def test_the_confirmation_link_after_a_one_click_unsubscribe_says_unsubscribed_a
     assert "Yes, subscribe me" in person.get(url).text  # subscribed again: the link is an ordinary one again
 
 
+def test_the_confirmation_link_of_a_reader_who_bounced_since_says_they_are_not_subscribed(web: Any) -> None:
+    from sqlalchemy import update
+
+    from newsletter.models import SUBSCRIBER_BOUNCED
+    from newsletter.store.schema import SubscriberRow
+
+    subscribe(web.client(), topics=web.settings.topic_slugs())
+    url = link_in(outbox(web.settings)[0], "/confirm")
+    person = web.client()
+    person.post("/confirm", data={"csrf_token": csrf_of(person.get(url).text), "token": token_of(url)})
+    with web.store.session() as s, s.begin():  # what the send loop does after delivery.bounce_limit bounces
+        s.execute(update(SubscriberRow).where(SubscriberRow.email == EMAIL).values(status=SUBSCRIBER_BOUNCED))
+    page = person.get(url)
+    assert "You are not subscribed" in page.text and "bounced" in page.text and "Yes, subscribe me" not in page.text
+    pressed = person.post("/confirm", data={"csrf_token": csrf_of(page.text), "token": token_of(url)})
+    assert "You are subscribed" not in pressed.text and web.store.subscriber(EMAIL).status == SUBSCRIBER_BOUNCED
+
+
 def test_an_unconfirmed_request_made_before_unsubscribing_still_confirms(web: Any) -> None:
     # A request the reader has not confirmed yet is a fresh choice when they press the button: it subscribes.
     reader = web.store.add_subscriber(EMAIL)
