@@ -196,9 +196,13 @@ def request_confirmed(store: Store, subscriber_id: int, requested_at: int) -> bo
     already; False when it is still open or there is no such request. Changes nothing."""
     with store.session() as s:
         q = select(ConsentRow.requested_at, ConsentRow.confirmed_at).where(
-            ConsentRow.subscriber_id == subscriber_id, ConsentRow.action == ACTION_SUBSCRIBE)
-        return any(confirmed is not None for asked, confirmed in s.execute(q)
-                   if int(aware(asked).timestamp()) == requested_at)  # type: ignore[arg-type]
+            ConsentRow.subscriber_id == subscriber_id, ConsentRow.action == ACTION_SUBSCRIBE).order_by(
+            ConsentRow.id.desc())  # the same request confirm_subscription picks
+        for asked, confirmed in s.execute(q):
+            stamp = aware(asked)
+            if stamp is not None and int(stamp.timestamp()) == requested_at:
+                return confirmed is not None
+        return False
 
 
 def update_preferences(store: Store, subscriber_id: int, choices: Choices, now: datetime | None = None) -> Subscriber | None:
