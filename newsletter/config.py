@@ -6,8 +6,10 @@ dict. Every error names the key path (``smtp.port``) and says what is allowed.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
@@ -78,6 +80,16 @@ class Topic(_Section):
     exclude: tuple[str, ...] = Field((), description="Phrases that rule this topic out.")
 
 
+DEFAULT_TOPICS_FILE = "default_topics.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def default_topics() -> tuple[Topic, ...]:
+    """The built-in topics, shipped as package data: what a config without ``topics:`` gets."""
+    text = resources.files("newsletter").joinpath(DEFAULT_TOPICS_FILE).read_text(encoding="utf-8")
+    return tuple(Topic.model_validate(entry) for entry in yaml.safe_load(text))
+
+
 class Windows(_Section):
     daily: int = Field(7, ge=1, le=365, description="Days a paper stays eligible for daily digests after it trended.")
     weekly: int = Field(14, ge=1, le=365, description="Days a paper stays eligible for weekly digests after it trended.")
@@ -103,9 +115,36 @@ class Schedule(_Section):
     @field_validator("daily", "weekly")
     @classmethod
     def _cron(cls, value: str) -> str:
-        if len(value.split()) != 5:
+        fields = value.split()
+        if len(fields) != 5:
             raise ValueError(f"{value!r} is not a 5-field cron expression like '0 8 * * mon-fri'")
+        _check_cron(value, fields)
         return value
+
+
+# The five crontab fields as APScheduler 3 names them, with the values its CronTrigger accepts.
+_CRON_FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day", "1-31 or last"), ("month", "1-12 or jan-dec"),
+                ("day_of_week", "0-6 (0 is Monday) or mon-sun"))
+
+
+def _check_cron(value: str, fields: list[str]) -> None:
+    """Refuse what the scheduler would refuse when it starts, naming the field: APScheduler's own parser
+    decides (``CronTrigger.from_crontab``), so the check cannot drift from what actually runs."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")
+        return
+    except ValueError as exc:
+        problem = str(exc)
+    for (name, allowed), text in zip(_CRON_FIELDS, fields):
+        try:
+            CronTrigger(**{name: text}, timezone="UTC")
+        except ValueError as exc:
+            why = re.sub(r"^Error validating expression '[^']*': ", "", str(exc))
+            raise ValueError(f"{value!r} is not a valid cron expression: the {name.replace('_', '-')} field "
+                             f"{text!r} is refused ({why}); it takes {allowed}") from None
+    raise ValueError(f"{value!r} is not a valid cron expression: {problem}")
 
 
 class Digest(_Section):
@@ -169,7 +208,10 @@ class Settings(_Section):
     sources: tuple[SourceSpec, ...] = Field(
         (SourceSpec(type="huggingface"),), description="Where trending papers come from, tried in order."
     )
-    topics: tuple[Topic, ...] = Field((), description="Topic sections of the digest; see config.yaml for the shipped set.")
+    topics: tuple[Topic, ...] = Field(
+        default_factory=lambda: default_topics(),
+        description="Topic sections of the digest; without this key, the built-in set (newsletter/default_topics.yaml, "
+        "the same as the shipped config.yaml's).")
     windows: Windows = Field(default_factory=Windows, description="How long a trending paper stays eligible.")
     schedule: Schedule = Field(default_factory=Schedule, description="When digests go out.")
     digest: Digest = Field(default_factory=Digest, description="Shape of each digest.")
@@ -178,6 +220,10 @@ class Settings(_Section):
 
     # Where the file was loaded from; relative paths are resolved against it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="(internal) folder of config.yaml.")
+    # Settings written as a lone ${VAR} whose variable was unset (dotted key -> variable), so a check can say
+    # which variable to export when the setting turns out to be needed.
+    unset_references: dict[str, str] = Field(
+        default_factory=dict, exclude=True, description="(internal) settings whose ${VAR} was not set.")
 
     @field_validator("site_url")
     @classmethod
@@ -188,6 +234,9 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _unique(self) -> "Settings":
+        if not self.topics:
+            raise ValueError("topics: the list is empty; list at least one topic, or remove the `topics:` key "
+                             "to get the built-in ones")
         slugs = [t.slug for t in self.topics]
         dupes = sorted({s for s in slugs if slugs.count(s) > 1})
         if dupes:
@@ -266,14 +315,18 @@ def from_mapping(
 ) -> Settings:
     """Validate an already-parsed mapping (what ``load`` does after reading YAML)."""
     _refuse_literal_secrets(raw, origin)
-    data = _substitute(dict(raw), environ, origin, ())
+    unset: dict[str, str] = {}
+    data = _substitute(dict(raw), environ, origin, (), unset)
     if environ.get(ENV_DATABASE_URL):
         data["database_url"] = environ[ENV_DATABASE_URL]
     data["base_dir"] = base_dir or Path.cwd()
+    data["unset_references"] = unset
+    if data.get("topics") is None:  # no key, or a `topics:` with every entry commented out: the built-in set
+        data.pop("topics", None)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{origin}: " + _describe(exc)) from None
+        raise ConfigError(f"{origin}: " + _describe(exc, unset)) from None
     from .sources import validate_source_specs  # the registry knows each source's options
 
     validate_source_specs(settings.sources, origin)
@@ -293,32 +346,40 @@ def _refuse_literal_secrets(raw: Mapping[str, Any], origin: str) -> None:
             )
 
 
-def _substitute(node: Any, environ: Mapping[str, str], origin: str, path: tuple[str, ...]) -> Any:
+def _substitute(node: Any, environ: Mapping[str, str], origin: str, path: tuple[str | int, ...],
+                unset: dict[str, str]) -> Any:
     if isinstance(node, dict):
-        return {k: _substitute(v, environ, origin, path + (str(k),)) for k, v in node.items()}
+        return {k: _substitute(v, environ, origin, path + (str(k),), unset) for k, v in node.items()}
     if isinstance(node, list):
-        return [_substitute(v, environ, origin, path + (str(i),)) for i, v in enumerate(node)]
+        return [_substitute(v, environ, origin, path + (i,), unset) for i, v in enumerate(node)]
     if isinstance(node, str) and "${" in node:
         whole = _ENV_REF.fullmatch(node.strip())
-        if whole:  # a value that is only a reference: unset means "not configured"
-            return environ.get(whole.group(1)) or None
+        if whole:  # a value that is only a reference: unset means "not configured" (checked where it is needed)
+            value = environ.get(whole.group(1)) or None
+            if value is None:
+                unset[_dotted(path)] = whole.group(1)
+            return value
         missing = [m.group(1) for m in _ENV_REF.finditer(node) if m.group(1) not in environ]
         if missing:
             raise ConfigError(
-                f"{origin}: {'.'.join(path)} refers to ${{{missing[0]}}}, which is not set in the environment.",
+                f"{origin}: {_dotted(path)} refers to ${{{missing[0]}}}, which is not set in the environment.",
                 hint=f"export {missing[0]}=... before running",
             )
         return _ENV_REF.sub(lambda m: environ[m.group(1)], node)
     return node
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, unset: Mapping[str, str] | None = None) -> str:
     lines = []
     for err in exc.errors()[:5]:
         loc = _dotted(err["loc"])
         msg = err["msg"]
+        if unset and loc in unset:  # a required setting written as ${VAR}, with VAR unset
+            lines.append(f"{loc} refers to ${{{unset[loc]}}}, which is not set in the environment; "
+                         f"export {unset[loc]}=...")
+            continue
         if err["type"] == "extra_forbidden":
-            msg = "unknown setting; check the spelling (see `newsletter config check --help` for the settings)"
+            msg = "unknown setting; check the spelling (`newsletter config settings` lists every setting)"
         elif err["type"] == "literal_error":
             msg = msg.replace("Input should be", "must be")
         elif msg.startswith("Value error, "):
@@ -340,6 +401,31 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def needed_but_unset(settings: Settings, *, production: bool) -> list[str]:
+    """Settings that are empty although what is configured needs them, each as a message naming the key and
+    the variable to export. A lone ``${VAR}`` with VAR unset loads as "not configured", which is right until
+    the setting is needed: the SMTP password of a login (``messenger: smtp`` with ``smtp.username``), and
+    ``signing_key`` in production (the web app refuses to start without it)."""
+    problems: list[str] = []
+
+    def missing(key: str, var: str, why: str) -> None:
+        if key in settings.unset_references:
+            ref = settings.unset_references[key]
+            problems.append(f"{key} refers to ${{{ref}}}, which is not set in the environment; {why}. "
+                            f"Export {ref}=... before running.")
+        else:
+            problems.append(f"{key} is not set; {why}. Write `{key.split('.')[-1]}: ${{{var}}}` in the "
+                            f"config and export {var}=...")
+
+    if settings.messenger == "smtp" and settings.smtp.username and not settings.smtp.password:
+        missing("smtp.password", "SMTP_PASSWORD",
+                f"messenger: smtp logs in as {settings.smtp.username!r} and needs the password")
+    if production and not settings.signing_key:
+        missing("signing_key", "NEWSLETTER_SIGNING_KEY", "production mode needs it to sign links "
+                "(make one with `openssl rand -hex 32`)")
+    return problems
+
+
 def documented_settings() -> list[tuple[str, Any, str]]:
     """Every setting as (dotted name, default, help): the single declaration docs and tests read."""
     rows: list[tuple[str, Any, str]] = []
@@ -354,6 +440,9 @@ def documented_settings() -> list[tuple[str, Any, str]]:
                 walk(ann, dotted + ".")
                 continue
             default = info.get_default(call_default_factory=True) if not info.is_required() else None
+            if isinstance(default, tuple) and any(isinstance(d, BaseModel) for d in default):
+                default = [d.model_dump(mode="json", exclude_defaults=True) if isinstance(d, BaseModel) else d
+                           for d in default]  # plain data, so `config settings --json` can print it
             rows.append((dotted, default, info.description or ""))
 
     walk(Settings, "")

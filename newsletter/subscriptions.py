@@ -186,6 +186,15 @@ class Subscriptions:
             raise InvalidLink()
         return reader
 
+    def confirmation(self, token: str) -> tuple[Subscriber, bool]:
+        """Who a confirm token is for, and whether its request was confirmed already (the link used before);
+        changes nothing. A used link of a reader who has unsubscribed since must not say they are subscribed."""
+        claims = self._claims(token, ("confirm",))
+        reader = queries.subscriber_by_id(self.store, claims.subscriber_id)
+        if reader is None:
+            raise InvalidLink()
+        return reader, queries.request_confirmed(self.store, claims.subscriber_id, claims.issued_at)
+
     def reader(self, token: str, purposes: Sequence[str]) -> Subscriber:
         """Who a token belongs to; changes nothing (a GET of any link, including a link scanner's)."""
         claims = self._claims(token, purposes)

@@ -30,11 +30,21 @@ def test_the_shipped_config_is_valid(tmp_path: Path) -> None:
     ("smtp:\n  port: seventy\n", "smtp.port: Input should be a valid integer"),
     ("smtp:\n  port: 70000\n", "smtp.port: Input should be less than or equal to 65535"),
     ("smtp:\n  security: ssl\n", "smtp.security: must be 'none', 'starttls' or 'tls'"),
-    ("smpt:\n  port: 25\n", "smpt: unknown setting"),
+    ("smpt:\n  port: 25\n", "smpt: unknown setting; check the spelling (`newsletter config settings` lists every"),
     ("sender:\n  email: not-an-address\n", "sender.email: must be an email address"),
     ("site_url: ftp://x\n", "site_url: must be an http(s) URL"),
     ("schedule:\n  timezone: Mars/Olympus\n", "schedule.timezone: unknown time zone 'Mars/Olympus'"),
     ("schedule:\n  daily: '0 8 * *'\n", "schedule.daily: '0 8 * *' is not a 5-field cron expression"),
+    ("schedule:\n  daily: '0 25 * * mon-fri'\n", "schedule.daily: '0 25 * * mon-fri' is not a valid cron expression: "
+     "the hour field '25' is refused (the last value (25) is higher than the maximum value (23)); it takes 0-23"),
+    ("schedule:\n  weekly: '61 9 * * mon'\n", "schedule.weekly: '61 9 * * mon' is not a valid cron expression: "
+     "the minute field '61' is refused"),
+    ("schedule:\n  daily: '0 8 32 * *'\n", "the day field '32' is refused"),
+    ("schedule:\n  daily: '0 8 * 13 *'\n", "the month field '13' is refused"),
+    ("schedule:\n  daily: '0 8 * * 7'\n", "the day-of-week field '7' is refused"),
+    ("schedule:\n  daily: '0 8 * * mon-fry'\n", "the day-of-week field 'mon-fry' is refused"),
+    ("topics: []\n", "topics: the list is empty; list at least one topic, or remove the `topics:` key"),
+    ("smtp:\n  host: ${SMTP_HOST}\n", "smtp.host refers to ${SMTP_HOST}, which is not set in the environment"),
     ("windows:\n  daily: 0\n", "windows.daily: Input should be greater than or equal to 1"),
     ("topics:\n  - slug: Bad Slug\n    name: x\n", "topics[0].slug: String should match pattern"),
     ("topics:\n  - slug: a\n    name: A\n  - slug: a\n    name: B\n", "slug 'a' appears more than once"),
@@ -101,3 +111,36 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [name for name, _, _ in config.documented_settings() if f"`{name}`" not in readme]
     assert not missing, f"README.md does not document: {missing}"
+
+
+@pytest.mark.parametrize("expr", ["0 8 * * mon-fri", "*/15 6-18 * * 0-4", "0 8 last * *", "30 7 1,15 jan-jun sun",
+                                  "0 0 * * *", "59 23 31 12 6"])
+def test_cron_expressions_the_scheduler_accepts_load(tmp_path: Path, expr: str) -> None:
+    from newsletter import schedule
+
+    settings = load_yaml(tmp_path, f"schedule:\n  daily: '{expr}'\n")
+    assert schedule.trigger_for(settings, "daily")  # and APScheduler builds the trigger from it
+
+
+def test_a_config_without_topics_gets_the_built_in_ones(tmp_path: Path) -> None:
+    shipped = config.load(ROOT / "config.yaml", {}).topics
+    for text in ("list_name: No topics here\n", "topics:\n# - slug: all commented out\n"):
+        settings = load_yaml(tmp_path, text)
+        assert settings.topics == config.default_topics() == shipped
+        assert len(settings.topics) > 1 and settings.topic_slugs()[-1] == "other"
+    own = load_yaml(tmp_path, "topics:\n  - slug: mine\n    name: Mine\n")
+    assert own.topic_slugs() == ["mine"]  # a config's own list replaces the built-in one
+
+
+def test_the_shipped_config_topics_equal_the_packaged_default_file() -> None:
+    packaged = yaml.safe_load((ROOT / "newsletter" / config.DEFAULT_TOPICS_FILE).read_text())
+    assert yaml.safe_load((ROOT / "config.yaml").read_text())["topics"] == packaged
+
+
+def test_unset_references_are_remembered_with_their_variable(tmp_path: Path) -> None:
+    text = "smtp:\n  username: bot\n  password: ${SMTP_PASSWORD}\nsigning_key: ${SIGNING}\n"
+    settings = load_yaml(tmp_path, text)
+    assert settings.smtp.password is None and settings.signing_key is None  # loading alone still works
+    assert settings.unset_references == {"smtp.password": "SMTP_PASSWORD", "signing_key": "SIGNING"}
+    assert "unset_references" not in config.masked(settings)
+    assert config.needed_but_unset(settings, production=False) == []  # messenger: outbox needs no password

@@ -80,6 +80,26 @@ def test_no_network_falls_back_to_the_bundled_sample(tmp_path: Path) -> None:
     assert {p["last_trending"] for p in papers} == {date.today().isoformat()}  # stored as trending today
 
 
+def test_the_offline_sample_keeps_its_papers_publication_dates(tmp_path: Path) -> None:
+    from newsletter import config
+    from newsletter.pipeline import Newsletter
+
+    cfg = hf_config(tmp_path, f"http://127.0.0.1:{closed_port()}")
+    nl = Newsletter(config.load(cfg, {}))
+    try:
+        today = date(2026, 12, 2)
+        report = nl.fetch(today=today)
+        assert report.used_sample and report.sources[-1].trending_date == today  # listed as today's papers
+    finally:
+        nl.close()
+    papers = {p["title"]: p for p in stored(cfg)}
+    assert {p["last_trending"] for p in papers.values()} == {today.isoformat()}
+    # ... each with its own publication date (2025 papers), not this year's
+    assert papers["StreamDiT: Real-Time Streaming Text-to-Video Generation"]["published"] == "2025-07-04"
+    assert papers["Qwen2.5-Omni Technical Report"]["published"] == "2025-03-26"
+    assert max(p["published"] for p in papers.values() if p["published"]) <= "2025-10-28"
+
+
 def test_no_network_without_fallback_is_an_error(tmp_path: Path) -> None:
     cfg = hf_config(tmp_path, f"http://127.0.0.1:{closed_port()}", sample_fallback=False)
     result = cli(cfg, "fetch")

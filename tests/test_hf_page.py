@@ -86,9 +86,14 @@ def test_pages_without_any_metadata() -> None:
         assert all(p.published is None and p.author_count is None for p in fetch(name).papers)
 
 
+def yearless(name: str) -> str:
+    """The page as the site shows a day of the current year: its date without the year."""
+    return PAGES[name].read_text(encoding="utf-8").replace("\nOct 28, 2025\n", "\nOct 28\n", 1)
+
+
 def test_page_year_is_inferred_when_not_given() -> None:
     # Explicit years on the Oct 28 page go up to 2024, so the page is from 2025 or later, not in the future.
-    page = parse_page(PAGES["oct28"].read_text(), today=date(2025, 11, 1))
+    page = parse_page(yearless("oct28"), today=date(2025, 11, 1))
     assert page.day == date(2025, 10, 28)
     page = parse_page(PAGES["mar14"].read_text(), today=date(2026, 1, 5))
     assert page.day == date(2025, 3, 14)  # March 14 of this year would be in the future
@@ -119,3 +124,33 @@ def test_binary_file_is_refused(tmp_path: Path) -> None:
     bad.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     with pytest.raises(ParseError, match="not UTF-8"):
         SavedPageSource("x", Options(path=str(bad))).fetch()
+
+
+def test_the_bundled_oct28_sample_carries_its_real_year() -> None:
+    # StreamDiT (arXiv 2507.03745) and the Qwen2.5-Omni report (2503.20215) are 2025 papers, whenever it is read.
+    for today in (date(2025, 11, 1), date(2026, 12, 2), date(2031, 6, 1)):
+        page = parse_page(PAGES["oct28"].read_text(encoding="utf-8"), today=today)
+        papers = {p.title: p for p in page.papers}
+        assert page.day == date(2025, 10, 28)
+        assert papers["StreamDiT: Real-Time Streaming Text-to-Video Generation"].published == date(2025, 7, 4)
+        assert papers["Qwen2.5-Omni Technical Report"].published == date(2025, 3, 26)
+
+
+@pytest.mark.parametrize("trending", [date(2026, 1, 5), date(2026, 7, 1), date(2025, 10, 28), date(2025, 10, 27)])
+def test_publication_dates_are_the_pages_own_whichever_day_it_is_listed(tmp_path: Path, trending: date) -> None:
+    page = tmp_path / "oct28.txt"
+    page.write_text(yearless("oct28"), encoding="utf-8")
+    batch = SavedPageSource("hf-page", Options(path=str(page))).fetch(trending)
+    assert batch.trending_date == trending  # stored as listed on the caller's day ...
+    papers = {p.title: p for p in batch.papers}  # ... with the dates the page shows, not that day's year
+    assert papers["StreamDiT: Real-Time Streaming Text-to-Video Generation"].published == date(2025, 7, 4)
+    assert papers["Qwen2.5-Omni Technical Report"].published == date(2025, 3, 26)
+    assert all(p.published <= date(2025, 10, 28) for p in batch.papers if p.published)
+
+
+def test_a_yearless_page_listed_on_the_first_days_of_january_is_from_the_december_before(tmp_path: Path) -> None:
+    text = "byAK and the research community\n\nDec 31\n\nA Title\n\n" + "x" * 300 + "\n\n  • 3 authors\n·\nDec 30\n"
+    page = tmp_path / "dec31.txt"
+    page.write_text(text, encoding="utf-8")
+    batch = SavedPageSource("hf-page", Options(path=str(page))).fetch(date(2026, 1, 1))
+    assert batch.papers[0].published == date(2025, 12, 30)

@@ -6,6 +6,8 @@ import click
 import yaml
 
 from .. import config as config_mod
+from ..errors import ConfigError
+from ..subscriptions import is_production
 from ..store import Store
 from . import Context, config_option, console, json_option, main, print_json
 
@@ -25,16 +27,21 @@ def config_group() -> None:
 def config_check(obj: Context, as_json: bool) -> None:
     """Validate config.yaml and print the effective settings, secrets masked.
 
-    Environment references (${VAR}) are substituted and NEWSLETTER_DATABASE_URL applied first.
+    Environment references (${VAR}) are substituted and NEWSLETTER_DATABASE_URL applied first. A setting
+    that is needed but empty fails the check: the SMTP password with smtp.username and messenger: smtp, and
+    signing_key in production mode; the message names the key and the variable to export.
 
     Example: SMTP_PASSWORD=x newsletter config check --config config.yaml
     """
     settings = config_mod.load(obj.config_path)
+    path = config_mod.config_path(obj.config_path, __import__("os").environ)
+    problems = config_mod.needed_but_unset(settings, production=is_production(settings))
+    if problems:
+        raise ConfigError(f"{path}: " + "\n  ".join(problems))
     data = config_mod.masked(settings)
     if as_json:
         print_json(data)
         return
-    path = config_mod.config_path(obj.config_path, __import__("os").environ)
     console.print(f"[green]✓[/green] {path} is valid.\n")
     click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100).rstrip())
 
@@ -54,7 +61,8 @@ def config_settings(as_json: bool) -> None:
 
     table = Table("setting", "default", "help", box=None)
     for name, default, help_ in rows:
-        table.add_row(name, "" if default is None else str(default if not isinstance(default, tuple) else "…"), help_)
+        shown = "…" if isinstance(default, (tuple, list)) else default  # lists: see --json or config.yaml
+        table.add_row(name, "" if shown is None else str(shown), help_)
     console.print(table)
 
 

@@ -11,6 +11,10 @@ The page is a header (ending in the day, e.g. ``Mar 14``) followed by entries::
     Jan 12, 2024 7                then the publication date (year omitted for the page's own year)
                                   and, optionally, the upvote count.
 
+The page date may carry its year (``Oct 28, 2025``, as the bundled Oct 28 sample does); without one it is
+the latest such day not after today (or within a week of the trending day the caller gives), and later than
+any year an entry shows.
+
 Some pages carry the metadata block on every entry, some on none, some on a few: all three are read.
 """
 
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from pydantic import Field
@@ -35,6 +39,7 @@ AUTHORS = re.compile(r"^[\u2022*·-]?\s*(\d+) authors?$")
 DOT = "\u00b7"
 HEADER_LINES = 12  # the page date is always within the first few lines
 MAX_TITLE = 400
+PAGE_AFTER_TRENDING = timedelta(days=7)  # how much later than its trending day a yearless page may be dated
 
 
 class Options(SourceOptions):
@@ -67,10 +72,14 @@ class SavedPageSource:
             raise ParseError(f"{path}: not UTF-8 text; is it a saved copy of the Daily Papers page?") from None
         except OSError as exc:
             raise SourceError(f"Cannot read {path}: {exc.strerror}") from None
-        # A trending day given by the caller also fixes the page's year (the page shows none).
+        # The day the papers are stored as trending is the caller's; the dates on the page are the page's own.
+        # A page without a year is read as of the trending day, not given that day's year: a page of Oct 28
+        # stored as trending on Jan 5 is from the October before, and so are the publication dates it shows.
+        # (A page dated up to a week after the trending day still counts as the same year's: a page saved in
+        # another time zone, or a day late.)
         trending = day or self.options.trending_date
-        year = self.options.year or (trending.year if trending else None)
-        page = parse_page(text, origin=str(path), year=year, today=self.today)
+        as_of = trending + PAGE_AFTER_TRENDING if trending else self.today
+        page = parse_page(text, origin=str(path), year=self.options.year, today=as_of)
         return SourceBatch(self.name, trending or page.day, page.papers)
 
 

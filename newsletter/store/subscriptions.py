@@ -191,6 +191,20 @@ def confirm_subscription(store: Store, subscriber_id: int, requested_at: int, me
         return _subscriber(row)
 
 
+def request_confirmed(store: Store, subscriber_id: int, requested_at: int) -> bool:
+    """Whether the subscribe request made at ``requested_at`` (as its confirm token carries it) was confirmed
+    already; False when it is still open or there is no such request. Changes nothing."""
+    with store.session() as s:
+        q = select(ConsentRow.requested_at, ConsentRow.confirmed_at).where(
+            ConsentRow.subscriber_id == subscriber_id, ConsentRow.action == ACTION_SUBSCRIBE).order_by(
+            ConsentRow.id.desc())  # the same request confirm_subscription picks
+        for asked, confirmed in s.execute(q):
+            stamp = aware(asked)
+            if stamp is not None and int(stamp.timestamp()) == requested_at:
+                return confirmed is not None
+        return False
+
+
 def update_preferences(store: Store, subscriber_id: int, choices: Choices, now: datetime | None = None) -> Subscriber | None:
     now = now or utcnow()
     with store.session() as s, s.begin():

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from ..models import SUBSCRIBER_UNSUBSCRIBED, Subscriber
+from ..models import SUBSCRIBER_ACTIVE, SUBSCRIBER_UNSUBSCRIBED, Subscriber
 from ..readers import InvalidReader
 from ..store.subscriptions import RequestMeta, published_editions
 from .app import Web
@@ -100,10 +100,19 @@ async def subscribe(request: Request) -> Response:
     return web.render(request, "check_email.html", {"email": email})
 
 
+def _used_confirmation(web: Web, request: Request, reader: Subscriber) -> Response:
+    """A confirmation link used before, by a reader who has unsubscribed (or bounced) since: it does not
+    subscribe them again (that consent was withdrawn), it says so and offers to subscribe again."""
+    return web.render(request, "unsubscribe.html", {"state": "used", "reader": reader, "token": "",
+                                                    "links": web.subscriptions.tokens_for(reader.id)}, private=True)
+
+
 @page("/confirm")
 def confirm_page(request: Request, token: str = "") -> Response:
     web = web_of(request)
-    reader = web.subscriptions.reader(token, ("confirm",))  # checks the token only; a GET confirms nothing
+    reader, used = web.subscriptions.confirmation(token)  # checks the token only; a GET confirms nothing
+    if used and reader.status != SUBSCRIBER_ACTIVE:
+        return _used_confirmation(web, request, reader)
     return web.render(request, "confirm.html", {"token": token, "email": reader.email}, private=True)
 
 
@@ -113,6 +122,8 @@ async def confirm(request: Request) -> Response:
     form = await checked_form(web, request)
     token = str(form.get("token") or request.query_params.get("token") or "")
     reader = await run_in_threadpool(web.subscriptions.confirm, token, meta_of(request))
+    if reader.status != SUBSCRIBER_ACTIVE:  # the request was confirmed before; the reader left since
+        return _used_confirmation(web, request, reader)
     links = web.subscriptions.tokens_for(reader.id)
     return web.render(request, "confirmed.html", {"reader": reader, "links": links}, private=True)
 

@@ -165,6 +165,74 @@ def test_unsubscribe_page_has_one_button_its_post_unsubscribes_and_the_reader_ca
     assert [c.action for c in consents(web.store, reader.id)] == ["unsubscribe", "resubscribe"]
 
 
+def test_the_confirmation_link_after_a_one_click_unsubscribe_says_unsubscribed_and_offers_to_come_back(
+        web_db: Any) -> None:
+    web = web_db
+    subscribe(web.client(), topics=web.settings.topic_slugs())
+    url = link_in(outbox(web.settings)[0], "/confirm")
+    person = web.client(ip="203.0.113.5")
+    person.post("/confirm", data={"csrf_token": csrf_of(person.get(url).text), "token": token_of(url)})
+    reader = web.store.subscriber(EMAIL)
+    assert reader.status == SUBSCRIBER_ACTIVE
+    web.clock.advance(minutes=30)
+    # RFC 8058: the mail client POSTs the List-Unsubscribe URL, no cookie, no CSRF token.
+    one_click = web.client(ip="192.0.2.44").post(f"/unsubscribe?token={web.token('unsubscribe', reader.id)}",
+                                                 data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 200 and web.store.subscriber(EMAIL).status == SUBSCRIBER_UNSUBSCRIBED
+    web.clock.advance(minutes=30)
+
+    page = person.get(url)  # the old confirmation email, opened again
+    assert page.status_code == 200 and "You are unsubscribed" in page.text
+    assert "Yes, subscribe me" not in page.text and "You are subscribed" not in page.text
+    assert "Subscribe again" in page.text and page.headers["cache-control"] == "no-store"
+    pressed = person.post("/confirm", data={"csrf_token": csrf_of(page.text), "token": token_of(url)})
+    assert pressed.status_code == 200 and "You are unsubscribed" in pressed.text
+    assert "You are subscribed" not in pressed.text
+    api = person.post("/api/confirm", json={"token": token_of(url)})
+    assert api.status_code == 200 and api.json()["status"] == SUBSCRIBER_UNSUBSCRIBED
+    assert web.store.subscriber(EMAIL).status == SUBSCRIBER_UNSUBSCRIBED  # what the pages say is what holds
+    assert [c.action for c in consents(web.store, reader.id)] == ["subscribe", "unsubscribe"]
+
+    back = person.post("/resubscribe", data={"csrf_token": csrf_of(pressed.text),
+                                             "token": pressed.text.split('name="token" value="')[-1].split('"')[0]})
+    assert back.status_code == 200 and "Welcome back" in back.text
+    assert web.store.subscriber(EMAIL).status == SUBSCRIBER_ACTIVE
+    assert [c.action for c in consents(web.store, reader.id)] == ["subscribe", "unsubscribe", "resubscribe"]
+    assert "Yes, subscribe me" in person.get(url).text  # subscribed again: the link is an ordinary one again
+
+
+def test_the_confirmation_link_of_a_reader_who_bounced_since_says_they_are_not_subscribed(web: Any) -> None:
+    from sqlalchemy import update
+
+    from newsletter.models import SUBSCRIBER_BOUNCED
+    from newsletter.store.schema import SubscriberRow
+
+    subscribe(web.client(), topics=web.settings.topic_slugs())
+    url = link_in(outbox(web.settings)[0], "/confirm")
+    person = web.client()
+    person.post("/confirm", data={"csrf_token": csrf_of(person.get(url).text), "token": token_of(url)})
+    with web.store.session() as s, s.begin():  # what the send loop does after delivery.bounce_limit bounces
+        s.execute(update(SubscriberRow).where(SubscriberRow.email == EMAIL).values(status=SUBSCRIBER_BOUNCED))
+    page = person.get(url)
+    assert "You are not subscribed" in page.text and "bounced" in page.text and "Yes, subscribe me" not in page.text
+    pressed = person.post("/confirm", data={"csrf_token": csrf_of(page.text), "token": token_of(url)})
+    assert "You are subscribed" not in pressed.text and web.store.subscriber(EMAIL).status == SUBSCRIBER_BOUNCED
+
+
+def test_an_unconfirmed_request_made_before_unsubscribing_still_confirms(web: Any) -> None:
+    # A request the reader has not confirmed yet is a fresh choice when they press the button: it subscribes.
+    reader = web.store.add_subscriber(EMAIL)
+    subscribe(web.client(), cadence="weekly", topics=web.settings.topic_slugs())
+    url = link_in(outbox(web.settings)[0], "/confirm")
+    web.client().post(f"/unsubscribe?token={web.token('unsubscribe', reader.id)}", data={"List-Unsubscribe": "One-Click"})
+    person = web.client()
+    page = person.get(url)
+    assert "Yes, subscribe me" in page.text
+    done = person.post("/confirm", data={"csrf_token": csrf_of(page.text), "token": token_of(url)})
+    assert "You are subscribed" in done.text
+    assert (web.store.subscriber(EMAIL).status, web.store.subscriber(EMAIL).cadence) == (SUBSCRIBER_ACTIVE, "weekly")
+
+
 def test_preferences_page_of_an_unsubscribed_reader_offers_to_subscribe_again(web: Any) -> None:
     reader = web.store.add_subscriber(EMAIL, status=SUBSCRIBER_UNSUBSCRIBED)
     client = web.client()
@@ -259,6 +327,33 @@ def test_production_mode_refuses_to_start_without_a_signing_key(tmp_path: Any) -
         keyed = settings.model_copy(update={"signing_key": "k" * 40})
         assert create_app(keyed, store, production=True).state.web.production
         assert not create_app(settings, store, environ={}).state.web.production  # local: a stored key
+    finally:
+        store.close()
+
+
+def test_a_config_without_topics_offers_the_built_in_topics_and_its_form_can_be_sent(tmp_path: Any) -> None:
+    import yaml
+    from fastapi.testclient import TestClient
+
+    from newsletter import config
+
+    path = write_config(tmp_path, outbox_dir=str(tmp_path / "outbox"), messenger="outbox")
+    data = yaml.safe_load(path.read_text())
+    del data["topics"]
+    path.write_text(yaml.safe_dump(data))
+    settings = config.load(path, {})
+    store = Store.open(settings.resolved_database_url)
+    try:
+        with TestClient(create_app(settings, store, production=False, environ={}),
+                        base_url="http://127.0.0.1:8000") as client:
+            page = client.get("/subscribe")
+            offered = page.text.count('name="topics" value="')
+            assert offered == len(config.default_topics()) > 1
+            done = client.post("/subscribe", data={"csrf_token": csrf_of(page.text), "email": EMAIL,
+                                                   "cadence": "daily",
+                                                   "topics": [t.slug for t in config.default_topics()]})
+            assert done.status_code == 200 and "Check your email" in done.text
+        assert store.subscriber(EMAIL).status == SUBSCRIBER_PENDING and len(outbox(settings)) == 1
     finally:
         store.close()
 
