@@ -97,7 +97,7 @@ class Windows(_Section):
 
 class Schedule(_Section):
     timezone: str = Field("UTC", description="IANA time zone for the cron expressions, e.g. Europe/Berlin.")
-    daily: str = Field("0 8 * * mon-fri", description="Cron expression (minute hour day month weekday) of the daily send.")
+    daily: str = Field("0 8 * * mon-fri", description="Cron expression (minute hour day month weekday; weekdays 0 and 7 are Sunday, as in crontab) of the daily send.")
     weekly: str = Field("0 9 * * mon", description="Cron expression of the weekly send.")
     misfire_grace_hours: float = Field(6.0, gt=0, description="A send missed while the process was down still runs within this many hours.")
 
@@ -124,22 +124,25 @@ class Schedule(_Section):
 
 # The five crontab fields as APScheduler 3 names them, with the values its CronTrigger accepts.
 _CRON_FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day", "1-31 or last"), ("month", "1-12 or jan-dec"),
-                ("day_of_week", "0-6 (0 is Monday) or mon-sun"))
+                ("day_of_week", "0-7 (0 and 7 are Sunday, as in crontab) or sun-sat"))
 
 
 def _check_cron(value: str, fields: list[str]) -> None:
     """Refuse what the scheduler would refuse when it starts, naming the field: APScheduler's own parser
-    decides (``CronTrigger.from_crontab``), so the check cannot drift from what actually runs."""
+    decides, through the very function the scheduler builds its triggers with (``cron.trigger``), so the
+    check cannot drift from what actually runs."""
     from apscheduler.triggers.cron import CronTrigger
 
+    from .cron import crontab_day_of_week, trigger
+
     try:
-        CronTrigger.from_crontab(value, timezone="UTC")
+        trigger(value, "UTC")
         return
     except ValueError as exc:
         problem = str(exc)
     for (name, allowed), text in zip(_CRON_FIELDS, fields):
         try:
-            CronTrigger(**{name: text}, timezone="UTC")
+            CronTrigger(**{name: crontab_day_of_week(text) if name == "day_of_week" else text}, timezone="UTC")
         except ValueError as exc:
             why = re.sub(r"^Error validating expression '[^']*': ", "", str(exc))
             raise ValueError(f"{value!r} is not a valid cron expression: the {name.replace('_', '-')} field "

@@ -41,6 +41,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, inspect, text
 
+from . import cron
 from .config import Settings
 from .errors import ConfigError
 from .models import CADENCES
@@ -77,7 +78,7 @@ def retry_interval(settings: Settings) -> timedelta:
 def trigger_for(settings: Settings, cadence: str) -> CronTrigger:
     expr = getattr(settings.schedule, cadence)
     try:
-        return CronTrigger.from_crontab(expr, timezone=zone(settings))
+        return cron.trigger(expr, zone(settings))
     except ValueError as exc:
         raise ConfigError(f"schedule.{cadence}: {expr!r} is not a valid cron expression: {exc}") from None
 

@@ -41,7 +41,7 @@ def test_the_shipped_config_is_valid(tmp_path: Path) -> None:
      "the minute field '61' is refused"),
     ("schedule:\n  daily: '0 8 32 * *'\n", "the day field '32' is refused"),
     ("schedule:\n  daily: '0 8 * 13 *'\n", "the month field '13' is refused"),
-    ("schedule:\n  daily: '0 8 * * 7'\n", "the day-of-week field '7' is refused"),
+    ("schedule:\n  daily: '0 8 * * 8'\n", "the day-of-week field '8' is refused"),
     ("schedule:\n  daily: '0 8 * * mon-fry'\n", "the day-of-week field 'mon-fry' is refused"),
     ("topics: []\n", "topics: the list is empty; list at least one topic, or remove the `topics:` key"),
     ("smtp:\n  host: ${SMTP_HOST}\n", "smtp.host refers to ${SMTP_HOST}, which is not set in the environment"),
