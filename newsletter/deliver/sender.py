@@ -33,8 +33,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from ..errors import NotFound
-from ..store.deliveries import DeliveryQueue, DueDelivery, utcnow
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..errors import NewsletterError, NotFound
+from ..store.deliveries import DeliveryQueue, DueDelivery, SenderBusy, utcnow
+from ..store.failures import database_error
 from . import Messenger, OutgoingMessage, PermanentFailure, TemporaryFailure
 
 if TYPE_CHECKING:
@@ -148,7 +151,32 @@ class Sender:
         self._overlap = self._ready_hook and self.policy.overlap_commits
 
     def run(self, edition_id: int | None = None) -> DeliveryReport:
-        """Send every due delivery (of one edition, or all), batch by batch, until none is left."""
+        """Send every due delivery (of one edition, or all), batch by batch, until none is left.
+
+        An error that stops the run (the transport, the database) is raised with its hint saying what this
+        run recorded before it stopped, so an operator knows how much went out."""
+        try:
+            return self._run(edition_id)
+        except NewsletterError as exc:
+            if not (isinstance(exc, SenderBusy) and not self.report.done):
+                exc.hint = self._stopped_note(exc.hint)
+            raise
+        except SQLAlchemyError as exc:  # a failed write (a full disk, a dropped database connection)
+            error = database_error(exc, "while sending")
+            error.hint = self._stopped_note(error.hint)
+            raise error from exc
+
+    def _stopped_note(self, hint: str | None) -> str:
+        """What the database holds for this run when it stopped: the outcomes recorded, nothing more."""
+        r = self.report
+        parts = [f"{r.sent} sent"]
+        parts += [f"{n} {what}" for n, what in ((r.retry, "to retry"), (r.failed, "failed"),
+                                                 (r.suppressed, "suppressed"), (r.expired, "expired")) if n]
+        note = (f"this run recorded {', '.join(parts)} before it stopped; every delivery not sent stays queued "
+                "(`newsletter deliveries` shows each)")
+        return f"{hint}; {note}" if hint else note
+
+    def _run(self, edition_id: int | None) -> DeliveryReport:
         policy, report = self.policy, self.report
         with self.queue.running(lease_seconds=policy.lease_seconds, lock_wait=policy.lock_wait,
                                 now=self.clock()):
@@ -279,16 +307,25 @@ class Sender:
                         else:
                             pending.append(d)  # not marked: goes back to the queue
                             fatal = fatal or outcome
-            except BaseException as exc:  # Ctrl-C while waiting: let the messages on the wire finish
+            except BaseException as exc:  # Ctrl-C while waiting, a failed write: let the wire's messages finish
                 fatal = fatal or exc
                 for future, d in inflight.items():
                     exc2 = future.exception()
                     if exc2 is None or isinstance(exc2, (TemporaryFailure, PermanentFailure)):
-                        self._record(d, exc2)  # type: ignore[arg-type]
+                        try:
+                            self._record(d, exc2)  # type: ignore[arg-type]
+                        except Exception:  # noqa: BLE001 - the first error is the one raised
+                            log.exception("could not record the outcome of delivery %d", d.id)
+                            pending.append(d)
                     else:
                         pending.append(d)
             finally:
-                self.queue.release(pending)
+                try:
+                    self.queue.release(pending)
+                except Exception:
+                    if fatal is None:
+                        raise
+                    log.exception("could not give back %d claimed deliveries", len(pending))
         if fatal is not None:
             raise fatal
 

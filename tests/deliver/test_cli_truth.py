@@ -1,0 +1,158 @@
+"""What `send`, `retry` and `deliveries` print is what happened: checked against the database, with a real
+SMTP server on 127.0.0.1 and a real SQLite file (issue 9, section 5)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+from mailkit import MailServer
+from sqlalchemy import event, select
+from test_cli_deliver import DAY, flat, run, write_config
+
+from newsletter import pipeline
+from newsletter.store import Store
+from newsletter.store.schema import DeliveryRow
+
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+
+PAGE_LIMIT = 4000  # pages of 4 KiB: far more than the test needs, until the filler takes the rest
+
+
+def db_states(cfg: Path) -> Counter[str]:
+    store = Store.open(f"sqlite:///{cfg.parent / 'newsletter.db'}")
+    try:
+        with store.engine.connect() as conn:
+            return Counter(conn.execute(select(DeliveryRow.state)).scalars())
+    finally:
+        store.close()
+
+
+def import_readers(cfg: Path, n: int) -> list[str]:
+    emails = [f"reader{i:03d}@example.org" for i in range(n)]
+    csv = cfg.parent / "readers.csv"
+    csv.write_text("email\n" + "".join(f"{e}\n" for e in emails))
+    run(cfg, "subscribers", "import", str(csv))
+    return emails
+
+
+def add_readers(cfg: Path, n: int, **options: str) -> list[str]:
+    emails = [f"reader{i:03d}@example.org" for i in range(n)]
+    for i, email in enumerate(emails):
+        args = [f"--{k}={v.format(i=i)}" for k, v in options.items()]
+        run(cfg, "subscribers", "add", email, *args)
+    return emails
+
+
+# --- a full disk mid-send -----------------------------------------------------------------------------------
+
+
+def fill_database(path: Path) -> None:
+    """Take every page the database may still grow by (as a full disk would), from another connection."""
+    conn = sqlite3.connect(path, timeout=30)
+    conn.execute(f"PRAGMA max_page_count={PAGE_LIMIT}")
+    conn.execute("CREATE TABLE IF NOT EXISTS ballast (x BLOB)")
+    for size in (1 << 20, 1 << 16, 4096, 512, 64, 8):
+        while True:
+            try:
+                conn.execute("INSERT INTO ballast VALUES (?)", (b"x" * size,))
+                conn.commit()
+            except sqlite3.OperationalError as exc:
+                assert "full" in str(exc)
+                conn.rollback()
+                break
+    conn.close()
+
+
+@pytest.fixture
+def limited_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every connection the CLI opens may grow the database to PAGE_LIMIT pages only (SQLITE_FULL beyond)."""
+    real_open = pipeline.Store.open
+
+    def open_limited(url: str, migrate: bool = True) -> Store:
+        store = real_open(url, migrate)
+
+        @event.listens_for(store.engine, "connect")
+        def limit(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.execute(f"PRAGMA max_page_count={PAGE_LIMIT}")
+
+        store.engine.dispose()  # connections opened by the migration had no limit
+        return store
+
+    monkeypatch.setattr(pipeline.Store, "open", open_limited)
+
+
+@pytest.mark.parametrize("connections", [1, 2])
+def test_a_full_disk_mid_send_names_the_cause_and_releases_the_claims(tmp_path: Path, smtpd: MailServer,
+                                                                       limited_pages: None,
+                                                                       connections: int) -> None:
+    cfg = write_config(tmp_path, smtpd.port, pool_size=connections)
+    # Every reader excludes a different word, so each one's digest render is stored as it is sent.
+    emails = add_readers(cfg, 12, exclude="nothing{i}")
+    db = tmp_path / "newsletter.db"
+    smtpd.handler.on_message = lambda n: fill_database(db) if n == 3 else None
+    result = run(cfg, "send", "--date", DAY, ok=False)
+    smtpd.handler.on_message = None
+    out = flat(result)
+    assert result.exit_code != 0
+    assert "database or disk is full" in out, out
+    assert "PendingRollbackError" not in out and "Unexpected error" not in out
+    sent = len(smtpd.handler.received)
+    states = db_states(cfg)
+    assert states["sent"] == sent and sent >= 3
+    assert states["claimed"] == 0  # the claims were released, not left for a lease to run out
+    assert states["sent"] + states["pending"] + states["retry"] == len(emails)
+    assert f"{sent} sent" in out  # what went out before the failure, as the database has it
+
+    with sqlite3.connect(db) as conn:  # room again
+        conn.execute("DROP TABLE ballast")
+    report = json.loads(run(cfg, "retry", "--now", "--json").output)
+    assert report["sent"] == len(emails) - sent
+    assert sorted(smtpd.handler.copies().items()) == [(e, 1) for e in emails]
+
+
+# --- the SMTP server goes away mid-batch ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("connections", [1, 2])
+def test_when_the_server_dies_mid_batch_the_hint_counts_what_the_database_marked_sent(
+        tmp_path: Path, connections: int) -> None:
+    server = MailServer().__enter__()
+    stopper = threading.Thread(target=server.controller.stop)
+    try:
+        cfg = write_config(tmp_path, server.port, pool_size=connections, timeout=5)
+        emails = import_readers(cfg, 60)
+
+        def die_at_38(count: int) -> None:
+            if count == 38:  # the server goes down with the 38th message in hand
+                stopper.start()
+
+        server.handler.on_message = die_at_38
+        result = run(cfg, "send", "--date", DAY, ok=False)
+    finally:
+        if stopper.ident is None:
+            stopper.start()
+        stopper.join()
+    received = len(server.handler.received)
+    assert received >= 38  # the other connection may have had one more message in hand
+    out = flat(result)
+    assert result.exit_code == 3, out
+    assert "nothing was marked sent" not in out
+    states = db_states(cfg)
+    assert 36 <= states["sent"] <= received and states["claimed"] == 0
+    assert re.search(rf"this run recorded {states['sent']} sent\b", out), out
+    if states["retry"]:
+        assert f"{states['retry']} to retry" in out
+
+    with MailServer() as again:  # back up (on another port): the rest go out, nobody twice
+        write_config(tmp_path, again.port, pool_size=connections)
+        report = json.loads(run(cfg, "retry", "--now", "--json").output)
+        assert report["sent"] == len(emails) - states["sent"]
+        assert db_states(cfg) == Counter({"sent": len(emails)})
