@@ -58,7 +58,7 @@ class Group(click.Group):
         except KeyboardInterrupt:
             err_console.print("[yellow]Interrupted.[/yellow]")
             sys.exit(130)
-        except SQLAlchemyError as exc:  # a failed query outside the send loop: the driver's words, not a class
+        except SQLAlchemyError as exc:  # a failed query outside the send loop: the driver's words
             from ..store.failures import database_error
 
             error = database_error(exc)

@@ -172,8 +172,8 @@ class Sender:
         parts = [f"{r.sent} sent"]
         parts += [f"{n} {what}" for n, what in ((r.retry, "to retry"), (r.failed, "failed"),
                                                  (r.suppressed, "suppressed"), (r.expired, "expired")) if n]
-        note = (f"this run recorded {', '.join(parts)} before it stopped; every delivery not sent stays queued "
-                "(`newsletter deliveries` shows each)")
+        note = (f"this run recorded {', '.join(parts)} before it stopped; every delivery not sent stays "
+                "queued (`newsletter deliveries` shows each)")
         return f"{hint}; {note}" if hint else note
 
     def _run(self, edition_id: int | None) -> DeliveryReport:
@@ -307,7 +307,7 @@ class Sender:
                         else:
                             pending.append(d)  # not marked: goes back to the queue
                             fatal = fatal or outcome
-            except BaseException as exc:  # Ctrl-C while waiting, a failed write: let the wire's messages finish
+            except BaseException as exc:  # Ctrl-C, a failed write: let the messages on the wire finish
                 fatal = fatal or exc
                 for future, d in inflight.items():
                     exc2 = future.exception()

@@ -230,8 +230,8 @@ class DeliveryQueue:
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
-        """One write of the send loop: when it fails (a full disk, a lost connection) its transaction is rolled
-        back at once, so the connection can still give back the claims and take the next write."""
+        """One write of the send loop: when it fails (a full disk, a lost connection) its transaction is
+        rolled back at once, so the connection can still give back the claims and take the next write."""
         conn = self.conn
         try:
             yield conn

@@ -1,5 +1,5 @@
-"""What a database failure means to an operator: the driver's own words (``database or disk is full``), not the
-name of the SQLAlchemy exception that carried them, and what to do about it.
+"""What a database failure means to an operator: the driver's own words (``database or disk is full``), not
+the name of the SQLAlchemy exception that carried them, and what to do about it.
 
 Example: ``raise database_error(exc) from exc`` where a query raised ``sqlalchemy.exc.OperationalError``.
 """

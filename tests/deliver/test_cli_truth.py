@@ -18,6 +18,7 @@ from sqlalchemy import event, select
 from test_cli_deliver import DAY, flat, run, write_config
 
 from newsletter import pipeline
+from newsletter.models import DELIVERY_STATES
 from newsletter.store import Store
 from newsletter.store.schema import DeliveryRow
 
@@ -156,3 +157,56 @@ def test_when_the_server_dies_mid_batch_the_hint_counts_what_the_database_marked
         report = json.loads(run(cfg, "retry", "--now", "--json").output)
         assert report["sent"] == len(emails) - states["sent"]
         assert db_states(cfg) == Counter({"sent": len(emails)})
+
+
+# --- deliveries and retry --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def three_readers(tmp_path: Path, smtpd: MailServer) -> Path:
+    cfg = write_config(tmp_path, smtpd.port)
+    add_readers(cfg, 3)
+    return cfg
+
+
+@pytest.mark.parametrize("command", [
+    ["deliveries", "--edition", "999"], ["deliveries", "--edition", "999", "--json"],
+    ["retry", "--edition", "999"], ["retry", "--now", "--edition", "999", "--json"],
+])
+def test_an_unknown_edition_is_an_error(three_readers: Path, smtpd: MailServer, command: list[str]) -> None:
+    run(three_readers, "send", "--date", DAY)  # edition 1 exists
+    result = run(three_readers, *command, ok=False)
+    assert result.exit_code != 0
+    assert "No edition 999." in flat(result)
+    assert "Traceback" not in result.output
+
+
+def test_deliveries_speak_the_stored_state_names_in_json_the_table_and_state(three_readers: Path,
+                                                                              smtpd: MailServer) -> None:
+    smtpd.handler.rcpt_replies["reader001@example.org"] = "451 4.3.2 Try again later"
+    edition = json.loads(run(three_readers, "send", "--date", DAY, "--json").output)["edition_id"]
+    summary = json.loads(run(three_readers, "deliveries", "--json").output)
+    stored = set(DELIVERY_STATES)
+    assert stored <= set(summary[0]) and not {"retrying", "in_flight"} & set(summary[0])
+    assert {s: summary[0][s] for s in stored} == {"sent": 2, "retry": 1, "pending": 0, "claimed": 0,
+                                                   "failed": 0, "suppressed": 0}
+    header = run(three_readers, "deliveries").output.splitlines()[0].split()
+    assert header == ["edition", "cadence", "period", "sent", "pending", "claimed", "retry", "failed",
+                      "suppressed"]
+    for state, count in summary[0].items():  # every key of the summary that is a state is a --state word
+        if state in stored:
+            rows = json.loads(run(three_readers, "deliveries", "--edition", str(edition), "--state", state,
+                                  "--json").output)
+            assert len(rows) == count and {r["state"] for r in rows} <= {state}
+    assert "retry" in run(three_readers, "deliveries", "--help").output
+    wrong = run(three_readers, "deliveries", "--state", "retry", ok=False)  # no --edition: said, not ignored
+    assert wrong.exit_code == 2 and "--state needs --edition" in flat(wrong)
+
+
+def test_the_send_errors_are_listed_with_a_bullet_not_markup(three_readers: Path, smtpd: MailServer) -> None:
+    smtpd.handler.rcpt_replies["reader001@example.org"] = "451 4.3.2 [greylisted] try again later"
+    out = run(three_readers, "send", "--date", DAY).output
+    assert "[dim]" not in out and "[/dim]" not in out
+    assert "  • reader001@example.org: 451 4.3.2 [greylisted] try again later" in out
+    table = run(three_readers, "deliveries", "--edition", "1").output  # an error's brackets are text too
+    assert "[greylisted]" in table
