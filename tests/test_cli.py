@@ -162,3 +162,16 @@ def test_the_quick_start_is_two_commands_and_ci_runs_the_test_one() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert [line.strip() for line in ci.splitlines() if "pytest" in line and not line.strip().startswith("#")
             and "echo" not in line] == [test]
+
+
+def test_the_import_example_names_a_file_that_exists_and_runs_as_written(config_file: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`newsletter import --help` shows an example a new user can paste in a checkout of the project."""
+    help_text = " ".join(CliRunner().invoke(main, ["import", "--help"]).output.split())
+    example = help_text.split("Example: newsletter ", 1)[1].split(" Options:", 1)[0].split()
+    assert example[0] == "import"
+    files = [arg for arg in example[1:] if not arg.startswith("-") and "/" in arg]
+    assert files and all((ROOT / f).is_file() for f in files), f"{files} not in the project"
+    monkeypatch.chdir(ROOT)
+    result = run(config_file, *example, "--json")
+    assert json.loads(result.output)[0]["papers"] > 0
