@@ -57,12 +57,25 @@ def delivery_line(report: Any) -> str:
 
 
 def send_line(report: Any) -> str:
-    """One line for a ``SendReport``: which edition, made or resumed, and what was delivered."""
+    """One line for a ``SendReport``: which edition, made or resumed, what it delivered, and what else
+    (retries of other editions) the same run delivered."""
     head = f"[bold]{report.cadence}[/bold] {report.period}: "
     if report.edition_id is None:
-        return head + "no reader has anything new; no edition made"
-    state = "made" if report.created else "resumed"
-    return head + f"edition {report.edition_id} {state}; {delivery_line(report.delivery)}"
+        line = head + "no reader has anything new; no edition made"
+    else:
+        state = "made" if report.created else "resumed"
+        line = head + f"edition {report.edition_id} {state}; {delivery_line(report.delivery)}"
+    others = getattr(report, "others", None)
+    if others is not None and others.done:
+        line += f"; other editions' due deliveries: {delivery_line(others)}"
+    return line
+
+
+def show_send_errors(report: Any) -> None:
+    """The errors of a ``SendReport``'s edition and of the other editions it delivered."""
+    for delivery in (report.delivery, getattr(report, "others", None)):
+        if delivery is not None:
+            show_errors(delivery)
 
 
 def show_errors(report: Any) -> None:
@@ -107,7 +120,7 @@ def send(obj: Context, cadence: str, day: str | None, dry_run: bool, no_fetch: b
                       "would get a digest; nothing written or sent.")
         return
     console.print(send_line(report))
-    show_errors(report.delivery)
+    show_send_errors(report)
 
 
 @main.command()

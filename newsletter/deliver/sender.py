@@ -118,6 +118,12 @@ class DeliveryReport:
         """Deliveries this run dealt with, whatever the outcome."""
         return self.sent + self.retry + self.failed + self.suppressed + self.expired
 
+    def summary(self) -> str:
+        """The recorded outcomes in words, e.g. ``50 sent, 2 to retry`` (``0 sent`` when there were none)."""
+        counts = ((self.retry, "to retry"), (self.failed, "failed"), (self.suppressed, "suppressed"),
+                  (self.expired, "expired"))
+        return ", ".join([f"{self.sent} sent", *(f"{n} {what}" for n, what in counts if n)])
+
 
 class Sender:
     """Example: ``Sender(DeliveryQueue(store.engine), messenger, prepare, DeliveryPolicy()).run()``."""
@@ -168,11 +174,7 @@ class Sender:
 
     def _stopped_note(self, hint: str | None) -> str:
         """What the database holds for this run when it stopped: the outcomes recorded, nothing more."""
-        r = self.report
-        parts = [f"{r.sent} sent"]
-        parts += [f"{n} {what}" for n, what in ((r.retry, "to retry"), (r.failed, "failed"),
-                                                 (r.suppressed, "suppressed"), (r.expired, "expired")) if n]
-        note = (f"this run recorded {', '.join(parts)} before it stopped; every delivery not sent stays "
+        note = (f"this run recorded {self.report.summary()} before it stopped; every delivery not sent stays "
                 "queued (`newsletter deliveries` shows each)")
         return f"{hint}; {note}" if hint else note
 

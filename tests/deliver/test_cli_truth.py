@@ -4,20 +4,26 @@ SMTP server on 127.0.0.1 and a real SQLite file (issue 9, section 5)."""
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
+from datetime import date, datetime, time, timedelta, timezone
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import Result
-from mailkit import MailServer
+from mailkit import MailServer, free_port
 from sqlalchemy import event, select
 from test_cli_deliver import DAY, flat, run, write_config
 
-from newsletter import pipeline
+from newsletter import pipeline, schedule
 from newsletter.models import DELIVERY_STATES
 from newsletter.store import Store
 from newsletter.store.schema import DeliveryRow
@@ -210,3 +216,67 @@ def test_the_send_errors_are_listed_with_a_bullet_not_markup(three_readers: Path
     assert "  • reader001@example.org: 451 4.3.2 [greylisted] try again later" in out
     table = run(three_readers, "deliveries", "--edition", "1").output  # an error's brackets are text too
     assert "[greylisted]" in table
+
+
+# --- a send that resumes an edition another process made ------------------------------------------------------
+
+
+def config_for(tmp_path: Path, name: str, port: int, database_url: str) -> Path:
+    cfg = write_config(tmp_path, port, pool_size=2, timeout=5)
+    data = yaml.safe_load(cfg.read_text())
+    data["database_url"] = database_url
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def make_edition_in_another_process(cfg: Path) -> None:
+    """`newsletter send` in its own process whose SMTP server is down: it records the edition, sends nothing."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    done = subprocess.run([sys.executable, "-m", "newsletter", "--config", str(cfg), "send", "--date", DAY],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3 and "Cannot reach the SMTP server" in done.stderr, done.stderr
+
+
+def test_a_send_that_finds_the_edition_made_meanwhile_says_it_resumed_it_and_what_it_sent(
+        tmp_path: Path, smtpd: MailServer, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config_for(tmp_path, "b.yaml", smtpd.port, db_url)
+    other = config_for(tmp_path, "a.yaml", free_port(), db_url)  # the other sender: its SMTP is down
+    emails = import_readers(cfg, 50)
+    real_fetch = pipeline.Newsletter.fetch
+
+    def fetch_while_another_sender_makes_the_edition(self: Any, *args: Any, **kwargs: Any) -> Any:
+        make_edition_in_another_process(other)  # between this send's "is there an edition?" and its plan
+        return real_fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.Newsletter, "fetch", fetch_while_another_sender_makes_the_edition)
+    out = flat(run(cfg, "send", "--date", DAY))
+    monkeypatch.setattr(pipeline.Newsletter, "fetch", real_fetch)
+    editions = json.loads(run(cfg, "deliveries", "--json").output)
+    assert [(e["edition"], e["sent"]) for e in editions] == [(editions[0]["edition"], len(emails))]
+    assert f"daily {DAY}: edition {editions[0]['edition']} resumed; {len(emails)} sent" in out, out
+    assert "no edition made" not in out
+    assert sorted(smtpd.handler.copies().values()) == [1] * len(emails)
+
+
+def test_the_scheduler_log_says_no_edition_was_made_or_which_was_resumed(
+        tmp_path: Path, smtpd: MailServer, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = config_for(tmp_path, "b.yaml", smtpd.port, f"sqlite:///{tmp_path / 'newsletter.db'}")
+    other = config_for(tmp_path, "a.yaml", free_port(), f"sqlite:///{tmp_path / 'newsletter.db'}")
+    emails = import_readers(cfg, 5)
+    make_edition_in_another_process(other)
+    nl = pipeline.Newsletter.from_config(cfg, {})
+    fire = datetime.combine(date.fromisoformat(DAY), time(8), timezone.utc)
+    try:
+        with caplog.at_level(logging.INFO, logger="newsletter.schedule"):
+            first = schedule.run_due_digest(nl, "daily", fire, now=fire)  # resumes the other's edition
+            second = schedule.run_due_digest(nl, "daily", fire + timedelta(days=1), now=fire + timedelta(days=1))
+    finally:
+        nl.close()
+    assert first is not None and first.edition_id is not None and first.delivery is not None
+    assert second is not None and second.edition_id is None  # the same papers: nothing new for anyone
+    lines = [r.getMessage() for r in caplog.records if r.name == "newsletter.schedule"]
+    assert f"daily digest {DAY} (scheduled {fire.isoformat()}): edition {first.edition_id} resumed, " \
+           f"{len(emails)} sent" in lines
+    assert any(line.endswith("no reader has anything new; no edition made") for line in lines), lines
+    assert not any("edition None" in line for line in lines), lines
