@@ -218,7 +218,7 @@ def test_the_send_errors_are_listed_with_a_bullet_not_markup(three_readers: Path
     assert "[greylisted]" in table
 
 
-# --- a send that resumes an edition another process made ------------------------------------------------------
+# --- a send that resumes an edition another process made --------------------------------------------
 
 
 def config_for(tmp_path: Path, name: str, port: int, database_url: str) -> Path:
@@ -231,7 +231,8 @@ def config_for(tmp_path: Path, name: str, port: int, database_url: str) -> Path:
 
 
 def make_edition_in_another_process(cfg: Path) -> None:
-    """`newsletter send` in its own process whose SMTP server is down: it records the edition, sends nothing."""
+    """`newsletter send` in its own process whose SMTP server is down: it records the edition, sends
+    nothing."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     done = subprocess.run([sys.executable, "-m", "newsletter", "--config", str(cfg), "send", "--date", DAY],
                           env=env, capture_output=True, text=True, timeout=120)
@@ -270,7 +271,8 @@ def test_the_scheduler_log_says_no_edition_was_made_or_which_was_resumed(
     try:
         with caplog.at_level(logging.INFO, logger="newsletter.schedule"):
             first = schedule.run_due_digest(nl, "daily", fire, now=fire)  # resumes the other's edition
-            second = schedule.run_due_digest(nl, "daily", fire + timedelta(days=1), now=fire + timedelta(days=1))
+            later = fire + timedelta(days=1)
+            second = schedule.run_due_digest(nl, "daily", later, now=later)
     finally:
         nl.close()
     assert first is not None and first.edition_id is not None and first.delivery is not None
