@@ -447,12 +447,13 @@ class Newsletter:
                  "made" if report.created else "exists; resuming its deliveries")
         report.delivery = self.deliver(progress, messenger, prepare, edition_id=report.edition_id, stop=stop,
                                        clock=clock)
-        report.others = self._deliver_others(progress, messenger, prepare, stop, clock)
+        report.others = self._deliver_others(progress, messenger, prepare, stop, clock, report.delivery.done)
         return report
 
     def _deliver_others(self, progress: "DeliveryProgress | None", messenger: "Messenger | None",
                         prepare: "Prepare | None", stop: "threading.Event | None",
-                        clock: "Callable[[], datetime] | None") -> "DeliveryReport | None":
+                        clock: "Callable[[], datetime] | None",
+                        done_before: int = 0) -> "DeliveryReport | None":
         """After an edition's own deliveries, what else is due (retries of earlier editions), counted apart so
         a send reports each edition's figures; None when nothing else was due."""
         from .store.deliveries import DeliveryQueue, utcnow
@@ -461,7 +462,15 @@ class Newsletter:
             return None
         if not DeliveryQueue(self.store.engine).due_count((clock or utcnow)()):
             return None
-        return self.deliver(progress, messenger, prepare, stop=stop, clock=clock)
+        shown = progress
+        if progress is not None and done_before:  # one progress bar for the whole send: carry on from there
+            outer = progress
+
+            def carried(done: int, total: int) -> None:
+                outer(done_before + done, done_before + total)
+
+            shown = carried
+        return self.deliver(shown, messenger, prepare, stop=stop, clock=clock)
 
     def edition_subject(self, plan: Plan, digests: Mapping[int, DigestContent] | None = None) -> str:
         """The edition's subject (its archive title): ``digest.subject`` filled in for all its papers."""

@@ -21,11 +21,13 @@ import yaml
 from click.testing import Result
 from mailkit import MailServer, free_port
 from sqlalchemy import event, select
+from support import ROOT
 from test_cli_deliver import DAY, flat, run, write_config
 
 from newsletter import pipeline, schedule
 from newsletter.models import DELIVERY_STATES
 from newsletter.store import Store
+from newsletter.store.deliveries import make_due_now, utcnow
 from newsletter.store.schema import DeliveryRow
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
@@ -282,3 +284,23 @@ def test_the_scheduler_log_says_no_edition_was_made_or_which_was_resumed(
            f"{len(emails)} sent" in lines
     assert any(line.endswith("no reader has anything new; no edition made") for line in lines), lines
     assert not any("edition None" in line for line in lines), lines
+
+
+def test_a_send_counts_its_edition_apart_from_the_retries_of_earlier_ones(three_readers: Path,
+                                                                           smtpd: MailServer) -> None:
+    smtpd.handler.rcpt_replies["reader001@example.org"] = "451 4.3.2 Try again later"
+    first = json.loads(run(three_readers, "send", "--date", DAY, "--json").output)
+    assert (first["delivery"]["sent"], first["delivery"]["retry"]) == (2, 1)
+    smtpd.handler.rcpt_replies.clear()
+    store = Store.open(f"sqlite:///{three_readers.parent / 'newsletter.db'}")
+    try:
+        make_due_now(store.engine, utcnow())  # its backoff has passed
+    finally:
+        store.close()
+    next_day = "2025-03-15"
+    run(three_readers, "import", str(ROOT / "newsletter/sample/daily-papers-mar25.txt"), "--date", next_day)
+    out = flat(run(three_readers, "send", "--date", next_day, "--no-fetch"))
+    editions = {e["period"]: e for e in json.loads(run(three_readers, "deliveries", "--json").output)}
+    assert editions[DAY]["sent"] == 3 and editions[next_day]["sent"] == 3
+    second = editions[next_day]["edition"]
+    assert f"daily {next_day}: edition {second} made; 3 sent; other editions' due deliveries: 1 sent" in out, out
