@@ -423,24 +423,54 @@ class Newsletter:
             report.readers = len(digests)
             if dry_run:
                 return report
-            if not digests:
+            if plan.existing_edition is not None:
+                # Another sender made this period's edition while this one fetched and planned (its readers'
+                # papers are taken by it, so they have nothing new): resume that edition.
+                report.edition_id, report.readers = plan.existing_edition, 0
+            elif not digests:
                 # Nobody has anything new: no edition, so a reader who joins later today still gets this
                 # period's issue on the next run. Retries of earlier editions still go out.
                 log.info("%s %s: no reader has anything new; no edition made", cadence, report.period)
-                report.delivery = self.deliver(progress, messenger, prepare, stop=stop, clock=clock)
+                report.others = self._deliver_others(progress, messenger, prepare, stop, clock)
                 return report
-            try:
-                report.edition_id = self.record_edition(plan, digests=digests)
-                report.created = True
-            except StoreError:
-                # Another sender made this period's edition between our check and our write.
-                report.edition_id = self.store.edition_id_for(cadence, report.period)
-                if report.edition_id is None:
-                    raise
+            else:
+                try:
+                    report.edition_id = self.record_edition(plan, digests=digests)
+                    report.created = True
+                except StoreError:
+                    # Another sender made this period's edition between our check and our write.
+                    report.edition_id = self.store.edition_id_for(cadence, report.period)
+                    report.readers = 0
+                    if report.edition_id is None:
+                        raise
         log.info("%s edition %s (%s): %s", cadence, report.period, report.edition_id,
                  "made" if report.created else "exists; resuming its deliveries")
-        report.delivery = self.deliver(progress, messenger, prepare, stop=stop, clock=clock)
+        report.delivery = self.deliver(progress, messenger, prepare, edition_id=report.edition_id, stop=stop,
+                                       clock=clock)
+        report.others = self._deliver_others(progress, messenger, prepare, stop, clock, report.delivery.done)
         return report
+
+    def _deliver_others(self, progress: "DeliveryProgress | None", messenger: "Messenger | None",
+                        prepare: "Prepare | None", stop: "threading.Event | None",
+                        clock: "Callable[[], datetime] | None",
+                        done_before: int = 0) -> "DeliveryReport | None":
+        """After an edition's own deliveries, what else is due (retries of earlier editions), counted apart so
+        a send reports each edition's figures; None when nothing else was due."""
+        from .store.deliveries import DeliveryQueue, utcnow
+
+        if stop is not None and stop.is_set():
+            return None
+        if not DeliveryQueue(self.store.engine).due_count((clock or utcnow)()):
+            return None
+        shown = progress
+        if progress is not None and done_before:  # one progress bar for the whole send: carry on from there
+            outer = progress
+
+            def carried(done: int, total: int) -> None:
+                outer(done_before + done, done_before + total)
+
+            shown = carried
+        return self.deliver(shown, messenger, prepare, stop=stop, clock=clock)
 
     def edition_subject(self, plan: Plan, digests: Mapping[int, DigestContent] | None = None) -> str:
         """The edition's subject (its archive title): ``digest.subject`` filled in for all its papers."""

@@ -66,7 +66,8 @@ class SendReport:
     readers: int = 0  # readers with something new in this edition (when it was made now)
     dry_run: bool = False
     fetch: FetchReport | None = None
-    delivery: "DeliveryReport | None" = None
+    delivery: "DeliveryReport | None" = None  # this edition's deliveries (None: no edition)
+    others: "DeliveryReport | None" = None  # due deliveries of other editions (retries) sent by the same run
 
 
 @dataclass

@@ -119,10 +119,22 @@ def run_due_digest(nl: Newsletter, cadence: str, fire_time: datetime | None, *, 
         return None
     day = fire_time.astimezone(zone(settings)).date()
     report = nl.send(cadence, day, **send_options)
-    sent = report.delivery.sent if report.delivery else 0
-    log.info("%s digest %s (scheduled %s): edition %s %s, %d sent", cadence, report.period,
-             fire_time.isoformat(), report.edition_id, "made" if report.created else "resumed", sent)
+    log.info("%s digest %s (scheduled %s): %s", cadence, report.period, fire_time.isoformat(),
+             sent_summary(report))
     return report
+
+
+def sent_summary(report: SendReport) -> str:
+    """What a send did, in words that match the database: "edition 7 resumed, 50 sent", or no edition."""
+    if report.edition_id is None:
+        what = "no reader has anything new; no edition made"
+    else:
+        state = "made" if report.created else "resumed"
+        sent = report.delivery.summary() if report.delivery else "0 sent"
+        what = f"edition {report.edition_id} {state}, {sent}"
+    if report.others is not None and report.others.done:
+        what += f"; other editions' due deliveries: {report.others.summary()}"
+    return what
 
 
 # The scheduler running in this process: jobs use its Newsletter (and its test options). A job run by a

@@ -189,3 +189,16 @@ def test_the_test_extra_bounds_every_tool_above_by_a_version_known_to_work() -> 
     # The runtime dependencies are capped at their next major version.
     runtime = [Requirement(r) for r in project["dependencies"]]
     assert all(any(s.operator == "<" for s in r.specifier) for r in runtime), [str(r) for r in runtime]
+
+
+def test_the_import_example_names_a_file_that_exists_and_runs_as_written(config_file: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`newsletter import --help` shows an example a new user can paste in a checkout of the project."""
+    help_text = " ".join(CliRunner().invoke(main, ["import", "--help"]).output.split())
+    example = help_text.split("Example: newsletter ", 1)[1].split(" Options:", 1)[0].split()
+    assert example[0] == "import"
+    files = [arg for arg in example[1:] if not arg.startswith("-") and "/" in arg]
+    assert files and all((ROOT / f).is_file() for f in files), f"{files} not in the project"
+    monkeypatch.chdir(ROOT)
+    result = run(config_file, *example, "--json")
+    assert json.loads(result.output)[0]["papers"] > 0

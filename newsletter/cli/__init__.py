@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import NewsletterError
 
@@ -57,6 +58,11 @@ class Group(click.Group):
         except KeyboardInterrupt:
             err_console.print("[yellow]Interrupted.[/yellow]")
             sys.exit(130)
+        except SQLAlchemyError as exc:  # a failed query outside the send loop: the driver's words
+            from ..store.failures import database_error
+
+            error = database_error(exc)
+            _fail(ctx, str(error), error.exit_code)
         except Exception as exc:  # noqa: BLE001 - the last line of defence for a clean CLI
             _fail(ctx, f"Unexpected error: {type(exc).__name__}: {exc}", 1, unexpected=True)
 

@@ -9,9 +9,24 @@ from typing import Any, Callable, Iterator
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
-from ..models import CADENCES, DELIVERY_STATES
+from ..models import (
+    CADENCES,
+    DELIVERY_CLAIMED,
+    DELIVERY_FAILED,
+    DELIVERY_PENDING,
+    DELIVERY_RETRY,
+    DELIVERY_SENT,
+    DELIVERY_STATES,
+    DELIVERY_SUPPRESSED,
+)
 from . import Context, config_option, console, err_console, json_option, main, parse_day, print_json
+
+# The columns of `newsletter deliveries` and its --json keys: the stored delivery states, the words --state
+# takes.
+SUMMARY_STATES = (DELIVERY_SENT, DELIVERY_PENDING, DELIVERY_CLAIMED, DELIVERY_RETRY, DELIVERY_FAILED,
+                  DELIVERY_SUPPRESSED)
 
 
 @contextmanager
@@ -42,17 +57,30 @@ def delivery_line(report: Any) -> str:
 
 
 def send_line(report: Any) -> str:
-    """One line for a ``SendReport``: which edition, made or resumed, and what was delivered."""
+    """One line for a ``SendReport``: which edition, made or resumed, what it delivered, and what else
+    (retries of other editions) the same run delivered."""
     head = f"[bold]{report.cadence}[/bold] {report.period}: "
     if report.edition_id is None:
-        return head + "no reader has anything new; no edition made"
-    state = "made" if report.created else "resumed"
-    return head + f"edition {report.edition_id} {state}; {delivery_line(report.delivery)}"
+        line = head + "no reader has anything new; no edition made"
+    else:
+        state = "made" if report.created else "resumed"
+        line = head + f"edition {report.edition_id} {state}; {delivery_line(report.delivery)}"
+    others = getattr(report, "others", None)
+    if others is not None and others.done:
+        line += f"; other editions' due deliveries: {delivery_line(others)}"
+    return line
+
+
+def show_send_errors(report: Any) -> None:
+    """The errors of a ``SendReport``'s edition and of the other editions it delivered."""
+    for delivery in (report.delivery, getattr(report, "others", None)):
+        if delivery is not None:
+            show_errors(delivery)
 
 
 def show_errors(report: Any) -> None:
-    for error in report.errors[:5]:
-        err_console.print(f"  [dim]•[/dim] {error}", markup=False, highlight=False)
+    for error in report.errors[:5]:  # the bullet is markup; the error is the server's text, shown as it is
+        err_console.print(Text.assemble(("  • ", "dim"), error), highlight=False)
     if len(report.errors) > 5:
         err_console.print("  [dim]… see `newsletter deliveries --edition ID` for the rest[/dim]")
 
@@ -92,7 +120,7 @@ def send(obj: Context, cadence: str, day: str | None, dry_run: bool, no_fetch: b
                       "would get a digest; nothing written or sent.")
         return
     console.print(send_line(report))
-    show_errors(report.delivery)
+    show_send_errors(report)
 
 
 @main.command()
@@ -106,16 +134,22 @@ def send(obj: Context, cadence: str, day: str | None, dry_run: bool, no_fetch: b
 @click.pass_obj
 def deliveries(obj: Context, edition: int | None, cadence: str | None, state: str | None, limit: int,
                as_json: bool) -> None:
-    """Show delivery state per edition: sent, pending, retrying, failed, suppressed.
+    """Show how many deliveries of each edition are sent, pending, claimed, retry, failed or suppressed.
 
-    With --edition, one line per reader: state, attempts, next attempt and the last error.
+    The words are the stored states, the same in the table, in --json and in --state. With --edition, one
+    line per reader: state, attempts, next attempt and the last error. An edition that does not exist is an
+    error.
 
     Example: newsletter deliveries --edition 12 --state failed
     """
     from ..store.deliveries import delivery_list
+    from ..store.editions import edition_record
 
+    if state is not None and edition is None:
+        raise click.UsageError("--state needs --edition ID (the list of editions shows every state's count).")
     store = obj.nl.store
     if edition is not None:
+        edition_record(store.engine, edition)  # raises NotFound: "No edition 999."
         rows = delivery_list(store.engine, edition, state, limit or None)
         if as_json:
             print_json(rows)
@@ -125,7 +159,7 @@ def deliveries(obj: Context, edition: int | None, cadence: str | None, state: st
         for r in rows:
             waiting = r.next_attempt_at is not None and r.state == "retry"
             when = r.next_attempt_at.isoformat(timespec="minutes") if waiting and r.next_attempt_at else ""
-            table.add_row(str(r.id), r.email, r.state, str(r.attempts), when, r.last_error or "")
+            table.add_row(str(r.id), Text(r.email), r.state, str(r.attempts), when, Text(r.last_error or ""))
         console.print(table)
         return
     editions = store.editions(cadence, limit=limit or None)
@@ -133,24 +167,19 @@ def deliveries(obj: Context, edition: int | None, cadence: str | None, state: st
     for e in editions:
         counts = e.deliveries
         out.append({"edition": e.id, "cadence": e.cadence, "period": e.period, "papers": e.paper_count,
-                    "sent": counts.get("sent", 0), "pending": counts.get("pending", 0),
-                    "in_flight": counts.get("claimed", 0), "retrying": counts.get("retry", 0),
-                    "failed": counts.get("failed", 0), "suppressed": counts.get("suppressed", 0),
-                    "created_at": e.created_at})
+                    **{s: counts.get(s, 0) for s in SUMMARY_STATES}, "created_at": e.created_at})
     if as_json:
         print_json(out)
         return
     if not out:
         console.print("[dim]No editions yet; `newsletter send` makes one.[/dim]")
         return
-    table = Table("edition", "cadence", "period", "sent", "pending", "retrying", "failed", "suppressed",
-                  box=None, header_style="bold")
+    # claimed: held by a sender now, or by one that crashed (taken over by the next run)
+    table = Table("edition", "cadence", "period", *SUMMARY_STATES, box=None, header_style="bold",
+                  pad_edge=False)
     for row in out:
-        pending = str(row["pending"] + row["in_flight"])
-        if row["in_flight"]:  # claimed by a sender now, or by one that crashed (taken over on the next run)
-            pending += f" ({row['in_flight']} in flight)"
-        table.add_row(str(row["edition"]), row["cadence"], row["period"], str(row["sent"]), pending,
-                      str(row["retrying"]), str(row["failed"]), str(row["suppressed"]))
+        table.add_row(str(row["edition"]), row["cadence"], row["period"],
+                      *(str(row[s]) for s in SUMMARY_STATES))
     console.print(table)
 
 
@@ -168,7 +197,11 @@ def retry(obj: Context, due_now: bool, edition: int | None, as_json: bool) -> No
     """
     from ..store.deliveries import make_due_now, next_attempt, utcnow
 
+    from ..store.editions import edition_record
+
     nl = obj.nl
+    if edition is not None:
+        edition_record(nl.store.engine, edition)  # raises NotFound: "No edition 999."
     if due_now:
         make_due_now(nl.store.engine, utcnow(), edition)
     with progress_bar("sending", disabled=as_json) as update:

@@ -60,7 +60,7 @@ def import_(obj: Context, files: tuple[str, ...], day: str | None, as_json: bool
 
     Each file is all or nothing: a malformed file is reported and nothing from it is stored.
 
-    Example: newsletter import pages/daily-papers-mar14.txt --date 2025-03-14
+    Example: newsletter import newsletter/sample/daily-papers-mar14.txt --date 2025-03-14
     """
     out = []
     for path in files:

@@ -6,7 +6,7 @@ import click
 
 from ..models import CADENCES
 from . import Context, config_option, console, err_console, json_option, main, parse_day, print_json
-from .deliver import progress_bar, send_line, show_errors
+from .deliver import progress_bar, send_line, show_send_errors
 
 
 @main.command()
@@ -44,8 +44,7 @@ def run(obj: Context, day: str | None, cadence: tuple[str, ...], as_json: bool) 
         console.print(f"No digest is due on {report.day} by the schedule (use --cadence to send anyway).")
     for sent in report.sends:
         console.print(send_line(sent))
-        if sent.delivery is not None:
-            show_errors(sent.delivery)
+        show_send_errors(sent)
     console.print(f"Next daily issue: {report.preview_papers} papers → {report.preview}", markup=False)
     if not report.readers:
         console.print("[dim]No readers yet: add one with `newsletter subscribers add you@example.org`, "

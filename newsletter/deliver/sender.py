@@ -33,8 +33,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from ..errors import NotFound
-from ..store.deliveries import DeliveryQueue, DueDelivery, utcnow
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..errors import NewsletterError, NotFound
+from ..store.deliveries import DeliveryQueue, DueDelivery, SenderBusy, utcnow
+from ..store.failures import database_error
 from . import Messenger, OutgoingMessage, PermanentFailure, TemporaryFailure
 
 if TYPE_CHECKING:
@@ -115,6 +118,12 @@ class DeliveryReport:
         """Deliveries this run dealt with, whatever the outcome."""
         return self.sent + self.retry + self.failed + self.suppressed + self.expired
 
+    def summary(self) -> str:
+        """The recorded outcomes in words, e.g. ``50 sent, 2 to retry`` (``0 sent`` when there were none)."""
+        counts = ((self.retry, "to retry"), (self.failed, "failed"), (self.suppressed, "suppressed"),
+                  (self.expired, "expired"))
+        return ", ".join([f"{self.sent} sent", *(f"{n} {what}" for n, what in counts if n)])
+
 
 class Sender:
     """Example: ``Sender(DeliveryQueue(store.engine), messenger, prepare, DeliveryPolicy()).run()``."""
@@ -148,7 +157,28 @@ class Sender:
         self._overlap = self._ready_hook and self.policy.overlap_commits
 
     def run(self, edition_id: int | None = None) -> DeliveryReport:
-        """Send every due delivery (of one edition, or all), batch by batch, until none is left."""
+        """Send every due delivery (of one edition, or all), batch by batch, until none is left.
+
+        An error that stops the run (the transport, the database) is raised with its hint saying what this
+        run recorded before it stopped, so an operator knows how much went out."""
+        try:
+            return self._run(edition_id)
+        except NewsletterError as exc:
+            if not (isinstance(exc, SenderBusy) and not self.report.done):
+                exc.hint = self._stopped_note(exc.hint)
+            raise
+        except SQLAlchemyError as exc:  # a failed write (a full disk, a dropped database connection)
+            error = database_error(exc, "while sending")
+            error.hint = self._stopped_note(error.hint)
+            raise error from exc
+
+    def _stopped_note(self, hint: str | None) -> str:
+        """What the database holds for this run when it stopped: the outcomes recorded, nothing more."""
+        note = (f"this run recorded {self.report.summary()} before it stopped; every delivery not sent stays "
+                "queued (`newsletter deliveries` shows each)")
+        return f"{hint}; {note}" if hint else note
+
+    def _run(self, edition_id: int | None) -> DeliveryReport:
         policy, report = self.policy, self.report
         with self.queue.running(lease_seconds=policy.lease_seconds, lock_wait=policy.lock_wait,
                                 now=self.clock()):
@@ -279,16 +309,25 @@ class Sender:
                         else:
                             pending.append(d)  # not marked: goes back to the queue
                             fatal = fatal or outcome
-            except BaseException as exc:  # Ctrl-C while waiting: let the messages on the wire finish
+            except BaseException as exc:  # Ctrl-C, a failed write: let the messages on the wire finish
                 fatal = fatal or exc
                 for future, d in inflight.items():
                     exc2 = future.exception()
                     if exc2 is None or isinstance(exc2, (TemporaryFailure, PermanentFailure)):
-                        self._record(d, exc2)  # type: ignore[arg-type]
+                        try:
+                            self._record(d, exc2)  # type: ignore[arg-type]
+                        except Exception:  # noqa: BLE001 - the first error is the one raised
+                            log.exception("could not record the outcome of delivery %d", d.id)
+                            pending.append(d)
                     else:
                         pending.append(d)
             finally:
-                self.queue.release(pending)
+                try:
+                    self.queue.release(pending)
+                except Exception:
+                    if fatal is None:
+                        raise
+                    log.exception("could not give back %d claimed deliveries", len(pending))
         if fatal is not None:
             raise fatal
 

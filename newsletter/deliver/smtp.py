@@ -161,8 +161,7 @@ class SmtpMessenger:
                     raise _temporary(f"{rcpt}: sender {sender} deferred: {text}", code, lost=code == 421)
                 raise FatalTransportError(
                     f"The SMTP server {self.where} refused the sender {sender}: {text}",
-                    hint="check sender.email: the server must allow sending from this address; "
-                    "nothing was marked sent")
+                    hint="check sender.email: the server must allow sending from this address")
             stage = "RCPT TO"
             code, reply = conn.rcpt(rcpt)
             if code not in (250, 251):
@@ -255,12 +254,11 @@ class SmtpMessenger:
             text = _reply(exc.smtp_code, exc.smtp_error)
             if 400 <= exc.smtp_code < 500:
                 raise TransportUnavailable(f"The SMTP server {self.where} deferred the login: {text}",
-                                           hint="nothing was marked sent; run `newsletter retry` later"
-                                           ) from None
+                                           hint="run `newsletter retry` later") from None
             raise FatalTransportError(f"The SMTP server {self.where} refused the login as {self.username}: "
                                       f"{text}",
-                                      hint="check smtp.username and the SMTP_PASSWORD environment variable; "
-                                      "nothing was marked sent") from None
+                                      hint="check smtp.username and the SMTP_PASSWORD environment variable"
+                                      ) from None
         except smtplib.SMTPNotSupportedError as exc:
             _close(conn)
             what = "STARTTLS" if self.security == "starttls" and "STARTTLS" in str(exc) else "AUTH"
@@ -275,12 +273,12 @@ class SmtpMessenger:
             _close(conn)
             raise TransportUnavailable(f"The SMTP server {self.where} refused the connection: "
                                        f"{_reply(exc.smtp_code, exc.smtp_error)}",
-                                       hint="nothing was marked sent; run `newsletter retry` later") from None
+                                       hint="run `newsletter retry` later") from None
         except (smtplib.SMTPException, OSError) as exc:
             _close(conn)
             raise TransportUnavailable(f"Cannot reach the SMTP server {self.where}: {exc}",
-                                       hint="check smtp.host and smtp.port, and that the server is running; "
-                                       "nothing was marked sent") from None
+                                       hint="check smtp.host and smtp.port, and that the server is running, "
+                                       "then run `newsletter retry`") from None
         with self._lock:
             self.connections_opened += 1
         return conn

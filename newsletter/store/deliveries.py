@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
@@ -52,7 +53,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..errors import DeliveryError
 from ..models import (
@@ -71,6 +72,7 @@ SQLITE_LOCK_KEY = "deliver.sender_lock"
 _PG_LOCK_CLASS = 0x6E6C  # "nl": the first key of the two-key advisory lock, so other apps' locks do not clash
 
 D, S = DeliveryRow, SubscriberRow
+log = logging.getLogger(__name__)
 
 
 class SenderBusy(DeliveryError):
@@ -205,13 +207,40 @@ class DeliveryQueue:
                 self._sqlite_lock(lease_seconds, lock_wait, now)
             self.take_over_orphans()
             yield self
+        except BaseException:
+            # Give the claims back, but let the error that stopped the run be the one raised.
+            try:
+                self._end()
+            except Exception:  # noqa: BLE001
+                log.exception("could not give back this sender's claimed deliveries; their lease frees them")
+            raise
+        else:
+            self._end()
+
+    def _end(self) -> None:
+        try:
+            self.release_all()
         finally:
             try:
-                self.release_all()
-            finally:
                 self._unlock()
-                self._conn.close()
+            finally:
+                if self._conn is not None:
+                    self._conn.close()
                 self._conn = None
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """One write of the send loop: when it fails (a full disk, a lost connection) its transaction is
+        rolled back at once, so the connection can still give back the claims and take the next write."""
+        conn = self.conn
+        try:
+            yield conn
+        except SQLAlchemyError:
+            try:
+                conn.rollback()
+            except SQLAlchemyError:
+                pass
+            raise
 
     @property
     def conn(self) -> Connection:
@@ -359,7 +388,11 @@ class DeliveryQueue:
         )
         if self.postgres:
             q = q.with_for_update(of=D, skip_locked=True)
-        conn = self.conn
+        with self._writing() as conn:
+            return self._claim(conn, q, now, lease_seconds, retry_window)
+
+    def _claim(self, conn: Connection, q: Any, now: datetime, lease_seconds: float,
+               retry_window: timedelta) -> Claim:
         claim = Claim()
         claimed, suppressed, expired = [], [], []
         by_status: dict[str, list[int]] = {}
@@ -399,21 +432,23 @@ class DeliveryQueue:
     def mark_sent(self, d: DueDelivery, now: datetime) -> bool:
         """Record the server's 250. False when the row was no longer ours (our lease ran out meanwhile)."""
         stamp = self._bind_time(_utc(now))
-        if self._sent_sql is None:
-            done = self.conn.execute(_MARK_SENT, {"did": d.id, "me": self.owner, "now": _utc(now)})
-        elif self._sent_positional:
-            done = self.conn.exec_driver_sql(self._sent_sql, (stamp, stamp, d.id, self.owner))
-        else:
-            done = self.conn.exec_driver_sql(self._sent_sql, {"now": stamp, "did": d.id, "me": self.owner})
-        if d.bounce_count:
-            self.conn.execute(_UNBOUNCE, {"sid": d.subscriber_id})
-        self.conn.commit()
+        with self._writing() as conn:
+            if self._sent_sql is None:
+                done = conn.execute(_MARK_SENT, {"did": d.id, "me": self.owner, "now": _utc(now)})
+            elif self._sent_positional:
+                done = conn.exec_driver_sql(self._sent_sql, (stamp, stamp, d.id, self.owner))
+            else:
+                done = conn.exec_driver_sql(self._sent_sql, {"now": stamp, "did": d.id, "me": self.owner})
+            if d.bounce_count:
+                conn.execute(_UNBOUNCE, {"sid": d.subscriber_id})
+            conn.commit()
         return done.rowcount == 1
 
     def mark_retry(self, d: DueDelivery, error: str, next_attempt_at: datetime, now: datetime) -> bool:
-        done = self.conn.execute(_MARK_RETRY, {"did": d.id, "me": self.owner, "now": _utc(now),
-                                               "error": error, "next_at": _utc(next_attempt_at)})
-        self.conn.commit()
+        with self._writing() as conn:
+            done = conn.execute(_MARK_RETRY, {"did": d.id, "me": self.owner, "now": _utc(now),
+                                              "error": error, "next_at": _utc(next_attempt_at)})
+            conn.commit()
         return done.rowcount == 1
 
     def mark_failed(self, d: DueDelivery, error: str, now: datetime, *,
@@ -421,17 +456,19 @@ class DeliveryQueue:
         """Record a permanent failure; with ``bounce_limit`` the reader's bounce count grows too, and at the
         limit the reader is marked bounced (their later deliveries are suppressed)."""
         now = _utc(now)
-        done = self.conn.execute(_MARK_FAILED, {"did": d.id, "me": self.owner, "now": now, "error": error})
-        if bounce_limit is not None and done.rowcount == 1:
-            self.conn.execute(_BOUNCE, {"sid": d.subscriber_id, "now": now, "limit": bounce_limit})
-        self.conn.commit()
+        with self._writing() as conn:
+            done = conn.execute(_MARK_FAILED, {"did": d.id, "me": self.owner, "now": now, "error": error})
+            if bounce_limit is not None and done.rowcount == 1:
+                conn.execute(_BOUNCE, {"sid": d.subscriber_id, "now": now, "limit": bounce_limit})
+            conn.commit()
         return done.rowcount == 1
 
     def mark_suppressed(self, d: DueDelivery, status: str, now: datetime) -> bool:
         """Not sent: the reader left (unsubscribed, bounced) after the delivery was claimed."""
-        done = self.conn.execute(_MARK_SUPPRESSED, {"did": d.id, "me": self.owner, "now": _utc(now),
-                                                    "error": f"not sent: the reader is {status}"})
-        self.conn.commit()
+        with self._writing() as conn:
+            done = conn.execute(_MARK_SUPPRESSED, {"did": d.id, "me": self.owner, "now": _utc(now),
+                                                   "error": f"not sent: the reader is {status}"})
+            conn.commit()
         return done.rowcount == 1
 
     def inactive_readers(self, subscriber_ids: Sequence[int]) -> dict[int, str]:

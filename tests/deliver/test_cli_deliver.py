@@ -71,7 +71,7 @@ def test_send_builds_the_edition_and_delivers_it_once(readers: Path, smtpd: Mail
     assert len(smtpd.handler.received) == 3
 
     editions = json.loads(run(readers, "deliveries", "--json").output)
-    counts = [(e["period"], e["sent"], e["pending"], e["retrying"], e["failed"]) for e in editions]
+    counts = [(e["period"], e["sent"], e["pending"], e["retry"], e["failed"]) for e in editions]
     assert counts == [(DAY, 3, 0, 0, 0)]
     rows = json.loads(run(readers, "deliveries", "--edition", str(report["edition_id"]), "--json").output)
     assert sorted(r["email"] for r in rows) == READERS and {r["state"] for r in rows} == {"sent"}
