@@ -202,3 +202,18 @@ def test_the_import_example_names_a_file_that_exists_and_runs_as_written(config_
     monkeypatch.chdir(ROOT)
     result = run(config_file, *example, "--json")
     assert json.loads(result.output)[0]["papers"] > 0
+
+
+def test_tables_show_web_text_as_written_not_as_markup(config_file: Path, tmp_path: Path) -> None:
+    """A title like "[Re] ..." (a real kind: reproducibility reports) or a reader's own keyword in brackets is
+    shown as written; read as rich markup, the bracketed part would vanish or restyle the operator's terminal."""
+    items = json.loads((ROOT / "tests/data/hf_api/daily_papers_2025-03-14_p1.json").read_text())[:1]
+    items[0]["paper"]["title"] = "[Re] Reproducing [bold]Gaussian[/bold] volumes"
+    items[0]["title"] = items[0]["paper"]["title"]
+    page = tmp_path / "one.json"
+    page.write_text(json.dumps(items))
+    run(config_file, "import", str(page), "--date", "2025-03-14")
+    out = run(config_file, "papers").output
+    assert "[Re] Reproducing [bold]Gaussian[/bold] volumes" in " ".join(out.split())
+    run(config_file, "subscribers", "add", "ada@example.org", "--exclude", "[red]survey")
+    assert "[red]survey" in run(config_file, "subscribers", "list").output

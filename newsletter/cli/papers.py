@@ -7,6 +7,7 @@ from typing import Any
 import click
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ..models import CADENCES, Paper
 from . import Context, config_option, console, err_console, json_option, main, parse_day, print_json
@@ -109,7 +110,7 @@ def papers(obj: Context, since: str | None, until: str | None, topic: str | None
     table = Table("id", "trending", "▲", "topic", "title", box=None, header_style="bold")
     for p in found:
         table.add_row(str(p.id), str(p.last_trending or ""), "" if p.upvotes is None else str(p.upvotes),
-                      p.topic or "", p.title)
+                      p.topic or "", Text(p.title))  # a title from the web, never read as markup
     console.print(table)
     console.print(f"[dim]{len(found)} papers[/dim]")
 

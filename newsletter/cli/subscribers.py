@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from ..models import CADENCES, SUBSCRIBER_STATUSES
 from ..readers import check_topics, normalize_email, parse_csv, split_list
@@ -69,8 +70,8 @@ def list_(obj: Context, status: str | None, cadence: str | None, as_json: bool) 
         return
     table = Table("id", "email", "status", "cadence", "topics", "excluded", box=None, header_style="bold")
     for s in subs:
-        table.add_row(str(s.id), s.email, s.status, s.cadence, ", ".join(s.topics) if s.topics else "all",
-                      ", ".join(s.excluded_keywords))
+        table.add_row(str(s.id), Text(s.email), s.status, s.cadence, ", ".join(s.topics) if s.topics else "all",
+                      Text(", ".join(s.excluded_keywords)))  # a reader's own words, never read as markup
     console.print(table)
     console.print(f"[dim]{len(subs)} readers[/dim]")
 
