@@ -113,8 +113,9 @@ class Digest(_Section):
     max_per_topic: int = Field(12, ge=1, description="Most papers in one topic section.")
     top_papers: int = Field(3, ge=0, description="Papers in the 'Top papers' highlight that opens each digest.")
     subject: str = Field(
-        "Trending papers, {date}: {count} new in {topics} topics",
-        description="Subject line template; fields: {date}, {count}, {topics}, {cadence}.",
+        "{top_title} · {count} new in {topics} topics, {date}",
+        description="Subject line template; fields: {top_title} (the first top paper), {count} (papers the email "
+        "lists), {topics}, {more} (papers only in the web copy), {date}, {cadence}, {period}.",
     )
 
 

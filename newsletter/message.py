@@ -240,7 +240,8 @@ def _compose(subject: str, boundary: str, settings: Settings, *, to: Address, da
 
 
 def _personal(rendered: RenderedDigest, recipient: Recipient) -> dict[str, str]:
-    values = reader_values(recipient.name, recipient.links.preferences, recipient.links.unsubscribe)
+    values = reader_values(recipient.name, recipient.links.preferences, recipient.links.unsubscribe,
+                           recipient.links.web_copy)
     for key, value in values.items():
         if "\n" in value or "\r" in value:
             raise ValueError(f"{key} must be one line")
@@ -540,7 +541,7 @@ class DeliveryMessages:
 
         subscriber = self._subscriber(delivery.subscriber_id)
         prepared = self.prepared_for(delivery.edition_id, delivery.digest_id, subscriber)
-        links = self.links.for_reader(delivery.subscriber_id, delivery.created_at)
+        links = self.links.for_reader(delivery.subscriber_id, delivery.created_at, delivery.edition_id)
         recipient = Recipient(delivery.email, delivery.message_id, links, delivery.name)
         data = prepared.message(recipient, self.clock())
         return OutgoingMessage(envelope_from=self.settings.sender.email, recipient=delivery.email,
