@@ -25,8 +25,8 @@ from . import config as config_mod
 from .config import Settings
 from .diff import ReaderDiff, period_for, unsent_papers, window_start
 from .errors import NetworkUnavailable, NewsletterError, SourceError
-from .links import LinkMaker, edition_url
-from .message import Recipient, build_message
+from .render.links import LinkMaker, edition_url
+from .render.message import Recipient, build_message
 from .models import CADENCES, SUBSCRIBER_ACTIVE, DigestContent, Paper, SourceBatch, Subscriber
 from .readers import ReaderSpec
 from .render import RenderedDigest, reader_values, render_digest
@@ -543,15 +543,15 @@ class Newsletter:
         return report
 
     def message_preparer(self) -> "Prepare":
-        """The default ``prepare`` of ``deliver``: each reader's message, built by ``newsletter.message``."""
+        """The default ``prepare`` of ``deliver``: each reader's message, built by ``newsletter.render.message``."""
         from .errors import DeliveryError
 
         try:
-            from . import message as message_mod
+            from .render import message as message_mod
         except ImportError as exc:
             raise DeliveryError(f"Cannot build messages: {exc}.",
                                 hint="pass prepare= to Newsletter.deliver") from None
         factory = getattr(message_mod, "preparer", None)
         if factory is None:
-            raise DeliveryError("newsletter.message has no preparer(newsletter) function.")
+            raise DeliveryError("newsletter.render.message has no preparer(newsletter) function.")
         return factory(self)  # type: ignore[no-any-return]

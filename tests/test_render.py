@@ -17,8 +17,8 @@ from render_sample import DAY, digest_of, hostile_paper, sample_digest, sample_p
 from newsletter import render
 from newsletter.models import DigestContent, Paper, TopicSection
 from newsletter.render import RenderError, format_subject, render_digest
-from newsletter.template_check import check_mjml, check_templates
-from newsletter.textfilters import (
+from newsletter.render.template_check import check_mjml, check_templates
+from newsletter.render.textfilters import (
     MAX_FIELD_CHARS,
     SUMMARY_CHARS,
     clean,

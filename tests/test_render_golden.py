@@ -18,8 +18,8 @@ from render_sample import sample_digest, settings
 from support import DATA
 from test_render import hostile_digest
 
-from newsletter.links import LinkMaker
-from newsletter.message import Recipient, build_message
+from newsletter.render.links import LinkMaker
+from newsletter.render.message import Recipient, build_message
 from newsletter.render import reader_values, render_digest
 from newsletter.tokens import Signer
 

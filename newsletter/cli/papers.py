@@ -9,7 +9,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..models import CADENCES, Paper
-from ..textfilters import plural
+from ..render.textfilters import plural
 from . import Context, config_option, console, err_console, json_option, main, parse_day, print_json
 
 

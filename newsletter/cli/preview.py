@@ -53,8 +53,8 @@ def preview(obj: Context, cadence: str | None, subscriber: str | None, day: str 
     """
     from ..preview_server import PreviewServer, Rendering
     from ..render import email_counts, reset_template_cache, template_files, template_search_path
-    from ..textfilters import plural
-    from ..template_check import check_templates
+    from ..render.textfilters import plural
+    from ..render.template_check import check_templates
 
     nl = obj.nl
     settings = nl.settings

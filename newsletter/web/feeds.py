@@ -17,7 +17,7 @@ from markupsafe import escape
 from ..config import Settings
 from ..models import DigestContent, Paper
 from ..render import EmailCounts, format_subject
-from ..textfilters import clean, format_day, safe_url, shorten, summary
+from ..render.textfilters import clean, format_day, safe_url, shorten, summary
 from ..store import Store
 from ..store.subscriptions import EditionInfo, edition_info, published_editions
 

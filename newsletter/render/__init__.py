@@ -36,9 +36,9 @@ import jinja2
 import mjml
 from markupsafe import Markup, escape
 
-from .config import Settings
-from .errors import NewsletterError
-from .models import DigestContent, Paper
+from ..config import Settings
+from ..errors import NewsletterError
+from ..models import DigestContent, Paper
 from .textfilters import (
     _finalize_html,
     _finalize_text,
@@ -76,10 +76,10 @@ class RenderError(NewsletterError):
 
 def shipped_templates_dir() -> Path:
     """``newsletter/templates/email`` inside an installed wheel, else ``templates/email`` of the source checkout."""
-    packaged = Path(__file__).resolve().parent / "templates" / "email"
+    packaged = Path(__file__).resolve().parent.parent / "templates" / "email"
     if packaged.is_dir():
         return packaged
-    checkout = Path(__file__).resolve().parent.parent / "templates" / "email"
+    checkout = Path(__file__).resolve().parent.parent.parent / "templates" / "email"
     if checkout.is_dir():
         return checkout
     raise RenderError("The shipped email templates are missing (templates/email/).",

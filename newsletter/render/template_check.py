@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from .config import Settings
-from .models import DigestContent
-from .render import (
+from ..config import Settings
+from ..models import DigestContent
+from . import (
     HTML_TEMPLATE,
     TEXT_TEMPLATE,
     _context,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .tokens import Signer
+from ..tokens import Signer
 
 
 def edition_url(site_url: str, edition_id: int | None) -> str:
