@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from render_sample import digest_of, sample_papers, settings  # noqa: E402
 
-from newsletter.links import LinkMaker  # noqa: E402
-from newsletter.message import MessageFactory, PreparedDigest, Recipient, build_message  # noqa: E402
+from newsletter.render.links import LinkMaker  # noqa: E402
+from newsletter.render.message import MessageFactory, PreparedDigest, Recipient, build_message  # noqa: E402
 from newsletter.models import DigestContent  # noqa: E402
 from newsletter.render import render_digest  # noqa: E402
 from newsletter.tokens import Signer  # noqa: E402

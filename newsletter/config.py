@@ -151,12 +151,15 @@ def _check_cron(value: str, fields: list[str]) -> None:
 
 
 class Digest(_Section):
-    max_papers: int = Field(60, ge=1, description="Most papers in one digest.")
-    max_per_topic: int = Field(12, ge=1, description="Most papers in one topic section.")
+    max_papers: int = Field(60, ge=1, description="Most papers one email lists; the rest stay in the reader's web "
+                            "copy and are not recorded as sent.")
+    max_per_topic: int = Field(12, ge=1, description="Most papers one topic section lists; the rest stay in the "
+                               "reader's web copy and are not recorded as sent.")
     top_papers: int = Field(3, ge=0, description="Papers in the 'Top papers' highlight that opens each digest.")
     subject: str = Field(
-        "Trending papers, {date}: {count} new in {topics} topics",
-        description="Subject line template; fields: {date}, {count}, {topics}, {cadence}.",
+        "{top_title} · {count} new in {topics} topics, {date}",
+        description="Subject line template; fields: {top_title} (the first top paper), {count} (papers the email "
+        "lists), {topics}, {more} (papers only in the web copy), {date}, {cadence}, {period}.",
     )
 
 

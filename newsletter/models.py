@@ -218,7 +218,8 @@ class TopicSection:
     slug: str
     name: str
     papers: tuple[Paper, ...]
-    total: int  # papers of this topic in the digest before the per-topic cap (total > len(papers): "N more")
+    total: int  # the reader's papers of this topic before the caps (total > len(papers): "N more" in the web copy;
+    # papers may be empty when the caps cut them all: the section is still named, with its link)
 
 
 @dataclass(frozen=True)
@@ -243,4 +244,5 @@ class DigestContent:
 
     @property
     def topic_count(self) -> int:
-        return len(self.sections)
+        """Sections with at least one paper shown (``render.email_counts`` is what the email says)."""
+        return sum(1 for s in self.sections if s.papers)

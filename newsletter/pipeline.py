@@ -25,12 +25,12 @@ from . import config as config_mod
 from .config import Settings
 from .diff import ReaderDiff, period_for, unsent_papers, window_start
 from .errors import NetworkUnavailable, NewsletterError, SourceError
-from .links import LinkMaker, edition_url
-from .message import Recipient, build_message
+from .render.links import LinkMaker, edition_url
+from .render.message import Recipient, build_message
 from .models import CADENCES, SUBSCRIBER_ACTIVE, DigestContent, Paper, SourceBatch, Subscriber
 from .readers import ReaderSpec
 from .render import RenderedDigest, reader_values, render_digest
-from .reports import FetchReport, Plan, Preview, RunReport, SendReport, SourceReport
+from .reports import FetchReport, Plan, PlannedDigest, Preview, RunReport, SendReport, SourceReport
 from .sources import build_source, open_file_source
 from .sources.hf_page import SavedPageSource
 from .store import IngestResult, Store
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FetchReport", "Newsletter", "Plan", "Preview", "RunReport", "SendReport", "SourceReport", "sample_pages"]
+__all__ = ["FetchReport", "Newsletter", "Plan", "PlannedDigest", "Preview", "RunReport", "SendReport", "SourceReport", "sample_pages"]
 
 Progress = Callable[[str], None]
 
@@ -246,9 +246,9 @@ class Newsletter:
     def reader_digests(self, plan: Plan) -> dict[int, DigestContent]:
         """Each reader's digest: their unsent papers that pass their topics and excluded keywords, grouped.
 
-        The caps are not applied here: a digest holds every such paper; the email shows the best of each
-        topic and links the rest on the edition's web page ("N more on the web"). Readers with the same
-        papers and the same filters share one computation.
+        The caps are not applied here: a digest holds every such paper (the reader's web copy). The email lists
+        the best of them (``planned_digests``); only those are recorded as sent. Readers with the same papers
+        and the same filters share one computation.
         """
         from .topics import build_digest
 
@@ -267,26 +267,53 @@ class Newsletter:
                 out[sub.id] = shared[key]
         return out
 
-    def record_edition(self, plan: Plan, subject: str | None = None, now: datetime | None = None,
-                       digests: Mapping[int, DigestContent] | None = None) -> int:
-        """Write the edition of ``plan``: one pending delivery per reader whose digest holds something.
+    def planned_digests(self, plan: Plan) -> list[PlannedDigest]:
+        """The distinct digests of the next edition, reader by reader, as ``send`` makes and records them: the
+        same code path serves ``send``, ``diff`` and ``preview``. Each is rendered once (the email's size guard
+        decides what it lists); most readers first."""
+        from .store.editions import reader_kind
 
-        What is recorded for a reader is exactly their digest's papers, so a paper left out by their topics
-        or excluded keywords is not marked sent: it stays eligible while it is in the window (and reaches
-        them if they add the topic).
+        by_reader = {r.subscriber.id: r for r in plan.readers}
+        planned: dict[tuple[object, ...], PlannedDigest] = {}
+        for sid, full in self.reader_digests(plan).items():
+            sub = by_reader[sid].subscriber
+            kind = reader_kind(sub.topics, sub.excluded_keywords)
+            key = (tuple(p.id for p in by_reader[sid].papers), kind)
+            if key not in planned:
+                content = self.digest_content(by_reader[sid].papers, sub, plan.cadence, plan.period, plan.day)
+                planned[key] = PlannedDigest([], full, content, self.render_for(content), kind)
+            planned[key].readers.append(sub)
+        return sorted(planned.values(), key=lambda d: (-len(d.readers), d.readers[0].id))
+
+    def record_edition(self, plan: Plan, subject: str | None = None, now: datetime | None = None,
+                       planned: Sequence[PlannedDigest] | None = None) -> int:
+        """Write the edition of ``plan``: one pending delivery per reader whose digest holds something, and each
+        distinct digest's email as rendered (retries and ``preview --edition`` show exactly it).
+
+        What is recorded as sent to a reader is exactly what their email lists. A paper left out by their
+        topics or excluded keywords, or cut from the email by ``digest.max_papers``, ``digest.max_per_topic``
+        or the size limit, is not: it stays eligible while it is in the window (the cut ones are in the
+        reader's web copy, which holds every paper of their digest).
         """
-        digests = self.reader_digests(plan) if digests is None else digests
+        planned = self.planned_digests(plan) if planned is None else planned
         order: dict[int, str | None] = {}
-        for content in digests.values():
-            for section in content.sections:
+        for d in planned:
+            for section in d.full.sections:
                 for p in section.papers:
                     order.setdefault(p.id, section.slug)
         if subject is None:
-            subject = self.edition_subject(plan, digests)
+            subject = self.edition_subject(plan, planned)
         host = self.settings.sender.email.rpartition("@")[2] or "newsletter.invalid"
-        return self.store.create_edition(plan.cadence, plan.period, plan.day, subject, list(order.items()),
-                                         {sid: [p.id for p in c.papers] for sid, c in digests.items()},
-                                         message_id_domain=host, now=now or datetime.now(timezone.utc))
+        papers = {sub.id: [p.id for p in d.full.papers] for d in planned for sub in d.readers}
+        listed = {sub.id: list(d.listed) for d in planned for sub in d.readers}
+        renders = [(d.readers[0].id, d.kind, {
+            "subject": d.rendered.subject, "html": d.rendered.html, "text": d.rendered.text,
+            "preheader": d.rendered.preheader, "slots": dict(d.rendered.slots), "shown": dict(d.rendered.shown),
+            "shortened": d.rendered.shortened}) for d in planned]
+        edition_id = self.store.create_edition(plan.cadence, plan.period, plan.day, subject, list(order.items()),
+                                               papers, message_id_domain=host, now=now or datetime.now(timezone.utc),
+                                               listed=listed, renders=renders)
+        return edition_id
 
     # --- render and preview -------------------------------------------------------------------------------
 
@@ -360,12 +387,17 @@ class Newsletter:
             from .store.editions import delivery_queued_at
 
             signed_at = delivery_queued_at(self.store.engine, edition_id, reader.id) or now
-        links = self.link_maker().for_reader(reader.id if reader else 0, signed_at)
+        links = self.link_maker().for_reader(reader.id if reader else 0, signed_at,
+                                             edition_id if reader is not None and kept else None)
+        # The reader's own web copy once their digest is recorded; before (or for no reader in particular), the
+        # edition's page, or the archive while there is no edition yet.
+        web_copy = links.web_copy or edition_url(self.settings.site_url, edition_id)
         html, text = rendered.fill(reader_values(reader.name if reader else None, links.preferences,
-                                                 links.unsubscribe))
+                                                 links.unsubscribe, web_copy))
         domain = self.settings.sender.email.rpartition("@")[2]
         to = reader.email if reader else f"preview@{domain}"
         message_id = f"<preview.{cadence}.{period}.{reader.id if reader else 0}@{domain}>"
+        links = replace(links, web_copy=web_copy)
         message = build_message(rendered, Recipient(to, message_id, links, reader.name if reader else None),
                                 self.settings, now)
         return Preview(cadence, period, day, content, rendered, html, text, message, reader, edition_id)
@@ -419,15 +451,15 @@ class Newsletter:
             if fetch:
                 report.fetch = self.fetch(day)
             plan = self.plan(cadence, day)
-            digests = self.reader_digests(plan)
-            report.readers = len(digests)
+            planned = self.planned_digests(plan)
+            report.readers = sum(len(d.readers) for d in planned)
             if dry_run:
                 return report
             if plan.existing_edition is not None:
                 # Another sender made this period's edition while this one fetched and planned (its readers'
                 # papers are taken by it, so they have nothing new): resume that edition.
                 report.edition_id, report.readers = plan.existing_edition, 0
-            elif not digests:
+            elif not planned:
                 # Nobody has anything new: no edition, so a reader who joins later today still gets this
                 # period's issue on the next run. Retries of earlier editions still go out.
                 log.info("%s %s: no reader has anything new; no edition made", cadence, report.period)
@@ -435,7 +467,7 @@ class Newsletter:
                 return report
             else:
                 try:
-                    report.edition_id = self.record_edition(plan, digests=digests)
+                    report.edition_id = self.record_edition(plan, planned=planned)
                     report.created = True
                 except StoreError:
                     # Another sender made this period's edition between our check and our write.
@@ -472,14 +504,24 @@ class Newsletter:
             shown = carried
         return self.deliver(shown, messenger, prepare, stop=stop, clock=clock)
 
-    def edition_subject(self, plan: Plan, digests: Mapping[int, DigestContent] | None = None) -> str:
-        """The edition's subject (its archive title): ``digest.subject`` filled in for all its papers."""
-        from .render import format_subject
+    def edition_subject(self, plan: Plan, planned: Sequence[PlannedDigest] | None = None) -> str:
+        """The edition's subject (its archive title): ``digest.subject`` filled in for every paper the edition
+        holds, in the sections its web page shows them in (so the title and the page count the same)."""
+        from .render import EmailCounts, format_subject
+        from .topics import rank_key
 
-        digests = self.reader_digests(plan) if digests is None else digests
-        papers = {p.id: p for c in digests.values() for p in c.papers}
-        whole = self.digest_content(list(papers.values()), None, plan.cadence, plan.period, plan.day)
-        return format_subject(self.settings.digest.subject, whole)
+        planned = self.planned_digests(plan) if planned is None else planned
+        sections: dict[int, str] = {}
+        papers: dict[int, Paper] = {}
+        for d in planned:
+            for section in d.full.sections:
+                for p in section.papers:
+                    sections.setdefault(p.id, section.slug)
+                    papers.setdefault(p.id, p)
+        best = min(papers.values(), key=rank_key, default=None)
+        counts = EmailCounts(len(papers), len(set(sections.values())), 0, best.title if best else "")
+        empty = DigestContent(plan.cadence, plan.period, plan.day, (), ())
+        return format_subject(self.settings.digest.subject, empty, counts)
 
     # --- the main job -------------------------------------------------------------------------------------
 
@@ -526,20 +568,20 @@ class Newsletter:
             tmp.write_bytes(data)
             os.replace(tmp, folder / name)
         report.preview = folder / "preview.html"
-        report.preview_papers = shown.content.paper_count
+        report.preview_papers = len(shown.rendered.listed) if shown.rendered.listed else shown.content.paper_count
         report.readers = len(self.store.subscribers(status=SUBSCRIBER_ACTIVE))
         return report
 
     def message_preparer(self) -> "Prepare":
-        """The default ``prepare`` of ``deliver``: each reader's message, built by ``newsletter.message``."""
+        """The default ``prepare`` of ``deliver``: each reader's message, built by ``newsletter.render.message``."""
         from .errors import DeliveryError
 
         try:
-            from . import message as message_mod
+            from .render import message as message_mod
         except ImportError as exc:
             raise DeliveryError(f"Cannot build messages: {exc}.",
                                 hint="pass prepare= to Newsletter.deliver") from None
         factory = getattr(message_mod, "preparer", None)
         if factory is None:
-            raise DeliveryError("newsletter.message has no preparer(newsletter) function.")
+            raise DeliveryError("newsletter.render.message has no preparer(newsletter) function.")
         return factory(self)  # type: ignore[no-any-return]

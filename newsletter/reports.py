@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from .diff import ReaderDiff
 from .models import DigestContent, Paper, Subscriber
-from .render import RenderedDigest
+from .render import EmailCounts, RenderedDigest, email_counts
 from .store import IngestResult
 
 if TYPE_CHECKING:
@@ -52,6 +52,28 @@ class Plan:
         for reader in self.readers:
             groups.setdefault(tuple(p.id for p in reader.papers), []).append(reader)
         return groups
+
+
+@dataclass
+class PlannedDigest:
+    """One distinct digest of the next edition, exactly as ``send`` makes it: the readers who get it, every
+    eligible paper of theirs (``full``: the web copy), the email's content (``content``, with the caps) and the
+    email itself (``rendered``, after the size guard). ``send`` records ``rendered.listed`` as sent; ``diff``
+    and ``preview`` print ``counts``."""
+
+    readers: list[Subscriber]
+    full: DigestContent
+    content: DigestContent
+    rendered: RenderedDigest
+    kind: str  # store.editions.reader_kind of these readers
+
+    @property
+    def counts(self) -> EmailCounts:
+        return email_counts(self.content, self.rendered.shown)
+
+    @property
+    def listed(self) -> tuple[int, ...]:
+        return self.rendered.listed
 
 
 @dataclass

@@ -246,7 +246,7 @@ class Subscriptions:
                              already_subscribed: bool = False) -> "OutgoingMessage":
         """The confirmation email as an ``OutgoingMessage`` (text, plus HTML when the template exists)."""
         from .deliver import OutgoingMessage
-        from .message import POLICY, address, sanitize_header_text
+        from .render.message import POLICY, address, sanitize_header_text
 
         s = self.settings
         context = {"list_name": s.list_name, "confirm_url": confirm_url, "email": email,

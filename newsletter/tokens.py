@@ -25,13 +25,14 @@ from typing import Callable
 
 from .errors import NewsletterError
 
-PURPOSES = ("confirm", "preferences", "unsubscribe")
+PURPOSES = ("confirm", "preferences", "unsubscribe", "web-copy")
 
 DAY = 86_400
 # How old a token may be when it is used. Unsubscribe links must keep working for a long time: RFC 8058 and
 # the large mailbox providers expect a one-click link to work for at least 30 days after the message was sent,
 # and a reader who digs out an old digest should still be able to leave.
-MAX_AGE_SECONDS = {"confirm": 7 * DAY, "preferences": 90 * DAY, "unsubscribe": 365 * DAY}
+# A reader's web copy of a digest (their papers, including those the email cut) opens as long as unsubscribing.
+MAX_AGE_SECONDS = {"confirm": 7 * DAY, "preferences": 90 * DAY, "unsubscribe": 365 * DAY, "web-copy": 365 * DAY}
 
 _TAG_BYTES = 16  # HMAC-SHA256 truncated to 128 bits (RFC 2104 section 5 allows truncation to >= half)
 _DOMAIN = b"trending-papers-newsletter token v1\x00"  # binds tags to this use of the key

@@ -196,7 +196,8 @@ def build_digest(papers: Sequence[Paper], topics: Sequence[Topic], subscriber: S
     A paper is kept when ANY of its topics is one the reader chose (all topics when they chose none)
     and none of the reader's excluded keywords appears in it; it sits in its primary topic's section, or,
     when the reader did not choose that topic, in the section of the first of its topics they did. Sections:
-    the reader's chosen topics first, then by size; empty ones are left out. Papers not classified with these topics are classified
+    the reader's chosen topics first, then by size; a section the caps left nothing to show is kept (with
+    ``papers`` empty and ``total`` its size), so the email can say what it holds. Papers not classified with these topics are classified
     here, with the lexical model, so a digest never has an unknown section.
     """
     known = {t.slug: i for i, t in enumerate(topics)}
@@ -219,11 +220,11 @@ def build_digest(papers: Sequence[Paper], topics: Sequence[Topic], subscriber: S
     def order(slug: str) -> tuple[int, int, int, str]:
         return (0 if chosen and slug in chosen else 1, -len(groups[slug]), known.get(slug, len(known)), slug)
 
-    sections = []
-    for slug in sorted(groups, key=order):
-        shown = tuple(p for p in capped[slug] if p.id in keep_ids)
-        if shown:
-            sections.append(TopicSection(slug, names.get(slug, slug), shown, len(groups[slug])))
+    # A section whose papers the caps all cut stays, with no papers shown: the email names it and links its
+    # papers in the web copy (they are not recorded as sent, so they stay eligible).
+    sections = [TopicSection(slug, names.get(slug, slug), tuple(p for p in capped[slug] if p.id in keep_ids),
+                             len(groups[slug]))
+                for slug in sorted(groups, key=order)]
     in_digest = sorted((p for s in sections for p in s.papers), key=rank_key)
     top = tuple(in_digest[:digest_settings.top_papers])
     return DigestContent(cadence, period, day, top, tuple(sections), omitted)

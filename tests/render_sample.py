@@ -141,7 +141,8 @@ def digest_of(papers: Sequence[Paper], *, topics: Sequence[str] | None = None, m
               max_per_topic: int = 12, top: int = 3, cadence: str = "daily", day: date = DAY,
               names: dict[str, str] | None = None) -> DigestContent:
     """Group ``papers`` as the topics stage does: sections in config order, best first; a section's total
-    counts its papers before the caps; ``omitted`` what the per-digest cap dropped."""
+    counts its papers before the caps (a section the caps emptied is kept, with no papers); ``omitted`` what the
+    per-digest cap dropped."""
     names = names or _topic_names()
     chosen = [p for p in papers if topics is None or p.topic in topics]
     ranked = sorted(chosen, key=lambda p: (-(p.upvotes or 0), p.best_rank or 0, p.id))
@@ -152,7 +153,7 @@ def digest_of(papers: Sequence[Paper], *, topics: Sequence[str] | None = None, m
     sections = []
     for slug, members in groups.items():
         shown = tuple(p for p in members[:max_per_topic] if p.id in keep)
-        if shown:
+        if members:
             sections.append(TopicSection(slug, names[slug], shown, len(members)))
     in_digest = [p for p in ranked if p.id in keep]
     period = day.isoformat() if cadence == "daily" else f"{day.isocalendar()[0]}-W{day.isocalendar()[1]:02d}"

@@ -144,11 +144,44 @@ def test_diff_shows_the_next_issue_without_sending(config_file: Path) -> None:
     daily, weekly = out
     assert (daily["period"], daily["candidates"], daily["readers"]) == ("2025-03-14", 85, 1)
     assert (weekly["period"], weekly["readers"]) == ("2025-W11", 1)
-    assert len(daily["digests"][0]["papers"]) == 85
+    # What the email lists (digest.max_papers: 60 of the 85), the rest counted as in the web copy.
+    [digest] = daily["digests"]
+    assert (len(digest["papers"]), digest["listed"], digest["more"]) == (60, 60, 25)
+    assert digest["subject"].endswith("60 new in 11 topics, Mar 14")
     text = run(config_file, "diff", "--date", "2025-03-14", "--papers").output
-    assert "SageAttention2" in text
+    assert "SageAttention2" in text and "Subject: " in text
     # Nothing was recorded: running it again shows the same.
     assert json.loads(run(config_file, "diff", "--date", "2025-03-14", "--json").output) == out
+
+
+def test_diff_shows_what_send_sends_reader_by_reader(config_file: Path) -> None:
+    """The README's example: a reader of two topics. `diff` applies their topics, the caps and the size limit
+    as `send` does, and what it lists is exactly what `send` then records as sent to them."""
+    from newsletter.pipeline import Newsletter
+
+    run(config_file, "import", str(PAGES["mar14"]), "--date", "2025-03-14")
+    run(config_file, "subscribers", "add", "ada@example.org", "--topics", "quantization,llm-inference")
+    run(config_file, "subscribers", "add", "bob@example.org", "--exclude", "diffusion")
+    [daily] = json.loads(run(config_file, "diff", "--cadence", "daily", "--date", "2025-03-14", "--json").output)
+    assert daily["readers_with_news"] == 2 and len(daily["digests"]) == 2
+    by_topics = {tuple(s["slug"] for s in d["sections"]): d for d in daily["digests"]}
+    ada = by_topics[("quantization", "llm-inference")]
+    assert ada["readers"] == 1 and (ada["listed"], ada["topics"], ada["more"]) == (20, 2, 5)
+    assert [(s["listed"], s["more"]) for s in ada["sections"]] == [(12, 5), (8, 0)]  # max_per_topic: 12
+    assert sum(s["listed"] for s in ada["sections"]) == ada["listed"] == len(ada["papers"])
+    assert "20 new in 2 topics" in ada["subject"]
+    bob = next(d for d in daily["digests"] if d is not ada)
+    assert bob["papers"] and not any("diffusion" in (p["title"] + p["abstract"]).lower() for p in bob["papers"])
+    text = run(config_file, "diff", "--cadence", "daily", "--date", "2025-03-14").output
+    assert "20 papers in 2 topics, 5 more only in the web copy, for 1 reader" in text
+    run(config_file, "send", "--cadence", "daily", "--date", "2025-03-14", "--no-fetch")
+    nl = Newsletter.from_config(config_file, {})
+    try:
+        for reader, planned in (("ada@example.org", ada), ("bob@example.org", bob)):
+            sent = nl.store.delivered_papers(nl.store.subscriber(reader).id)
+            assert sorted(sent) == sorted(p["id"] for p in planned["papers"])
+    finally:
+        nl.close()
 
 
 def readme_quick_start() -> list[str]:

@@ -18,8 +18,8 @@ from render_sample import DAY, sample_digest, settings
 from test_render import hostile_digest
 
 from newsletter.errors import DeliveryError
-from newsletter.links import LinkMaker
-from newsletter.message import (
+from newsletter.render.links import LinkMaker
+from newsletter.render.message import (
     MessageFactory,
     Recipient,
     _fold,

@@ -107,7 +107,7 @@ def test_every_section_is_visible_and_cards_link_to_the_papers(browser: Any, tmp
     for anchor in ["top-papers"] + [f"topic-{s.slug}" for s in content.sections]:
         heading = page.locator(f"#{anchor}")
         assert heading.is_visible(), anchor
-        assert page.locator(f'a[href="#{anchor}"]').is_visible(), anchor  # listed in the contents
+        assert page.locator(f'a[href="#{anchor}"]').first.is_visible(), anchor  # listed in the contents
     links = dict(page.eval_on_selector_all("a.nl-title", "els => els.map(a => [a.textContent, a.href])"))
     for section in content.sections:
         for p in section.papers[:rendered.shown[section.slug]]:

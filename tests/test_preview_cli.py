@@ -77,3 +77,19 @@ def test_preview_refuses_a_reader_of_another_cadence(config_file: Path) -> None:
     result = CliRunner().invoke(main, ["--config", str(config_file), "preview", "--cadence", "daily",
                                        "--subscriber", "weekly@example.org"])
     assert result.exit_code != 0 and "not an active daily reader" in result.output
+
+
+def test_preview_prints_the_counts_the_subject_and_the_email_say(config_file: Path, tmp_path: Path) -> None:
+    """`preview` says what the email lists, as the subject and the heading do, and what only the web copy holds."""
+    import re
+
+    run(config_file, "import", str(PAGES["mar14"]), "--date", DAY)
+    run(config_file, "subscribers", "add", "ada@example.org", "--topics", "quantization,llm-inference")
+    out = run(config_file, "preview", "--subscriber", "ada@example.org", "--date", DAY, "--out", str(tmp_path / "p"))
+    said = " ".join(out.split())  # the console wraps long lines
+    assert "20 new papers in 2 topics (+ 5 only in the web copy)" in said
+    html = (tmp_path / "p" / "preview.html").read_text()
+    assert ">20 new papers in 2 topics</h1>" in html
+    message = message_from_bytes((tmp_path / "p" / "preview.eml").read_bytes(), policy=default)
+    subject = str(message["Subject"])
+    assert subject.endswith("20 new in 2 topics, Mar 14") and f"Subject: {subject}" in said

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import email.header
 import email.utils
 from html import escape
 from datetime import date
@@ -51,7 +52,8 @@ def test_preview_of_a_sent_edition_is_what_went_out(tmp_path: Path) -> None:
     nl.store.add_subscriber("bob@example.org", topics=["audio"], update_existing=True)
     now = nl.preview(edition_id=1, subscriber="ada@example.org")
     nl.close()
-    assert now.rendered.subject == sent["ada@example.org"]["Subject"]
+    assert now.rendered.subject == str(email.header.make_header(email.header.decode_header(
+        sent["ada@example.org"]["Subject"])))
 
     for who in ("ada@example.org", "bob@example.org"):
         out = tmp_path / who

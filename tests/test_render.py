@@ -17,8 +17,8 @@ from render_sample import DAY, digest_of, hostile_paper, sample_digest, sample_p
 from newsletter import render
 from newsletter.models import DigestContent, Paper, TopicSection
 from newsletter.render import RenderError, format_subject, render_digest
-from newsletter.template_check import check_mjml, check_templates
-from newsletter.textfilters import (
+from newsletter.render.template_check import check_mjml, check_templates
+from newsletter.render.textfilters import (
     MAX_FIELD_CHARS,
     SUMMARY_CHARS,
     clean,
@@ -134,8 +134,10 @@ def test_dates_numbers_and_subject() -> None:
     assert format_day(date(2025, 3, 4)) == "Mar 4, 2025"
     assert [compact_number(n) for n in (952, 1850, 16240, 3_100_000)] == ["952", "1.9k", "16.2k", "3.1M"]
     content = sample_digest()
+    # {count} is what the email lists (60: digest.max_papers), not every paper new to the reader (85).
     assert format_subject("Trending papers, {date}: {count} new in {topics} topics", content) == \
-        f"Trending papers, Mar 14: 85 new in {content.topic_count} topics"
+        f"Trending papers, Mar 14: 60 new in {content.topic_count} topics"
+    assert format_subject("{top_title} and {more} more", content) == f"{content.top[0].title} and 25 more"
     with pytest.raises(RenderError, match="fields"):
         format_subject("{date.__class__.__mro__}", content)
     with pytest.raises(RenderError):
@@ -284,16 +286,21 @@ def test_a_digest_that_would_be_clipped_by_gmail_is_shortened_with_links_to_the_
     assert VALUES["unsubscribe_url"] + "x" * 60 in page.hrefs  # the footer survived
     more = [h for h in page.hrefs if h.startswith(EDITION + "#topic-")]
     assert len(more) >= len(content.sections) - 1
-    assert re.search(r"\d+ more papers in .+ on the web", page.all_text)
-    # The contents still count every paper of each topic.
-    assert f">{content.sections[0].total}</td>" in html
+    assert re.search(r"\d+ more papers on .+ in your web copy", page.all_text)
+    # The contents count what each section lists, and how many more the web copy holds.
+    first = content.sections[0]
+    assert f">{rendered.shown[first.slug]} + {first.total - rendered.shown[first.slug]} on the web</td>" in html
 
 
 def test_the_size_guard_drops_whole_sections_last() -> None:
     rendered = render_digest(bulky_digest(), settings(), EDITION, size_limit=30_000)
     assert rendered.html_bytes < 30_000
     assert any(n == 0 for n in rendered.shown.values()) or all(n == 1 for n in rendered.shown.values())
-    assert "more topic" in rendered.html or all(n >= 1 for n in rendered.shown.values())
+    # Sections left with nothing to show are still named in the contents, with their count in the web copy.
+    page = Page(rendered.html)
+    for section in bulky_digest().sections:
+        assert section.name in page.all_text
+    assert "in your web copy" in page.all_text
 
 
 def test_a_small_digest_is_not_shortened() -> None:
@@ -388,3 +395,72 @@ def test_rendering_is_fast_enough_to_do_once_per_distinct_digest() -> None:
 def test_digest_of_sample_data_is_realistic() -> None:
     content = digest_of(sample_papers())
     assert content.paper_count == 60 and content.top[0].title.startswith("FlashAttention-2")
+
+
+# --- what the email says it holds -----------------------------------------------------------------------------
+
+
+def _h1(html: str) -> str:
+    return re.search(r"<h1[^>]*>([^<]+)</h1>", html).group(1)  # type: ignore[union-attr]
+
+
+def test_subject_heading_contents_and_listed_papers_count_the_same() -> None:
+    """One count (render.email_counts): the papers the email lists. The subject, the heading, the preheader and
+    the contents say it; what the caps and the size guard left out is counted apart, as in the web copy."""
+    content = sample_digest()
+    rendered = render_digest(content, settings(digest={"subject": "{count} new in {topics} topics, {more} more"}),
+                             EDITION)
+    html, text = rendered.fill(VALUES)
+    counts = render.email_counts(content, rendered.shown)
+    listed_titles = {p.id: p.title for s in content.sections for p in s.papers} | {p.id: p.title for p in content.top}
+    assert len(rendered.listed) == counts.listed == len(set(rendered.listed))
+    assert all(escape_title(listed_titles[pid]) in html for pid in rendered.listed)
+    assert rendered.subject == f"{counts.listed} new in {counts.topics} topics, {counts.more} more"
+    assert _h1(html) == f"{counts.listed} new papers in {counts.topics} topics"
+    assert f"{counts.listed} new papers in {counts.topics} topics" in text.splitlines()[1]
+    assert rendered.preheader.startswith(f"{counts.listed} new papers in {counts.topics} topics")
+    toc = re.findall(r"^  - (.+) \((\d+)(?:, \+ (\d+) on the web)?\)$", text, re.MULTILINE)
+    sections = [t for t in toc if t[0] != "Top papers"]
+    assert sum(int(n) for _, n, _ in sections) == counts.listed
+    assert sum(int(m or 0) for _, _, m in sections) == counts.more
+    assert counts.listed + counts.more == sum(s.total for s in content.sections) == 85
+    assert f"{counts.more} more papers are only in" in text
+
+
+def escape_title(title: str) -> str:
+    from markupsafe import escape
+
+    return str(escape(clean(title)))
+
+
+def test_the_shipped_subject_names_the_top_paper() -> None:
+    content = sample_digest(topics=["video-generation"])
+    rendered = render_digest(content, settings(), EDITION)
+    assert rendered.subject.startswith(content.top[0].title)
+    assert rendered.subject.endswith("· 4 new in 1 topic, Mar 14")
+
+
+def test_nothing_to_list_is_never_0_new_in_0_topics() -> None:
+    empty = DigestContent("daily", "2025-03-14", DAY, (), ())
+    assert format_subject("Trending papers, {date}: {count} new in {topics} topics", empty) == "No new papers, Mar 14"
+
+
+def test_top_papers_are_not_repeated_as_cards_in_their_sections() -> None:
+    content = sample_digest(topics=["video-generation"])
+    html, text = rendered_for(content)
+    for rank, paper in enumerate(content.top, 1):
+        title = escape_title(paper.title)
+        assert html.count(f'href="{paper.page_url}"') == 2  # the Top papers card and the reference in its section
+        assert f"Top paper {rank}:</span>" in html and title in html
+        assert text.count(paper.page_url) == 1  # the text part links it once, in Top papers
+    assert html.count('<div class="nl-paper nl-rule"') == len(content.top) + 1  # 3 top cards + the fourth paper
+
+
+def test_most_upvoted_first_only_when_upvotes_are_known() -> None:
+    with_votes = sample_digest(topics=["video-generation"])
+    assert "most upvoted first" in rendered_for(with_votes)[0]
+    no_votes = replace(with_votes, top=tuple(replace(p, upvotes=None) for p in with_votes.top),
+                       sections=tuple(replace(s, papers=tuple(replace(p, upvotes=None) for p in s.papers))
+                                      for s in with_votes.sections))
+    html, text = rendered_for(no_votes)
+    assert "upvoted" not in html and "upvoted" not in text

@@ -18,8 +18,8 @@ from render_sample import sample_digest, settings
 from support import DATA
 from test_render import hostile_digest
 
-from newsletter.links import LinkMaker
-from newsletter.message import Recipient, build_message
+from newsletter.render.links import LinkMaker
+from newsletter.render.message import Recipient, build_message
 from newsletter.render import reader_values, render_digest
 from newsletter.tokens import Signer
 
@@ -58,7 +58,8 @@ def check(name: str, actual: str) -> None:
 
 
 def reader() -> Recipient:
-    links = LinkMaker("https://papers.example.org", "papers@example.org", Signer(b"golden-key" * 4)).for_reader(1, 1_741_939_200)
+    links = LinkMaker("https://papers.example.org", "papers@example.org", Signer(b"golden-key" * 4)).for_reader(1, 1_741_939_200,
+                                                                                                      edition_id=7)
     return Recipient("ada@example.org", "<7.1.daily.2025-03-14@example.org>", links, "Ada Lovelace")
 
 
@@ -68,7 +69,7 @@ def test_html_and_text_match_the_golden_files(case: str) -> None:
                "one-topic": lambda: sample_digest(topics=["video-generation"])}[case]()
     rendered = render_digest(content, settings(), EDITION)
     r = reader()
-    html, text = rendered.fill(reader_values(r.name, r.links.preferences, r.links.unsubscribe))
+    html, text = rendered.fill(reader_values(r.name, r.links.preferences, r.links.unsubscribe, r.links.web_copy))
     check(f"{case}.html", normalise(one_tag_per_line(html)))
     check(f"{case}.txt", normalise(text))
     check(f"{case}.subject.txt", rendered.subject + "\n")

@@ -91,7 +91,7 @@ def _titles(path: Path) -> list[str]:
 
 def test_papers_a_reader_filters_out_are_not_marked_sent(db_url: str, tmp_path: Path) -> None:
     """Left out by the reader's topics: not recorded as sent, so they reach the reader if they add the topic.
-    Papers beyond the email's caps are part of the digest (linked on the web) and recorded."""
+    Papers beyond the email's caps are in the reader's web copy but not recorded as sent either."""
     nl = newsletter_on(db_url, tmp_path, max_papers=10, max_per_topic=4)
     picky = nl.store.add_subscriber("picky@example.org", topics=["quantization"])
     everyone = nl.store.add_subscriber("all@example.org")
@@ -101,16 +101,45 @@ def test_papers_a_reader_filters_out_are_not_marked_sent(db_url: str, tmp_path: 
     for sub in (picky, everyone):
         nl.store.set_delivery_state(edition, sub.id, "sent")
     sent = {sub.id: set(nl.store.delivered_papers(sub.id)) for sub in (picky, everyone)}
-    assert len(sent[everyone.id]) == 85  # the email shows 10; the rest are one click away
-    assert 0 < len(sent[picky.id]) < 85
+    assert len(sent[everyone.id]) == 10  # what the email lists; the other 75 stay eligible
+    assert 0 < len(sent[picky.id]) <= 4
     assert all("quantization" in nl.store.paper(pid).topics for pid in sent[picky.id])
-    # The next day the picky reader adds a topic: its papers from the window come, the quantization ones don't.
+    # The next day the picky reader adds a topic: its papers from the window come, the quantization ones
+    # the email listed don't; those it cut do.
     nl.store.add_subscriber("picky@example.org", topics=["quantization", "3d"], update_existing=True)
     nxt = {r.subscriber.id: r for r in nl.plan("daily", PAGE_DAYS["mar14"].replace(day=15)).readers}
-    assert not nxt[everyone.id].papers
+    assert {p.id for p in nxt[everyone.id].papers} == {p.id for p in nl.store.papers()} - sent[everyone.id]
     assert {p.id for p in nxt[picky.id].papers} == {p.id for p in nl.store.papers()} - sent[picky.id]
     digest = nl.reader_digests(nl.plan("daily", PAGE_DAYS["mar14"].replace(day=15)))[picky.id]
-    assert digest.papers and all("3d" in p.topics for p in digest.papers)
-    # The edition records each paper once, in its section.
+    assert digest.papers and all({"3d", "quantization"} & set(p.topics) for p in digest.papers)
+    # The edition records each paper of every reader's web copy once, in its section.
     assert len(nl.store.edition_papers(edition)) == 85
+    nl.close()
+
+
+def test_a_section_the_caps_cut_is_named_and_its_papers_come_next_time(db_url: str, tmp_path: Path) -> None:
+    """Two weeks of a weekly reader whose 3D papers (19, the biggest topic of the page) all rank below
+    ``digest.max_papers``: the first email names the topic with its count and a link to the reader's web copy,
+    does not record those papers as sent, and the next week's digest holds them again."""
+    from datetime import timedelta
+
+    nl = newsletter_on(db_url, tmp_path, max_papers=5, max_per_topic=5)
+    reader = nl.store.add_subscriber("weekly@example.org", cadence="weekly")
+    nl.import_file(PAGES["mar14"], PAGE_DAYS["mar14"])
+    cut = {p.id for p in nl.store.papers() if p.topic == "3d"}
+    assert len(cut) == 19
+    edition = nl.record_edition(nl.plan("weekly", PAGE_DAYS["mar14"]))
+    nl.store.set_delivery_state(edition, reader.id, "sent")
+    sent = set(nl.store.delivered_papers(reader.id))
+    assert len(sent) == 5 and not cut & sent  # only what the email listed counts as sent
+    # The email as it went out names the topic, with its count in the contents and a link to the web copy.
+    shown = nl.preview(edition_id=edition, subscriber=reader.email)
+    assert "3D &amp; neural graphics" in shown.html and "+ 19 on the web" in shown.html
+    assert "3D & neural graphics (0, + 19 on the web)" in shown.text
+    assert f"/editions/{edition}/yours?token=" in shown.html
+    # A week later, still in the 14-day window: the cut papers come again, the listed ones do not.
+    second = nl.plan("weekly", PAGE_DAYS["mar14"] + timedelta(days=7))
+    [mine] = second.readers
+    assert cut <= {p.id for p in mine.papers}
+    assert not set(nl.store.delivered_papers(reader.id)) & {p.id for p in mine.papers}
     nl.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.links import LinkMaker, edition_url
+from newsletter.render.links import LinkMaker, edition_url
 from newsletter.store import Store
 from newsletter.tokens import DAY, ExpiredToken, InvalidToken, Signer, signing_key
 

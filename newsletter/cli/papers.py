@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..models import CADENCES, Paper
+from ..render.textfilters import plural
 from . import Context, config_option, console, err_console, json_option, main, parse_day, print_json
 
 
@@ -123,21 +124,32 @@ def papers(obj: Context, since: str | None, until: str | None, topic: str | None
 @json_option
 @click.pass_obj
 def diff(obj: Context, cadence: tuple[str, ...], day: str | None, show_papers: bool, as_json: bool) -> None:
-    """Show what the next issue would hold for each cadence, and how many readers get it. Sends nothing.
+    """Show what the next issue would hold for each cadence, digest by digest, and for how many readers. Sends nothing.
+
+    It takes the code path `send` takes, reader by reader (topics, excluded keywords, the caps and the size
+    limit): each distinct digest with its subject, the papers its email lists, its sections, and how many more
+    papers only its web copy holds (those are not recorded as sent).
 
     Example: newsletter diff --cadence daily --date 2026-03-14 --papers
     """
     out = []
     for cad in cadence or CADENCES:
         plan = obj.nl.plan(cad, parse_day(day))
-        groups = plan.distinct_digests()
+        planned = obj.nl.planned_digests(plan)
+        listed_of = [{p.id: p for p in d.content.papers + d.content.top} for d in planned]
         entry = {
             "cadence": cad, "period": plan.period, "window": [plan.window_start, plan.day],
             "candidates": len(plan.candidates), "readers": len(plan.readers),
-            "readers_with_news": sum(len(rs) for ids, rs in groups.items() if ids),
+            "readers_with_news": sum(len(d.readers) for d in planned),
             "already_made": plan.existing_edition,
-            "digests": [{"readers": len(rs), "papers": [paper_json(p) if as_json else p for p in rs[0].papers]}
-                        for ids, rs in sorted(groups.items(), key=lambda kv: -len(kv[1])) if ids],
+            "digests": [{
+                "readers": len(d.readers), "subject": d.rendered.subject,
+                "listed": d.counts.listed, "topics": d.counts.topics, "more": d.counts.more,
+                "sections": [{"slug": v.slug, "name": v.name, "listed": n, "more": max(v.total, n) - n}
+                             for v in d.content.sections
+                             for n in [min(len(v.papers), d.rendered.shown.get(v.slug, len(v.papers)))]],
+                "papers": [paper_json(listed[pid]) if as_json else listed[pid] for pid in d.listed],
+            } for d, listed in zip(planned, listed_of)],
         }
         out.append(entry)
     if as_json:
@@ -147,11 +159,17 @@ def diff(obj: Context, cadence: tuple[str, ...], day: str | None, show_papers: b
         made = f"  [yellow](edition {entry['already_made']} already made)[/yellow]" if entry["already_made"] else ""
         console.print(f"[bold]{entry['cadence']}[/bold] {entry['period']}: {entry['candidates']} papers trending "
                       f"{entry['window'][0]} … {entry['window'][1]}; {entry['readers_with_news']} of "
-                      f"{entry['readers']} readers get news in {len(entry['digests'])} distinct digests{made}")
+                      f"{entry['readers']} readers get news in {plural(len(entry['digests']), 'distinct digest')}"
+                      f"{made}")
         if not entry["readers"]:
             console.print("  [dim]no active readers; add one with `newsletter subscribers add EMAIL`[/dim]")
         for i, digest in enumerate(entry["digests"], 1):
-            console.print(f"  digest {i}: {len(digest['papers'])} papers for {digest['readers']} readers")
+            more = f", {digest['more']} more only in the web copy" if digest["more"] else ""
+            console.print(f"  digest {i}: {plural(digest['listed'], 'paper')} in {plural(digest['topics'], 'topic')}"
+                          f"{more}, for {plural(digest['readers'], 'reader')}", markup=False)
+            console.print(f"    Subject: {digest['subject']}", markup=False, highlight=False)
+            console.print("    " + "; ".join(f"{s['name']} {s['listed']}" + (f" (+{s['more']})" if s["more"] else "")
+                                             for s in digest["sections"]), markup=False, highlight=False)
             if show_papers:
                 for p in digest["papers"]:
                     console.print(f"    • {p.title}", markup=False)

@@ -52,8 +52,9 @@ def preview(obj: Context, cadence: str | None, subscriber: str | None, day: str 
     Example: newsletter preview --cadence daily --subscriber ada@example.org --serve --open
     """
     from ..preview_server import PreviewServer, Rendering
-    from ..render import reset_template_cache, template_files, template_search_path
-    from ..template_check import check_templates
+    from ..render import email_counts, reset_template_cache, template_files, template_search_path
+    from ..render.textfilters import plural
+    from ..render.template_check import check_templates
 
     nl = obj.nl
     settings = nl.settings
@@ -75,7 +76,9 @@ def preview(obj: Context, cadence: str | None, subscriber: str | None, day: str 
         err_console.print(f"[yellow]template:[/yellow] {problem}", markup=True, highlight=False)
     what = f"edition {first.edition_id}" if edition_id is not None else f"next {first.cadence} issue ({first.period})"
     who = first.subscriber.email if first.subscriber else "a reader of every topic"
-    console.print(f"{what} for {who}: {first.content.paper_count} papers in {first.content.topic_count} topics, "
+    counts = email_counts(first.content, first.rendered.shown)  # what the subject and the email's heading say
+    more = f" (+ {counts.more} only in the web copy)" if counts.more else ""
+    console.print(f"{what} for {who}: {plural(counts.listed, 'new paper')} in {plural(counts.topics, 'topic')}{more}, "
                   f"{first.rendered.html_bytes / 1000:.1f} KB of HTML"
                   + (" [yellow](shortened to stay under Gmail's clipping limit)[/yellow]" if first.rendered.shortened else ""))
     console.print(f"Subject: {first.rendered.subject}", markup=False)

@@ -42,6 +42,7 @@ from .schema import (
     EditionRow,
     EmbeddingRow,
     PaperRow,
+    RenderRow,
     SightingRow,
     StateRow,
     SubscriberRow,
@@ -365,7 +366,7 @@ class Store:
         """For each subscriber: papers already taken (sent or on their way) and papers given back by failed
         or suppressed deliveries that no later delivery took (they carry over), from editions since ``since``."""
         q = (
-            select(DeliveryRow.subscriber_id, DeliveryRow.state, DigestRow.paper_ids)
+            select(DeliveryRow.subscriber_id, DeliveryRow.state, DigestRow.paper_ids, DigestRow.listed_ids)
             .join(DigestRow, DigestRow.id == DeliveryRow.digest_id)
             .join(EditionRow, EditionRow.id == DeliveryRow.edition_id)
             .where(EditionRow.day >= since)
@@ -375,8 +376,10 @@ class Store:
         taken: dict[int, set[int]] = defaultdict(set)
         returned: dict[int, set[int]] = defaultdict(set)
         with self.session() as s:
-            for sid, state, paper_ids in s.execute(q):
-                (taken if state in TAKEN_DELIVERY_STATES else returned)[sid].update(paper_ids)
+            # Only what the email listed is taken: papers it cut stay eligible for the reader's next digest.
+            for sid, state, paper_ids, listed in s.execute(q):
+                (taken if state in TAKEN_DELIVERY_STATES else returned)[sid].update(
+                    paper_ids if listed is None else listed)
         for sid in list(returned):
             returned[sid] -= taken.get(sid, set())
         return dict(taken), {k: v for k, v in returned.items() if v}
@@ -384,10 +387,14 @@ class Store:
     def create_edition(self, cadence: str, period: str, day: date, subject: str,
                        sections: Sequence[tuple[int, str | None]],
                        digests: Mapping[int, Sequence[int]], *, message_id_domain: str = "newsletter.invalid",
-                       now: datetime | None = None) -> int:
+                       now: datetime | None = None, listed: Mapping[int, Sequence[int]] | None = None,
+                       renders: Sequence[tuple[int, str, Mapping[str, Any]]] = ()) -> int:
         """Record an edition: its papers (id, topic) in order, and for each subscriber the ordered paper ids
-        of their digest. Readers with the same papers share one digest row. One edition per (cadence, period):
-        a second call for the same period raises StoreError and changes nothing."""
+        of their digest, and (``listed``) those of them their email lists: only these count as sent (default:
+        all). ``renders`` are (subscriber id, reader kind, rendered fields) of the emails as rendered, kept in the
+        same transaction for the digest of that subscriber. Readers with the same papers share one digest row.
+        One edition per (cadence, period): a second call for the same period raises StoreError and changes
+        nothing."""
         _check_choice("cadence", cadence, CADENCES)
         now = now or utcnow()
         in_edition = {pid for pid, _ in sections}
@@ -398,22 +405,33 @@ class Store:
                 s.flush()
                 for position, (pid, topic) in enumerate(sections):
                     s.add(EditionPaperRow(edition_id=edition.id, paper_id=pid, topic=topic, position=position))
-                by_content: dict[tuple[int, ...], DigestRow] = {}
+                by_content: dict[tuple[tuple[int, ...], tuple[int, ...] | None], DigestRow] = {}
+                digest_of: dict[int, int] = {}
                 for sid, paper_ids in digests.items():
                     content = tuple(paper_ids)
                     missing = set(content) - in_edition
                     if missing:
                         raise ValueError(f"digest for subscriber {sid} holds papers {sorted(missing)} not in the edition")
-                    digest = by_content.get(content)
+                    shown = tuple(listed[sid]) if listed is not None and sid in listed else None
+                    if shown is not None and not set(shown) <= set(content):
+                        raise ValueError(f"the email to subscriber {sid} lists papers not in their digest")
+                    digest = by_content.get((content, shown))
                     if digest is None:
-                        digest = DigestRow(edition_id=edition.id, fingerprint=_fingerprint(content), paper_ids=list(content))
+                        mark = content if shown is None else (*content, -1, *shown)
+                        digest = DigestRow(edition_id=edition.id, fingerprint=_fingerprint(mark), paper_ids=list(content),
+                                           listed_ids=None if shown is None else list(shown))
                         s.add(digest)
                         s.flush()
-                        by_content[content] = digest
+                        by_content[(content, shown)] = digest
+                    digest_of[sid] = digest.id
                     s.add(DeliveryRow(edition_id=edition.id, subscriber_id=sid, digest_id=digest.id,
                                       state=DELIVERY_PENDING, attempts=0,
                                       message_id=f"<{edition.id}.{sid}.{cadence}.{period}@{message_id_domain}>",
                                       created_at=now, updated_at=now))
+                for sid, kind, fields in renders:
+                    s.add(RenderRow(edition_id=edition.id, digest_id=digest_of[sid], reader_kind=kind, created_at=now,
+                                    **{k: fields[k] for k in ("subject", "html", "text", "preheader", "slots",
+                                                              "shown", "shortened")}))
                 return edition.id
         except IntegrityError:
             raise StoreError(f"There is already a {cadence} edition for {period}.",
@@ -465,13 +483,13 @@ class Store:
             return [(pid, topic) for pid, topic in s.execute(q)]
 
     def delivered_papers(self, subscriber_id: int) -> list[int]:
-        """Every paper a subscriber was actually sent (state 'sent'), oldest edition first."""
-        q = (select(DigestRow.paper_ids).join(DeliveryRow, DeliveryRow.digest_id == DigestRow.id)
+        """Every paper a subscriber was actually sent (state 'sent': what their emails listed), oldest edition first."""
+        q = (select(DigestRow.paper_ids, DigestRow.listed_ids).join(DeliveryRow, DeliveryRow.digest_id == DigestRow.id)
              .join(EditionRow, EditionRow.id == DeliveryRow.edition_id)
              .where(DeliveryRow.subscriber_id == subscriber_id, DeliveryRow.state == "sent")
              .order_by(EditionRow.day, EditionRow.id))
         with self.session() as s:
-            return [pid for ids in s.scalars(q) for pid in ids]
+            return [pid for ids, listed in s.execute(q) for pid in (ids if listed is None else listed)]
 
     def table_counts(self) -> dict[str, int]:
         with self.session() as s:

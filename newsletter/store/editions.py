@@ -109,3 +109,12 @@ def delivery_queued_at(engine: Engine, edition_id: int, subscriber_id: int) -> d
     with engine.connect() as conn:
         return conn.execute(select(DeliveryRow.created_at).where(DeliveryRow.edition_id == edition_id,
                                                                  DeliveryRow.subscriber_id == subscriber_id)).scalar()
+
+
+def digest_listed_ids(engine: Engine, digest_id: int) -> list[int]:
+    """The papers a digest's email listed (what counts as sent), in order; all of them for older digests."""
+    with engine.connect() as conn:
+        row = conn.execute(select(DigestRow.paper_ids, DigestRow.listed_ids).where(DigestRow.id == digest_id)).first()
+    if row is None:
+        raise NotFound(f"No digest {digest_id}.")
+    return [int(i) for i in (row.paper_ids if row.listed_ids is None else row.listed_ids)]

@@ -2,7 +2,7 @@
 
 The sent record is compact: a delivery row per (edition, subscriber) points at one of the edition's few
 distinct *digests* (the ordered paper list shared by every reader who gets the same papers). What a reader
-was sent is the union of their deliveries' digests, so storage grows with subscribers × editions, never
+was sent is the union of the papers their deliveries' emails listed (``listed_ids``), so storage grows with subscribers × editions, never
 subscribers × papers.
 """
 
@@ -173,8 +173,11 @@ class DigestRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"), index=True)
-    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the ordered paper ids
-    paper_ids: Mapped[list[int]] = mapped_column(JSON)  # in digest order
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the ordered paper ids (and the listed ones)
+    paper_ids: Mapped[list[int]] = mapped_column(JSON)  # in digest order: the reader's web copy
+    # The papers the email lists (Top papers and sections, after the caps and the size guard): the only ones
+    # recorded as sent. The others stay eligible and come again in the next digest. Null: all (older rows).
+    listed_ids: Mapped[list[int] | None] = mapped_column(JSON)
 
 
 class DeliveryRow(Base):

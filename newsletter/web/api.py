@@ -108,6 +108,7 @@ class SectionOut(BaseModel):
 
 
 class EditionDetail(EditionOut):
+    topic_count: int
     sections: list[SectionOut]
 
 
@@ -222,6 +223,8 @@ def edition(request: Request, edition_id: int = Path(ge=1, le=2**31 - 1)) -> Any
     view = edition_view(web.store, web.settings, edition_id)
     if view is None:
         return JSONResponse({"error": "not_found", "message": "No such edition."}, status_code=404)
-    return {**_edition(view.info, request),
+    # The title and the counts are those of the sections below (the edition page says the same).
+    return {**_edition(view.info, request), "title": view.title, "paper_count": view.paper_count,
+            "topic_count": view.topic_count,
             "sections": [{"slug": s.slug, "name": s.name, "papers": [paper_json(p) for p in s.papers]}
                          for s in view.sections]}

@@ -33,7 +33,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Settings
-from ..textfilters import clean, format_day, meta_items, paper_links, plural, safe_url, shorten, summary
+from ..render.textfilters import clean, format_day, meta_items, paper_links, plural, safe_url, shorten, summary
 from ..store import Store
 from ..subscriptions import InvalidLink, SendFailed, Subscriptions, is_production
 from .security import (

@@ -15,8 +15,9 @@ from typing import Any, Sequence
 from markupsafe import escape
 
 from ..config import Settings
-from ..models import Paper
-from ..textfilters import clean, format_day, safe_url, shorten, summary
+from ..models import DigestContent, Paper
+from ..render import EmailCounts, format_subject
+from ..render.textfilters import clean, format_day, safe_url, shorten, summary
 from ..store import Store
 from ..store.subscriptions import EditionInfo, edition_info, published_editions
 
@@ -38,28 +39,55 @@ class Section:
 
 @dataclass(frozen=True)
 class EditionView:
+    """An edition's papers by topic: every paper of the edition, or (``listed`` set) one reader's web copy of
+    their digest, with the papers their email listed in ``listed``."""
+
     info: EditionInfo
     sections: tuple[Section, ...]
+    heading: str = ""  # digest.subject filled in with this page's own counts
+    listed: frozenset[int] | None = None  # a reader's web copy: the papers their email listed
 
     @property
     def title(self) -> str:
-        return edition_title(self.info)
+        return self.heading or edition_title(self.info)
 
     @property
     def paper_count(self) -> int:
         return sum(len(s.papers) for s in self.sections)
+
+    @property
+    def topic_count(self) -> int:
+        return len(self.sections)
+
+    @property
+    def not_listed(self) -> int:
+        """Papers of a web copy that the email did not list (they were not counted as sent)."""
+        return 0 if self.listed is None else sum(1 for s in self.sections for p in s.papers if p.id not in self.listed)
 
 
 def edition_title(info: EditionInfo) -> str:
     return clean(info.subject) or f"{info.cadence.capitalize()} edition, {format_day(info.day)}"
 
 
-def edition_view(store: Store, settings: Settings, edition_id: int) -> EditionView | None:
-    """The edition's papers in their sections, in the order of the configured topics (as in the email)."""
+def edition_view(store: Store, settings: Settings, edition_id: int, subscriber_id: int | None = None
+                 ) -> EditionView | None:
+    """The edition's papers in their sections, in the order of the configured topics (as in the email). With
+    ``subscriber_id``: that reader's web copy, exactly the papers of their digest (also those the email cut);
+    None when the edition has no delivery to them."""
+    from ..store.editions import delivery_digest_id, digest_listed_ids, digest_paper_ids
+
     info = edition_info(store, edition_id)
     if info is None:
         return None
     placed = store.edition_papers(edition_id)
+    listed: frozenset[int] | None = None
+    if subscriber_id is not None:
+        digest_id = delivery_digest_id(store.engine, edition_id, subscriber_id)
+        if digest_id is None:
+            return None
+        section_of = dict(placed)
+        placed = [(pid, section_of.get(pid)) for pid in digest_paper_ids(store.engine, digest_id)]
+        listed = frozenset(digest_listed_ids(store.engine, digest_id))
     by_id = {p.id: p for p in store.papers(ids=[pid for pid, _ in placed])} if placed else {}
     grouped: dict[str, list[Paper]] = {}
     for pid, topic in placed:
@@ -69,7 +97,18 @@ def edition_view(store: Store, settings: Settings, edition_id: int) -> EditionVi
     order = [t.slug for t in settings.topics] + sorted(k for k in grouped if k not in names)
     sections = tuple(Section(slug, names.get(slug, "Other papers" if slug == OTHER else slug), tuple(grouped[slug]))
                      for slug in order if slug in grouped)
-    return EditionView(info, sections)
+    return EditionView(info, sections, _heading(settings, info, sections), listed)
+
+
+def _heading(settings: Settings, info: EditionInfo, sections: Sequence[Section]) -> str:
+    """The page's title: ``digest.subject`` with the counts of what the page shows (``render.EmailCounts``)."""
+    from ..topics import rank_key
+
+    papers = [p for s in sections for p in s.papers]
+    best = min(papers, key=rank_key, default=None)
+    counts = EmailCounts(len(papers), len(sections), 0, best.title if best else "")
+    empty = DigestContent(info.cadence, info.period, info.day, (), ())
+    return clean(format_subject(settings.digest.subject, empty, counts))
 
 
 def edition_url(settings: Settings, edition_id: int) -> str:

@@ -220,6 +220,20 @@ def edition(request: Request, edition_id: str) -> Response:
     return web.render(request, "edition.html", {"view": view})
 
 
+@page("/editions/{edition_id}/yours")
+def web_copy(request: Request, edition_id: str, token: str = "") -> Response:
+    """A reader's web copy of their digest (the email's "view in browser" and "N more" links): exactly the papers
+    of their digest, also those the email cut, which are marked. The signed token says whose it is."""
+    web = web_of(request)
+    reader = web.subscriptions.reader(token, ("web-copy",))
+    view = None
+    if edition_id.isdigit() and len(edition_id) < 10:
+        view = edition_view(web.store, web.settings, int(edition_id), subscriber_id=reader.id)
+    if view is None:
+        return web.error(request, 404, "Edition not found", "There is no digest for you at this address.")
+    return web.render(request, "edition.html", {"view": view}, private=True)
+
+
 @page("/feed.atom")
 def feed_atom(request: Request) -> Response:
     web = web_of(request)

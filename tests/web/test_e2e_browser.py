@@ -62,9 +62,11 @@ class Cli:
 
 
 def toc_topics(digest: EmailMessage) -> list[tuple[str, int]]:
-    """The sections the digest's text part lists under "In this issue", in order: (name, paper count)."""
+    """The sections the digest's text part lists under "In this issue", in order: (name, paper count), the count
+    being what the email lists plus what only the web copy holds ("(10, + 2 on the web)")."""
     block = text_of(digest).split("In this issue", 1)[1].split("\n\n", 1)[0]
-    found = [(m.group(1).strip(), int(m.group(2))) for m in re.finditer(r"^\s+- (.+?) \((\d+)\)$", block, re.MULTILINE)]
+    found = [(m.group(1).strip(), int(m.group(2)) + int(m.group(3) or 0))
+             for m in re.finditer(r"^\s+- (.+?) \((\d+)(?:, \+ (\d+) on the web)?\)$", block, re.MULTILINE)]
     return [(name, n) for name, n in found if name != "Top papers"]
 
 

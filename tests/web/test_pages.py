@@ -252,7 +252,7 @@ def test_archive_lists_editions_and_an_edition_page_groups_its_papers_by_topic(w
     assert f'href="/editions/{first}"' in archive.text and "3 papers" in archive.text
     page = web.client().get(f"/editions/{first}")
     assert page.status_code == 200
-    body = page.text
+    body = page.text.split("</h1>", 1)[1]  # the title names the top paper (digest.subject's {top_title})
     first_topic, second_topic = (f'<h2 id="topic-{t.slug}">{escape(t.name)}' for t in topics[:2])
     assert body.index(first_topic) < body.index("Fast KV caches") < body.index(second_topic) < body.index("Robot hands")
     assert f'id="topic-{topics[0].slug}"' in body  # the anchors the email's "more papers" links use
@@ -398,3 +398,76 @@ def test_serve_runs_the_pages_and_the_scheduler_until_sigterm(tmp_path: Any) -> 
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0, output
+
+
+def test_the_web_copy_link_shows_that_readers_own_papers_including_those_the_email_cut(make_web: Any) -> None:
+    """The email's "view in browser" and "N more" links lead to the reader's own web copy: exactly the papers
+    of their digest (also those the caps cut, marked, and not counted as sent), not a shared page."""
+    import re
+    from datetime import date
+
+    from support import PAGES
+
+    from newsletter.pipeline import Newsletter
+
+    web = make_web(digest={"max_papers": 10, "max_per_topic": 4, "top_papers": 3,
+                           "subject": "{count} new in {topics} topics"})
+    nl = Newsletter(web.settings, web.store)
+    nl.import_file(PAGES["mar14"], date(2025, 3, 14))
+    ada = web.store.add_subscriber("ada@example.org", topics=["quantization", "llm-inference"])
+    web.store.add_subscriber("bob@example.org")
+    report = nl.send("daily", date(2025, 3, 14), fetch=False)
+    mails = {str(m["To"]): m for m in outbox(web.settings)}
+    mail = mails["ada@example.org"]
+    assert mail["Subject"] == "8 new in 2 topics"  # digest.max_per_topic: 4 in each
+    link = link_in(mail, f"/editions/{report.edition_id}/yours")
+    assert link in text_of(mail).split("View in browser:", 1)[1]  # "view in browser" is the reader's copy
+    assert re.search(r"\d+ more papers? on .+ in your web copy:\n" + re.escape(link) + "#topic-", text_of(mail))
+
+    from datetime import datetime, timezone
+
+    web.clock.now = datetime.now(timezone.utc)  # the links were signed when the digest was queued: now
+    page = web.client().get(link.replace(web.settings.site_url, ""))
+    assert page.status_code == 200 and "no-store" in page.headers["cache-control"]
+    sent = set(web.store.delivered_papers(ada.id))
+    assert len(sent) == 8
+    mine = {p.id for p in web.store.papers() if {"quantization", "llm-inference"} & set(p.topics)}
+    body = page.text
+    titles = {p.id: str(escape(p.title)) for p in web.store.papers()}
+    assert all(titles[pid] in body for pid in mine)  # every paper of their digest ...
+    others = [pid for pid in titles if pid not in mine]
+    assert not any(f">{titles[pid]}</a>" in body for pid in others)  # ... and only those
+    assert body.count("Not in the email") == len(mine) - len(sent) > 0
+    articles = [a.split("</article>", 1)[0] for a in body.split('<article class="paper">')[1:]]
+    assert len(articles) == len(mine)
+    for pid in sent:  # what the email listed is not marked
+        [card] = [a for a in articles if f'dir="auto">{titles[pid]}' in a or f">{titles[pid]}</a>" in a]
+        assert "Not in the email" not in card
+    heading = re.search(r"<h1>([^<]+)</h1>", body).group(1)  # type: ignore[union-attr]
+    assert heading == f"{len(mine)} new in 2 topics"
+    assert f"{len(mine)} new papers in 2 topics." in body and "Your email listed 8 of them" in body
+    # The cut papers were not counted as sent: the next day's plan offers them to Ada again.
+    again = {r.subscriber.id: r for r in nl.plan("daily", date(2025, 3, 15)).readers}
+    assert {p.id for p in again[ada.id].papers} >= mine - sent
+
+    # Bob's token opens Bob's copy; a forged or another purpose's token gets the one bad-link answer.
+    bob = web.store.subscriber("bob@example.org")
+    bob_page = web.client().get(f"/editions/{report.edition_id}/yours?token={web.token('web-copy', bob.id)}")
+    assert bob_page.status_code == 200 and bob_page.text.count("Not in the email") == 85 - 10
+    for bad in (web.token("unsubscribe", ada.id), token_of(link)[:-2] + "xx", ""):
+        assert web.client().get(f"/editions/{report.edition_id}/yours?token={bad}").status_code == 400
+    nl.close()
+
+
+def test_an_edition_page_and_the_api_count_what_they_show(web: Any) -> None:
+    """The edition page's title, the line under it, its contents and the API say the same numbers."""
+    import re
+
+    eid = add_edition(web.store, web.settings, subject="Trending papers, 14 Mar 2025: 210 new in 12 topics")
+    body = web.client().get(f"/editions/{eid}").text
+    heading = re.search(r"<h1>([^<]+)</h1>", body).group(1)  # type: ignore[union-attr]
+    assert heading.endswith("3 new in 2 topics, Mar 14") and "3 new papers in 2 topics." in body
+    assert "210" not in heading
+    api = web.client().get(f"/api/editions/{eid}").json()
+    assert (api["title"], api["paper_count"], api["topic_count"]) == (heading, 3, 2)
+    assert sum(len(s["papers"]) for s in api["sections"]) == 3

@@ -32,10 +32,10 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from typing import Any, Mapping, Sequence
 
-from .config import Settings
-from .errors import DeliveryError
+from ..config import Settings
+from ..errors import DeliveryError
 from .links import ReaderLinks
-from .render import SLOTS, RenderedDigest, reader_values
+from . import SLOTS, RenderedDigest, reader_values
 
 MAX_LINE = 76  # RFC 2045 6.7: quoted-printable lines at most 76 characters; headers fold there too
 MAX_HEADER_LINE = 998  # RFC 5322 2.1.1
@@ -240,7 +240,8 @@ def _compose(subject: str, boundary: str, settings: Settings, *, to: Address, da
 
 
 def _personal(rendered: RenderedDigest, recipient: Recipient) -> dict[str, str]:
-    values = reader_values(recipient.name, recipient.links.preferences, recipient.links.unsubscribe)
+    values = reader_values(recipient.name, recipient.links.preferences, recipient.links.unsubscribe,
+                           recipient.links.web_copy)
     for key, value in values.items():
         if "\n" in value or "\r" in value:
             raise ValueError(f"{key} must be one line")
@@ -505,7 +506,7 @@ class DeliveryMessages:
         return found
 
     def prepared_for(self, edition_id: int, digest_id: int, subscriber: Any) -> PreparedDigest:
-        from .store.editions import reader_kind, save_render, saved_render
+        from ..store.editions import reader_kind, save_render, saved_render
 
         kind = (edition_id, digest_id, subscriber.topics, tuple(subscriber.excluded_keywords))
         prepared = self._by_reader_kind.get(kind)
@@ -536,11 +537,11 @@ class DeliveryMessages:
         return prepared
 
     def __call__(self, delivery: Any) -> Any:
-        from .deliver import OutgoingMessage
+        from ..deliver import OutgoingMessage
 
         subscriber = self._subscriber(delivery.subscriber_id)
         prepared = self.prepared_for(delivery.edition_id, delivery.digest_id, subscriber)
-        links = self.links.for_reader(delivery.subscriber_id, delivery.created_at)
+        links = self.links.for_reader(delivery.subscriber_id, delivery.created_at, delivery.edition_id)
         recipient = Recipient(delivery.email, delivery.message_id, links, delivery.name)
         data = prepared.message(recipient, self.clock())
         return OutgoingMessage(envelope_from=self.settings.sender.email, recipient=delivery.email,

@@ -36,9 +36,9 @@ import jinja2
 import mjml
 from markupsafe import Markup, escape
 
-from .config import Settings
-from .errors import NewsletterError
-from .models import DigestContent, Paper
+from ..config import Settings
+from ..errors import NewsletterError
+from ..models import DigestContent, Paper
 from .textfilters import (
     _finalize_html,
     _finalize_text,
@@ -59,7 +59,8 @@ from .textfilters import (
 
 SIZE_LIMIT = 100_000  # bytes of HTML; Gmail clips at 102 KB
 SIZE_ALLOWANCE = 2_000  # room for what is filled in per reader (tokens are longer than their markers)
-SLOTS = ("greeting", "preferences_url", "unsubscribe_url")
+# The web copy is a slot too: each reader's own signed link to their digest's papers (``links.web_copy_url``).
+SLOTS = ("greeting", "preferences_url", "unsubscribe_url", "web_copy_url")
 HTML_TEMPLATE = "digest.mjml"
 TEXT_TEMPLATE = "digest.txt"
 FONT_STACK = ("-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, 'Helvetica Neue', Helvetica, Arial, "
@@ -75,10 +76,10 @@ class RenderError(NewsletterError):
 
 def shipped_templates_dir() -> Path:
     """``newsletter/templates/email`` inside an installed wheel, else ``templates/email`` of the source checkout."""
-    packaged = Path(__file__).resolve().parent / "templates" / "email"
+    packaged = Path(__file__).resolve().parent.parent / "templates" / "email"
     if packaged.is_dir():
         return packaged
-    checkout = Path(__file__).resolve().parent.parent / "templates" / "email"
+    checkout = Path(__file__).resolve().parent.parent.parent / "templates" / "email"
     if checkout.is_dir():
         return checkout
     raise RenderError("The shipped email templates are missing (templates/email/).",
@@ -179,21 +180,31 @@ class RenderedDigest:
     slots: Mapping[str, str]  # slot name -> the marker standing for it in html and text
     shown: Mapping[str, int] = field(default_factory=dict)  # papers shown per section slug
     shortened: bool = False  # the size guard cut sections
+    listed: tuple[int, ...] = ()  # ids of the papers the email lists (Top papers, then sections): what is sent
+    fallback_url: str = ""  # the web copy link when no per-reader one is given (a preview)
 
     @property
     def html_bytes(self) -> int:
         return len(self.html.encode("utf-8"))
 
+    def _values(self, values: Mapping[str, str]) -> dict[str, str]:
+        # A render kept from before the web copy was a slot has no marker for it: only its own slots are filled.
+        out = {k: values[k] for k in SLOTS if k in values}
+        if not out.get("web_copy_url"):
+            out["web_copy_url"] = self.fallback_url
+        return {k: v for k, v in out.items() if k in self.slots}
+
     def html_values(self, values: Mapping[str, str]) -> dict[str, str]:
         """Marker -> value for the HTML part (values escaped for HTML; they sit in text and in href)."""
-        return {self.slots[k]: str(escape(values[k])) for k in SLOTS}
+        return {self.slots[k]: str(escape(v)) for k, v in self._values(values).items()}
 
     def text_values(self, values: Mapping[str, str]) -> dict[str, str]:
-        return {self.slots[k]: values[k] for k in SLOTS}
+        return {self.slots[k]: v for k, v in self._values(values).items()}
 
     def fill(self, values: Mapping[str, str]) -> tuple[str, str]:
-        """(html, text) for one reader. ``values`` maps every name in SLOTS to its plain value."""
-        missing = [k for k in SLOTS if k not in values]
+        """(html, text) for one reader. ``values`` maps every name in SLOTS to its plain value (without
+        ``web_copy_url``, the ``edition_url`` the digest was rendered with)."""
+        missing = [k for k in SLOTS if k not in values and k != "web_copy_url"]
         if missing:
             raise ValueError(f"values for {missing} are missing")
         return _replace_all(self.html, self.html_values(values)), _replace_all(self.text, self.text_values(values))
@@ -212,8 +223,10 @@ def greeting_for(name: str | None) -> str:
     return f"Hi {first}," if first else "Hello,"
 
 
-def reader_values(name: str | None, preferences_url: str, unsubscribe_url: str) -> dict[str, str]:
-    return {"greeting": greeting_for(name), "preferences_url": preferences_url, "unsubscribe_url": unsubscribe_url}
+def reader_values(name: str | None, preferences_url: str, unsubscribe_url: str,
+                  web_copy_url: str = "") -> dict[str, str]:
+    return {"greeting": greeting_for(name), "preferences_url": preferences_url, "unsubscribe_url": unsubscribe_url,
+            "web_copy_url": web_copy_url}
 
 
 # --- subject and preheader -------------------------------------------------------------------------------
@@ -228,29 +241,79 @@ class _FieldsOnly(string.Formatter):
         return kwargs[field_name], field_name
 
 
+@dataclass(frozen=True)
+class EmailCounts:
+    """What one email says it holds, counted once here for the subject, the heading, the contents, the web pages,
+    the API, ``preview`` and ``diff``.
+
+    The rule: a digest counts the papers its email *lists* (in "Top papers" or in a section, each once), and the
+    topics those papers sit in. The reader's other eligible papers (cut by ``digest.max_papers``,
+    ``digest.max_per_topic`` or the size limit) are counted apart as ``more``: they are in the web copy, are not
+    recorded as sent, and come again in the next digest while they are in the window.
+    """
+
+    listed: int
+    topics: int
+    more: int
+    top_title: str
+
+    @property
+    def total(self) -> int:
+        return self.listed + self.more
+
+
+def listed_ids(content: DigestContent, shown: Mapping[str, int] | None = None) -> tuple[int, ...]:
+    """The papers the email lists, in order: Top papers, then each section's shown papers; each once."""
+    out: dict[int, None] = {p.id: None for p in content.top}
+    for s in content.sections:
+        for p in s.papers[:len(s.papers) if shown is None else shown.get(s.slug, len(s.papers))]:
+            out.setdefault(p.id)
+    return tuple(out)
+
+
+def email_counts(content: DigestContent, shown: Mapping[str, int] | None = None) -> EmailCounts:
+    """The counts of ``content`` as the email shows it (``shown``: papers per section after the size guard)."""
+    listed = set(listed_ids(content, shown))
+    topics = sum(1 for s in content.sections if any(p.id in listed for p in s.papers))
+    total = sum(max(s.total, len(s.papers)) for s in content.sections)
+    first = content.top[0] if content.top else next((p for s in content.sections for p in s.papers
+                                                     if p.id in listed), None)
+    return EmailCounts(len(listed), topics, max(0, total - len(listed)), clean(first.title) if first else "")
+
+
 def new_paper_count(content: DigestContent) -> int:
-    """The reader's new papers, including those left to the web copy: each section's total (counted before
-    the caps), or what the sections show plus what the per-digest cap left out, whichever is more."""
-    return max(sum(max(s.total, len(s.papers)) for s in content.sections), content.paper_count + content.omitted)
+    """The papers the email of ``content`` lists, before the size guard (see ``EmailCounts``)."""
+    return email_counts(content).listed
 
 
-def format_subject(template: str, content: DigestContent) -> str:
-    """The subject from the ``digest.subject`` template; fields {date}, {count}, {topics}, {cadence}, {period}."""
-    values = {"date": short_day(content.day), "count": new_paper_count(content), "topics": content.topic_count,
-              "cadence": content.cadence, "period": content.period}
+SUBJECT_FIELDS = ("date", "count", "topics", "more", "top_title", "cadence", "period")
+
+
+def format_subject(template: str, content: DigestContent, counts: EmailCounts | None = None) -> str:
+    """The subject from the ``digest.subject`` template; fields {date}, {count} (papers the email lists),
+    {topics}, {more} (in the web copy only), {top_title} (the first Top paper), {cadence}, {period}.
+
+    A digest with nothing to list says so, never "0 new in 0 topics".
+    """
+    counts = counts or email_counts(content)
+    if not counts.listed:
+        return f"No new papers, {short_day(content.day)}"
+    values = {"date": short_day(content.day), "count": counts.listed, "topics": counts.topics, "more": counts.more,
+              "top_title": shorten(counts.top_title, 90), "cadence": content.cadence, "period": content.period}
     try:
         subject = " ".join(_FieldsOnly().vformat(template, (), values).split())
-        # "1 topics", "1 new papers": the template counts in the plural, English wants the singular.
-        return re.sub(r"\b1 (topic|paper|section)s\b", r"1 \1", subject)
     except (KeyError, ValueError, IndexError) as exc:
         raise RenderError(f"digest.subject {template!r} cannot be filled: {exc}",
-                          hint="use only the fields {date}, {count}, {topics}, {cadence} and {period}") from None
+                          hint="use only the fields " + ", ".join("{" + f + "}" for f in SUBJECT_FIELDS)) from None
+    # "1 topics", "1 new papers": the template counts in the plural, English wants the singular.
+    return re.sub(r"\b1 (topic|paper|section)s\b", r"1 \1", subject)
 
 
-def preheader_for(content: DigestContent) -> str:
-    """The line inboxes show after the subject: the top titles."""
+def preheader_for(content: DigestContent, counts: EmailCounts | None = None) -> str:
+    """The line inboxes show after the subject: the count, then the top titles."""
+    counts = counts or email_counts(content)
     titles = [shorten(clean(p.title), 70) for p in (content.top or content.papers)[:3]]
-    lead = f"{plural(new_paper_count(content), 'new paper')} in {plural(content.topic_count, 'topic')}"
+    lead = f"{plural(counts.listed, 'new paper')} in {plural(counts.topics, 'topic')}"
     return shorten(f"{lead}: " + " · ".join(titles), 160) if titles else lead
 
 
@@ -265,30 +328,37 @@ _PREHEADER_FILLER = Markup("&#847;&zwnj;&nbsp;" * 24)
 class SectionView:
     slug: str
     name: str
-    papers: tuple[Paper, ...]
-    total: int  # papers of this topic the reader has (shown + more)
-    more: int  # papers not shown here, on the web copy
+    papers: tuple[Paper, ...]  # listed here (a paper also in Top papers is a one-line reference, see top_rank)
+    total: int  # the reader's papers of this topic in this digest (listed here + more)
+    more: int  # papers of this topic not listed, in the web copy
     anchor: str
     more_url: str
 
+    @property
+    def listed(self) -> int:
+        return len(self.papers)
 
-def _sections(content: DigestContent, shown: Mapping[str, int], edition_url: str) -> list[SectionView]:
+
+def _sections(content: DigestContent, shown: Mapping[str, int], web_copy_url: str) -> list[SectionView]:
+    """Every section with eligible papers, even when the caps or the size guard left it none to show: the
+    contents then name it with its count and link its papers in the web copy, so no topic disappears without a
+    word (the body shows only sections with papers)."""
     views = []
     for s in content.sections:
         keep = s.papers[:shown.get(s.slug, len(s.papers))]
         total = max(s.total, len(s.papers))
-        if not keep:
+        if not total:
             continue
         anchor = f"topic-{s.slug}"
-        views.append(SectionView(s.slug, s.name, keep, total, total - len(keep), anchor, f"{edition_url}#{anchor}"))
+        views.append(SectionView(s.slug, s.name, keep, total, total - len(keep), anchor, f"{web_copy_url}#{anchor}"))
     return views
 
 
-def _context(content: DigestContent, settings: Settings, edition_url: str, shown: Mapping[str, int],
-             slots: Mapping[str, str], subject: str, preheader: str) -> dict[str, Any]:
-    sections = _sections(content, shown, edition_url)
-    in_digest = {p.id for s in sections for p in s.papers}
-    hidden_sections = sum(1 for s in content.sections if s.slug not in {v.slug for v in sections})
+def _context(content: DigestContent, settings: Settings, shown: Mapping[str, int],
+             slots: Mapping[str, str], subject: str, preheader: str, counts: EmailCounts) -> dict[str, Any]:
+    web_copy_url = slots["web_copy_url"]
+    every = _sections(content, shown, web_copy_url)
+    sections = [v for v in every if v.papers]
     topic_names = {t.slug: t.name for t in settings.topics}
     topic_names.update({s.slug: s.name for s in content.sections})
     return {
@@ -297,19 +367,25 @@ def _context(content: DigestContent, settings: Settings, edition_url: str, shown
         "preheader_filler": _PREHEADER_FILLER,
         "list_name": settings.list_name,
         "site_url": settings.site_url,
-        "edition_url": edition_url,
+        "edition_url": web_copy_url,  # "view in browser": the reader's own web copy
+        "web_copy_url": web_copy_url,
         "postal_address": settings.postal_address,
         "cadence": content.cadence,
         "period": content.period,
         "day": content.day,
         "top": content.top,
+        "top_rank": {p.id: i for i, p in enumerate(content.top, 1)},
+        # "most upvoted first" only when upvotes are known; otherwise the order is the trending rank.
+        "by_upvotes": any(p.upvotes for p in content.top),
         "sections": sections,
+        "toc": every,  # the contents: every section, also those only in the web copy
         "topic_names": topic_names,
-        "paper_count": new_paper_count(content),
-        "topic_count": content.topic_count,
-        "shown_count": len(in_digest),
-        "not_shown": new_paper_count(content) - len(in_digest),
-        "hidden_sections": hidden_sections,
+        "counts": counts,
+        "paper_count": counts.listed,
+        "topic_count": counts.topics,
+        "shown_count": counts.listed,
+        "not_shown": counts.more,
+        "hidden_sections": len(every) - len(sections),
         "slot": slots,
         "font_stack": FONT_STACK,
     }
@@ -346,18 +422,22 @@ def render_digest(content: DigestContent, settings: Settings, edition_url: str, 
                   templates: Templates | None = None, size_limit: int = SIZE_LIMIT) -> RenderedDigest:
     """Render ``content`` as HTML and text with the per-reader values left as slot markers.
 
+    ``edition_url`` is the web copy link of readers given no ``web_copy_url`` of their own (a preview). What the
+    email lists after the size guard is ``listed``; the subject and every count are those of ``email_counts``.
+
     Example: ``rendered = render_digest(content, settings, "https://papers.example.org/editions/7")``
     """
     templates = templates or templates_for(settings)
     slots = _markers(content, edition_url)
-    subject = format_subject(settings.digest.subject, content)
-    preheader = preheader_for(content)
     shown = {s.slug: len(s.papers) for s in content.sections}
     budget = size_limit - SIZE_ALLOWANCE
     shortened = False
     for _attempt in range(40):
+        counts = email_counts(content, shown)
+        subject = format_subject(settings.digest.subject, content, counts)
+        preheader = preheader_for(content, counts)
         source = templates.render(templates.html, HTML_TEMPLATE,
-                                  _context(content, settings, edition_url, shown, slots, subject, preheader))
+                                  _context(content, settings, shown, slots, subject, preheader, counts))
         html = compile_mjml(source)
         size = len(html.encode("utf-8"))
         if size <= budget:
@@ -368,9 +448,10 @@ def render_digest(content: DigestContent, settings: Settings, edition_url: str, 
         raise RenderError(f"The digest is {size:,} bytes of HTML even when shortened; the limit is {size_limit:,}.",
                           hint="lower digest.max_papers or digest.max_per_topic")
     text = templates.render(templates.text, TEXT_TEMPLATE,
-                            _context(content, settings, edition_url, shown, slots, subject, preheader))
+                            _context(content, settings, shown, slots, subject, preheader, counts))
     return RenderedDigest(subject=subject, html=html, text=_tidy_text(text), preheader=preheader, slots=slots,
-                          shown=shown, shortened=shortened)
+                          shown=shown, shortened=shortened, listed=listed_ids(content, shown),
+                          fallback_url=edition_url)
 
 
 _CARD_START = re.compile(r'<div class="nl-paper[ "]')

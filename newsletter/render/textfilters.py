@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from markupsafe import Markup
 
-from .models import Paper
+from ..models import Paper
 
 SUMMARY_CHARS = 240  # about two lines at desktop width
 TITLE_CHARS = 300

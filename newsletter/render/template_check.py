@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from .config import Settings
-from .models import DigestContent
-from .render import (
+from ..config import Settings
+from ..models import DigestContent
+from . import (
     HTML_TEMPLATE,
     TEXT_TEMPLATE,
     _context,
     _markers,
     compile_mjml,
+    email_counts,
     format_subject,
     preheader_for,
     templates_for,
@@ -129,9 +130,10 @@ def check_templates(settings: Settings, content: DigestContent, edition_url: str
     """Render ``content`` with the configured templates and list every problem found (empty: all good)."""
     templates = templates_for(settings)
     slots = _markers(content, edition_url)
-    subject = format_subject(settings.digest.subject, content)
-    ctx = _context(content, settings, edition_url, {s.slug: len(s.papers) for s in content.sections}, slots,
-                   subject, preheader_for(content))
+    counts = email_counts(content)
+    subject = format_subject(settings.digest.subject, content, counts)
+    ctx = _context(content, settings, {s.slug: len(s.papers) for s in content.sections}, slots,
+                   subject, preheader_for(content, counts), counts)
     source = templates.render(templates.html, HTML_TEMPLATE, ctx)
     problems = check_mjml(source)
     html = compile_mjml(source)
@@ -142,7 +144,8 @@ def check_templates(settings: Settings, content: DigestContent, edition_url: str
     text = templates.render(templates.text, TEXT_TEMPLATE, ctx)
     for name, marker in slots.items():
         if marker not in html:
-            problems.append(f"the HTML has no {name} (the footer must link preferences and unsubscribe)")
+            problems.append(f"the HTML has no {name} (the footer must link the web copy, preferences and "
+                            "unsubscribe)")
         if name != "greeting" and marker not in text:
             problems.append(f"the text part has no {name}")
     return problems

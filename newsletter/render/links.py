@@ -2,7 +2,8 @@
 
 URL shapes (routes of the web app)::
 
-    {site_url}/editions/{edition_id}           view in browser
+    {site_url}/editions/{edition_id}           the edition's public page (every paper of the edition)
+    {site_url}/editions/{edition_id}/yours?token=...   view in browser: the reader's own web copy of their digest
     {site_url}/preferences?token=...           manage preferences
     {site_url}/unsubscribe?token=...           one-click unsubscribe (also the List-Unsubscribe https URL)
     mailto:{local}+unsubscribe@{domain}?subject=unsubscribe%20{token}
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .tokens import Signer
+from ..tokens import Signer
 
 
 def edition_url(site_url: str, edition_id: int | None) -> str:
@@ -22,11 +23,17 @@ def edition_url(site_url: str, edition_id: int | None) -> str:
     return f"{base}/editions/{int(edition_id)}" if edition_id is not None else f"{base}/editions"
 
 
+def web_copy_url(site_url: str, edition_id: int, token: str) -> str:
+    """A reader's web copy of their digest of an edition: exactly its papers, also those the email cut."""
+    return f"{site_url.rstrip('/')}/editions/{int(edition_id)}/yours?token={token}"
+
+
 @dataclass(frozen=True)
 class ReaderLinks:
     preferences: str
     unsubscribe: str
     unsubscribe_mailto: str
+    web_copy: str = ""  # empty before the edition exists (a preview): the digest's edition_url stands in
 
 
 class LinkMaker:
@@ -41,13 +48,18 @@ class LinkMaker:
     def edition(self, edition_id: int | None) -> str:
         return edition_url(self.site_url, edition_id)
 
-    def for_reader(self, subscriber_id: int, issued_at: int | datetime | None = None) -> ReaderLinks:
+    def for_reader(self, subscriber_id: int, issued_at: int | datetime | None = None,
+                   edition_id: int | None = None) -> ReaderLinks:
         if isinstance(issued_at, datetime):
             issued_at = int(issued_at.timestamp())
         unsubscribe = self.signer.sign("unsubscribe", subscriber_id, issued_at)
         preferences = self.signer.sign("preferences", subscriber_id, issued_at)
+        copy = ""
+        if edition_id is not None and subscriber_id:
+            copy = web_copy_url(self.site_url, edition_id, self.signer.sign("web-copy", subscriber_id, issued_at))
         return ReaderLinks(
             preferences=f"{self.site_url}/preferences?token={preferences}",
             unsubscribe=f"{self.site_url}/unsubscribe?token={unsubscribe}",
             unsubscribe_mailto=self._mailto + unsubscribe,
+            web_copy=copy,
         )
