@@ -138,6 +138,7 @@ class SourceBatch:
     source: str  # the configured source name, e.g. "huggingface"
     trending_date: date
     papers: list[FetchedPaper]
+    skipped: list[str] = field(default_factory=list)  # one line per entry left out, saying why
 
 
 # --- what the store hands to the pure stages ---------------------------------------------------------

@@ -53,6 +53,10 @@ __all__ = ["FetchReport", "Newsletter", "Plan", "Preview", "RunReport", "SendRep
 Progress = Callable[[str], None]
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or "no message"
+
+
 def sample_pages() -> list[Path]:
     """The saved Daily Papers pages shipped with the package, oldest first by file name order."""
     folder = resources.files("newsletter") / "sample"
@@ -107,8 +111,12 @@ class Newsletter:
                 entry.error = str(exc)
             except SourceError as exc:
                 entry.error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - whatever one upstream does, the others are stored
+                log.debug("source %s failed", spec.label, exc_info=True)
+                entry.error = f"{spec.label}: unexpected {type(exc).__name__}: {_one_line(exc)}"
             else:
                 entry.papers, entry.trending_date = len(batch.papers), batch.trending_date
+                entry.skipped = list(batch.skipped)
                 batches.append(batch)
             report.sources.append(entry)
         if not batches and specs and offline == len(specs) and self.settings.sample_fallback:

@@ -6,6 +6,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import os
+
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,6 +16,15 @@ SAMPLE = ROOT / "newsletter" / "sample"
 PAGES = {name: SAMPLE / f"daily-papers-{name}.txt" for name in ("mar14", "mar25", "oct28")}
 # The pages carry no year; the tests pin them to one so that dates are stable whatever today is.
 PAGE_DAYS = {"mar14": date(2025, 3, 14), "mar25": date(2025, 3, 25), "oct28": date(2025, 10, 28)}
+
+
+def real_data_dir() -> Path:
+    """What real upstreams sent (../shared/data/real beside the clone, or $NEWSLETTER_REAL_DATA).
+
+    Read in place, never copied into the project; see its README.md for where each file came from.
+    """
+    override = os.environ.get("NEWSLETTER_REAL_DATA")
+    return Path(override) if override else ROOT.parent / "shared" / "data" / "real"
 
 
 def write_config(tmp_path: Path, **overrides: Any) -> Path:

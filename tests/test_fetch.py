@@ -98,3 +98,38 @@ def test_one_failing_source_does_not_block_the_others(httpserver, tmp_path: Path
     report = json.loads(result.output)
     assert [bool(s["error"]) for s in report["sources"]] == [True, False]
     assert len(stored(cfg)) == 6
+
+
+class _Exploding:
+    """A source whose upstream library fails in a way nobody foresaw (not a SourceError)."""
+
+    options_model = __import__("newsletter.sources", fromlist=["SourceOptions"]).SourceOptions
+
+    def __init__(self, name: str, options: object) -> None:
+        self.name = name
+
+    def fetch(self, day: object = None) -> object:
+        raise ValueError("multi-byte encodings are not supported\nsecond line")
+
+
+def test_any_exception_is_that_sources_one_line_error_and_the_others_are_stored(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from newsletter import sources
+
+    monkeypatch.setitem(sources.REGISTRY, "exploding", f"{__name__}:_Exploding")
+    cfg = write_config(tmp_path, sources=[{"type": "exploding"}, {"type": "hf-json", "path": str(PAGE0)}])
+    result = cli(cfg, "fetch", "--json")
+    assert result.exit_code == 1
+    first, second = json.loads(result.output)["sources"]
+    assert first["error"] == "exploding: unexpected ValueError: multi-byte encodings are not supported second line"
+    assert second["error"] is None and len(stored(cfg)) == 6
+
+
+def test_skipped_entries_are_counted_with_their_reasons(httpserver, tmp_path: Path) -> None:  # noqa: ANN001
+    items = json.loads(PAGE0.read_text())
+    items[2]["paper"].pop("id")
+    httpserver.expect_request("/api/daily_papers").respond_with_json(items)
+    cfg = hf_config(tmp_path, httpserver.url_for("/").rstrip("/"))
+    result = cli(cfg, "fetch", "--date", "2025-03-14")
+    assert result.exit_code == 0, result.output
+    assert "1 entry skipped" in result.output and "item 2: paper.id is missing" in result.output
+    assert len(stored(cfg)) == len(items) - 1

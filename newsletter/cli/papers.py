@@ -41,6 +41,13 @@ def fetch(obj: Context, day: str | None, only: tuple[str, ...], as_json: bool) -
                 err_console.print(entry.error, markup=False)
             else:
                 console.print(f"[green]✓[/green] {entry.source}: {entry.papers} papers trending {entry.trending_date}")
+            if entry.skipped:
+                noun = "entry" if len(entry.skipped) == 1 else "entries"
+                err_console.print(f"  [yellow]{len(entry.skipped)} {noun} skipped[/yellow]")
+                for reason in entry.skipped[:3]:
+                    err_console.print(f"    {reason}", markup=False, soft_wrap=True)
+                if len(entry.skipped) > 3:
+                    err_console.print(f"    ... and {len(entry.skipped) - 3} more (see --json)")
         if report.used_sample:
             err_console.print("[yellow]No network: stored the bundled sample page as trending today.[/yellow]")
         if report.ingest:

@@ -123,15 +123,20 @@ class ArxivSource(http_helper.HttpSource):
         elif not opts.include_replacements:
             entries = [e for e in entries if str(e.get("arxiv_announce_type", "")).lower() not in _REPLACEMENTS]
         papers: list[FetchedPaper] = []
+        skipped: list[str] = list(feed["cut_off"])
         seen: set[str] = set()
         for index, entry in enumerate(entries):
             if len(papers) >= opts.max_results:
                 break
-            paper = _paper(entry, len(papers) + 1, f"{origin}: entry {index + 1}", listing=opts.mode == "listing")
+            try:
+                paper = _paper(entry, len(papers) + 1, f"{origin}: entry {index + 1}", listing=opts.mode == "listing")
+            except ParseError as exc:  # one bad entry costs that entry, not the listing
+                skipped.append(str(exc))
+                continue
             if paper.key not in seen:
                 seen.add(paper.key)
                 papers.append(paper)
-        return SourceBatch(self.name, day or self.today or datetime.now(timezone.utc).date(), papers)
+        return SourceBatch(self.name, day or self.today or datetime.now(timezone.utc).date(), papers, skipped)
 
     def api_params(self) -> dict[str, str | int]:
         opts = self.options

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 
 import pytest
@@ -205,14 +206,16 @@ def test_a_body_that_is_not_a_list_is_a_parse_error(httpserver, sleeps):
         (lambda item: item["paper"].update(authors="Tri Dao"), r"item 1: paper.authors should be a list"),
     ],
 )
-def test_malformed_items_are_parse_errors(httpserver, data, sleeps, mutate, expected):
+def test_a_malformed_item_is_skipped_with_its_reason(httpserver, data, sleeps, mutate, expected):
     items = json.loads((data / PAGE0).read_bytes())
     mutate(items[1])
     httpserver.expect_request("/api/daily_papers").respond_with_json(items)
 
-    with pytest.raises(ParseError, match=expected) as caught:
-        source(httpserver, sleeps).fetch(DAY)
-    assert httpserver.url_for("/api/daily_papers") in str(caught.value)
+    batch = source(httpserver, sleeps).fetch(DAY)
+
+    assert len(batch.papers) == len(items) - 1  # the rest of the day is kept
+    [reason] = batch.skipped
+    assert re.search(expected, reason) and httpserver.url_for("/api/daily_papers") in reason
 
 
 def test_a_title_only_at_top_level_is_enough(httpserver, data, sleeps):
