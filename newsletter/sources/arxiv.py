@@ -53,6 +53,7 @@ class Options(SourceOptions):
     base_url: str | None = Field(None, description=f"Endpoint; default {API_URL} (api) or {LISTING_URL} (listing).")
     min_interval_seconds: float = Field(3.0, ge=0, le=600, description="Least time between two arXiv requests.")
     timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for each read.")
+    deadline: float = http_helper.deadline_field()
     max_bytes: int = Field(20_000_000, ge=1024, description="Largest response accepted.")
     retries: int = Field(http_helper.DEFAULT_RETRIES, ge=0, le=10, description="Retries on 429, 5xx, network errors.")
 
@@ -106,7 +107,7 @@ class ArxivSource(http_helper.HttpSource):
         super().__init__(name, options, client=client, sleep=sleep, today=today)
         self.limiter = limiter or SHARED_LIMITER
 
-    def fetch(self, day: date | None = None) -> SourceBatch:
+    def read(self, day: date | None = None) -> SourceBatch:
         opts = self.options
         if opts.mode == "api":
             url, params = opts.base_url or API_URL, self.api_params()

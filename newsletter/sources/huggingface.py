@@ -37,6 +37,7 @@ class Options(SourceOptions):
     limit: int = Field(50, ge=1, le=100, description="Items per page (the API's page size).")
     max_pages: int = Field(5, ge=1, le=50, description="Stop after this many pages.")
     timeout: float = Field(http_helper.DEFAULT_TIMEOUT, gt=0, le=300, description="Seconds to wait for each read.")
+    deadline: float = http_helper.deadline_field()
     max_bytes: int = Field(10_000_000, ge=1024, description="Largest response accepted, per page.")
     retries: int = Field(http_helper.DEFAULT_RETRIES, ge=0, le=10, description="Retries on 429, 5xx and network errors.")
 
@@ -52,7 +53,7 @@ class HuggingFaceSource(http_helper.HttpSource):
     options_model = Options
     options: Options
 
-    def fetch(self, day: date | None = None) -> SourceBatch:
+    def read(self, day: date | None = None) -> SourceBatch:
         opts = self.options
         url = opts.base_url.rstrip("/") + "/api/daily_papers"
         papers: list[FetchedPaper] = []

@@ -47,6 +47,7 @@ class Options(SourceOptions):
     url: str = Field(description="The feed's URL (http or https).")
     max_entries: int = Field(100, ge=1, le=1000, description="Keep at most this many entries, in feed order.")
     timeout: float = Field(http_helper.DEFAULT_TIMEOUT, gt=0, le=300, description="Seconds to wait for each read.")
+    deadline: float = http_helper.deadline_field()
     max_bytes: int = Field(5_000_000, ge=1024, description="Largest feed accepted.")
     retries: int = Field(http_helper.DEFAULT_RETRIES, ge=0, le=10, description="Retries on 429, 5xx, network errors.")
 
@@ -62,7 +63,7 @@ class FeedSource(http_helper.HttpSource):
     options_model = Options
     options: Options
 
-    def fetch(self, day: date | None = None) -> SourceBatch:
+    def read(self, day: date | None = None) -> SourceBatch:
         opts = self.options
         body = self.get(opts.url, accept=FEED_ACCEPT)
         feed = parse_feed(body, opts.url)
