@@ -36,3 +36,37 @@ def write_config(tmp_path: Path, **overrides: Any) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+class GrowingDailyPapers:
+    """A stand-in of the Daily Papers API whose day lists grow through the day, as the real one's do.
+
+    ``lists`` maps a listing day to its items (the API's shape); at the stand-in's clock ``now`` (UTC) a
+    day's list holds the items listed by then (``submittedOnDailyAt``, else the item's ``publishedAt``).
+    Like the real API it answers 400 with a JSON error for a day later than today in UTC, ``[]`` for a day
+    with nothing listed, and pages with ``p`` and ``limit``. ``asked`` records every date requested.
+    """
+
+    def __init__(self, lists: dict[date, list[dict[str, Any]]], now: Any = None) -> None:
+        self.lists = lists
+        self.now = now
+        self.asked: list[date] = []
+
+    @staticmethod
+    def listed_at(item: dict[str, Any]) -> str:
+        return str(item["paper"].get("submittedOnDailyAt") or item.get("publishedAt"))
+
+    def handler(self, request: Any) -> Any:
+        import json
+
+        from werkzeug import Response
+
+        day = date.fromisoformat(request.args["date"])
+        self.asked.append(day)
+        if day > self.now.date():
+            return Response(json.dumps({"error": "Date cannot be in the future"}), status=400,
+                            content_type="application/json")
+        stamp = self.now.strftime("%Y-%m-%dT%H:%M:%S.999Z")
+        visible = [i for i in self.lists.get(day, []) if self.listed_at(i) <= stamp]
+        page, limit = int(request.args.get("p", 0)), int(request.args.get("limit", 50))
+        return Response(json.dumps(visible[page * limit:(page + 1) * limit]), content_type="application/json")

@@ -23,7 +23,8 @@ import socket
 import threading
 import time
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Mapping
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import httpx
@@ -381,9 +382,18 @@ class HttpSource:
         self.started: float | None = None
 
     def fetch(self, day: date | None = None) -> Any:
+        with self.one_deadline():
+            return self.read(day)
+
+    @contextmanager
+    def one_deadline(self) -> Iterator[None]:
+        """Every fetch inside shares one deadline (a catch-up over several days is one source fetch)."""
+        if self.started is not None:
+            yield
+            return
         self.started = time.monotonic()
         try:
-            return self.read(day)
+            yield
         finally:
             self.started = None
 

@@ -52,6 +52,9 @@ class HuggingFaceSource(http_helper.HttpSource):
 
     options_model = Options
     options: Options
+    # The API answers per listing day (``date=``), and a day's list grows after it opens: the pipeline
+    # reads every day not yet known complete (see ``store.listing_days``).
+    dated_listing = True
 
     def read(self, day: date | None = None) -> SourceBatch:
         opts = self.options

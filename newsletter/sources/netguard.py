@@ -15,8 +15,10 @@ nothing. See OWASP's SSRF prevention cheat sheet and CWE-918.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
+import ssl
 from typing import Any, Iterable
 
 import httpcore
@@ -138,7 +140,12 @@ def guarded_client(guard: Guard) -> httpx.Client:
     equivalent one (TLS verification as httpx's default) that uses it. Redirects are followed by the
     caller, hop by hop, so each hop is checked before it is requested.
     """
-    transport = httpx.HTTPTransport()
-    transport._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(),
-                                              network_backend=PinnedBackend(guard))
+    transport = httpx.HTTPTransport(verify=_ssl_context())
+    transport._pool = httpcore.ConnectionPool(ssl_context=_ssl_context(), network_backend=PinnedBackend(guard))
     return httpx.Client(transport=transport, follow_redirects=False)
+
+
+@functools.lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    """httpx's default verifying context, made once: loading the CA bundle costs tens of milliseconds."""
+    return httpx.create_ssl_context()

@@ -47,6 +47,8 @@ from .schema import (
     SubscriberRow,
 )
 
+from .listing_days import ListingRead, complete_days, record_reads
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -134,11 +136,18 @@ class Store:
 
     # --- papers ---------------------------------------------------------------------------------------
 
-    def ingest(self, batches: Sequence[SourceBatch], now: datetime | None = None) -> IngestResult:
-        """Record fetched papers and their sightings in one transaction; the same paper is merged, not duplicated."""
+    def ingest(self, batches: Sequence[SourceBatch], now: datetime | None = None,
+               listing_reads: Mapping[str, Sequence[ListingRead]] | None = None) -> IngestResult:
+        """Record fetched papers and their sightings in one transaction; the same paper is merged, not duplicated.
+
+        ``listing_reads`` (source name -> the days read) are recorded in the same transaction, so a day is
+        only ever marked read together with its papers.
+        """
         now = now or utcnow()
         result = IngestResult(new_paper_ids=[])
         with self.session() as s, s.begin():
+            for source, reads in (listing_reads or {}).items():
+                record_reads(s, source, reads, now)
             for batch in batches:
                 for fetched in batch.papers:
                     row, created = self._merge_paper(s, fetched, now)
@@ -222,6 +231,10 @@ class Store:
             q = q.limit(limit)
         with self.session() as s:
             return [_paper(row, first, last, best) for row, first, last, best in s.execute(q)]
+
+    def complete_listing_days(self, source: str, since: date, until: date) -> set[date]:
+        """Days in [since, until] of a dated source known complete (``listing_days``)."""
+        return complete_days(self.engine, source, since, until)
 
     def paper(self, ref: str | int) -> Paper:
         """One paper by id, key (``arxiv:2401.01234``), bare arXiv id, or exact title."""

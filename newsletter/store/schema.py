@@ -231,3 +231,16 @@ class StateRow(Base):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class ListingDayRow(Base):
+    """A listing day of a source that takes a date (the Daily Papers API): when it was last read, and
+    whether that read came late enough (a day after the listing day ended, UTC) for the list to be final."""
+
+    __tablename__ = "listing_days"
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    papers: Mapped[int] = mapped_column(Integer, default=0)  # papers on the list at the last read
+    read_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,100 @@
+"""Catch-up fetching against a loopback stand-in of the Daily Papers API whose lists grow through the day."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from newsletter import config
+from newsletter.pipeline import Newsletter
+
+from support import DATA, GrowingDailyPapers
+
+PAGE0 = DATA / "hf_api/daily_papers_2025-03-14_p0.json"
+
+
+def items_listed(day: date, hours: list[int], template: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of the recorded items, relisted on ``day`` at these hours (UTC), with fresh ids."""
+    out = []
+    for n, hour in enumerate(hours):
+        item = json.loads(json.dumps(template[n % len(template)]))
+        item["paper"]["id"] = f"{day:%y%m}.{day.day:02d}{n:03d}"
+        item["paper"]["title"] = f"Paper {n} listed {day} at {hour:02d}:00"
+        item["paper"]["submittedOnDailyAt"] = f"{day}T{hour:02d}:00:00.000Z"
+        out.append(item)
+    return out
+
+
+@pytest.fixture
+def api(httpserver) -> GrowingDailyPapers:
+    template = json.loads(PAGE0.read_text())
+    friday, monday = date(2025, 3, 14), date(2025, 3, 17)
+    standin = GrowingDailyPapers({friday: items_listed(friday, [1, 3, 11, 16], template),
+                                  monday: items_listed(monday, [2, 9], template)})
+    httpserver.expect_request("/api/daily_papers").respond_with_handler(standin.handler)
+    return standin
+
+
+def newsletter(db_url: str, tmp_path: Path, base_url: str, **settings: Any) -> Newsletter:
+    return Newsletter(config.from_mapping(
+        {"database_url": db_url, "sources": [{"type": "huggingface", "base_url": base_url, "retries": 0}],
+         **settings}, environ={}, base_dir=tmp_path))
+
+
+def test_friday_is_read_again_on_monday_and_late_papers_arrive(db_url, tmp_path, httpserver, api):
+    nl = newsletter(db_url, tmp_path, httpserver.url_for("/").rstrip("/"))
+    friday, monday = date(2025, 3, 14), date(2025, 3, 17)
+
+    api.now = datetime(2025, 3, 14, 8, 0, tzinfo=timezone.utc)  # Friday's send: 2 of 4 are up
+    nl.fetch(friday)
+    assert api.asked == [friday - timedelta(days=13) + timedelta(days=n) for n in range(14)]  # fresh store
+    assert len(nl.store.papers(since=friday, until=friday)) == 2
+
+    api.asked.clear()
+    api.now = datetime(2025, 3, 17, 8, 0, tzinfo=timezone.utc)  # Monday's send
+    report = nl.fetch(monday)
+    # Thursday and Friday were read on Friday, less than a day after they ended: read again, with the
+    # weekend and Monday.
+    assert api.asked == [friday - timedelta(1), friday, friday + timedelta(1), friday + timedelta(2), monday]
+    assert len(nl.store.papers(since=friday, until=friday)) == 4  # the two late papers, listed on Friday
+    assert [p.title for p in nl.store.papers(since=monday, until=monday)] == ["Paper 0 listed 2025-03-17 at 02:00"]
+    [entry] = report.sources
+    assert entry.error is None and entry.papers == 5 and entry.days == api.asked
+
+    api.asked.clear()
+    api.now = datetime(2025, 3, 18, 8, 0, tzinfo=timezone.utc)
+    nl.fetch(date(2025, 3, 18))
+    assert api.asked == [friday + timedelta(2), monday, date(2025, 3, 18)]  # Thursday to Saturday are complete
+    nl.close()
+
+
+def test_never_asks_for_a_day_later_than_today_in_utc(db_url, tmp_path, httpserver, api):
+    # Tokyo, 08:00 on Monday the 17th is 23:00 UTC on Sunday: the send's local day is ahead of UTC.
+    nl = newsletter(db_url, tmp_path, httpserver.url_for("/").rstrip("/"),
+                    schedule={"timezone": "Asia/Tokyo"}, windows={"daily": 2, "weekly": 3})
+    api.now = datetime(2025, 3, 16, 23, 0, tzinfo=timezone.utc)
+    real_today = datetime.now(timezone.utc).date()
+    assert date(2025, 3, 17) < real_today  # a replay: --date acts as if today were that day
+
+    report = nl.fetch(date(2025, 3, 16))  # what the send of the 17th local asks once clamped to UTC
+
+    assert max(api.asked) == date(2025, 3, 16) and report.sources[0].error is None
+    future = nl.fetch(real_today + timedelta(days=3))  # a --date beyond today in UTC is clamped to it
+    assert max(api.asked) <= real_today or future.sources[0].error  # the stand-in's clock lags real time
+    nl.close()
+
+
+def test_a_refusal_shows_the_apis_error_and_keeps_the_days_already_read(db_url, tmp_path, httpserver, api):
+    nl = newsletter(db_url, tmp_path, httpserver.url_for("/").rstrip("/"), windows={"daily": 2, "weekly": 4})
+    api.now = datetime(2025, 3, 15, 12, 0, tzinfo=timezone.utc)  # the stand-in's "today" lags the asked day
+
+    [entry] = nl.fetch(date(2025, 3, 16)).sources
+
+    assert entry.error.endswith("date=2025-03-16: HTTP 400 BAD REQUEST: Date cannot be in the future")
+    assert entry.days == [date(2025, 3, 13), date(2025, 3, 14), date(2025, 3, 15)]
+    assert len(nl.store.papers(since=date(2025, 3, 14), until=date(2025, 3, 14))) == 4  # stored all the same
+    nl.close()
