@@ -70,3 +70,37 @@ class GrowingDailyPapers:
         visible = [i for i in self.lists.get(day, []) if self.listed_at(i) <= stamp]
         page, limit = int(request.args.get("p", 0)), int(request.args.get("limit", 50))
         return Response(json.dumps(visible[page * limit:(page + 1) * limit]), content_type="application/json")
+
+
+def archived_days(real_data: Path) -> dict[date, list[dict[str, Any]]]:
+    """The 48 archived raw ``/api/daily_papers?date=D`` responses (hf-api-days/), by listing day."""
+    import json
+
+    return {date.fromisoformat(p.stem): json.loads(p.read_text())
+            for p in sorted((real_data / "hf-api-days").glob("*.json"))}
+
+
+def replay_daily_sends(nl: Any, standin: GrowingDailyPapers, days: list[date], send_at: str = "08:00",
+                       zone: str = "Europe/Berlin") -> dict[date, list[str]]:
+    """Every weekday send of a daily digest on an archived day or the three days after it (Friday's late
+    papers reach Monday), as the live run does it: fetch (catching up) as of the send's day, then plan,
+    record the edition and mark it sent to its one reader. Returns the paper keys each send delivered."""
+    from datetime import datetime, time, timedelta
+    from zoneinfo import ZoneInfo
+
+    runs = sorted({d + timedelta(days=n) for d in days for n in range(4)})
+    hour, minute = (int(x) for x in send_at.split(":"))
+    sent: dict[date, list[str]] = {}
+    for run in runs:
+        if run.weekday() >= 5:  # schedule.daily is mon-fri
+            continue
+        standin.now = datetime.combine(run, time(hour, minute), ZoneInfo(zone)).astimezone(ZoneInfo("UTC"))
+        report = nl.fetch(standin.now.date())
+        assert not [s.error for s in report.sources if s.error], report.sources
+        plan = nl.plan("daily", run)
+        [reader] = plan.readers
+        if reader.papers:
+            edition = nl.record_edition(plan, subject=f"daily {run}")
+            nl.store.set_delivery_state(edition, reader.subscriber.id, "sent")
+        sent[run] = [p.key for p in reader.papers]
+    return sent
