@@ -149,6 +149,7 @@ class SourceBatch:
     trending_date: date
     papers: list[FetchedPaper]
     skipped: list[str] = field(default_factory=list)  # one line per entry left out, saying why
+    withdrawn: list[str] = field(default_factory=list)  # arXiv ids the source reports withdrawn
 
 
 # --- what the store hands to the pure stages ---------------------------------------------------------

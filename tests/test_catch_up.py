@@ -101,3 +101,22 @@ def test_a_refusal_shows_the_apis_error_and_keeps_the_days_already_read(db_url, 
     assert entry.days == [date(2025, 3, 13), date(2025, 3, 14), date(2025, 3, 15)]
     assert len(nl.store.papers(since=date(2025, 3, 14), until=date(2025, 3, 14))) == 4  # stored all the same
     nl.close()
+
+
+def test_a_paper_withdrawn_after_it_was_stored_is_never_sent(db_url, tmp_path, httpserver, api):
+    nl = newsletter(db_url, tmp_path, httpserver.url_for("/").rstrip("/"), windows={"daily": 3, "weekly": 3})
+    nl.store.add_subscriber("reader@example.org")
+    friday = date(2025, 3, 14)
+    api.now = datetime(2025, 3, 14, 12, 0, tzinfo=timezone.utc)
+    nl.fetch(friday)
+    first = api.lists[friday][0]["paper"]
+    assert first["id"] in [p.arxiv_id for p in nl.plan("daily", friday).candidates]
+
+    first["withdrawnAt"] = "2025-03-14T20:00:00.000Z"  # withdrawn that evening
+    api.now = datetime(2025, 3, 15, 8, 0, tzinfo=timezone.utc)
+    [entry] = nl.fetch(date(2025, 3, 15)).sources
+
+    assert any(r.endswith(f"paper {first['id']} was withdrawn (2025-03-14)") for r in entry.skipped)
+    assert first["id"] not in [p.arxiv_id for p in nl.plan("daily", date(2025, 3, 15)).candidates]
+    assert nl.store.paper(first["id"]).arxiv_id == first["id"]  # kept in the store, never planned again
+    nl.close()

@@ -50,18 +50,20 @@ class JsonFileSource:
         items = items_from_document(load_json(body, origin), origin, allow_wrapper=True)
         papers: list[FetchedPaper] = []
         skipped: list[str] = []
+        gone: list[str] = []
         seen: set[str] = set()
         for index, item in enumerate(items):
             paper = paper_from_item(item, rank=len(papers) + 1, where=f"{origin}: item {index}")
             if reason := withdrawn(item):
                 skipped.append(f"{origin}: item {index}: paper {paper.arxiv_id} {reason}")
+                gone.append(paper.arxiv_id or "")
                 continue
             if paper.key in seen:
                 continue
             seen.add(paper.key)
             papers.append(paper)
         trending = day or self.options.trending_date or newest_day(items, origin) or self.today or _utc_today()
-        return SourceBatch(self.name, trending, papers, skipped)
+        return SourceBatch(self.name, trending, papers, skipped, gone)
 
 
 def _utc_today() -> date:

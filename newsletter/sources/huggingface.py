@@ -61,6 +61,7 @@ class HuggingFaceSource(http_helper.HttpSource):
         url = opts.base_url.rstrip("/") + "/api/daily_papers"
         papers: list[FetchedPaper] = []
         skipped: list[str] = []
+        gone: list[str] = []
         listed: list[Any] = []
         seen: set[str] = set()
         for page in range(opts.max_pages):
@@ -81,6 +82,7 @@ class HuggingFaceSource(http_helper.HttpSource):
                     continue
                 if reason := withdrawn(item):
                     skipped.append(f"{where}: paper {paper.arxiv_id} {reason}")
+                    gone.append(paper.arxiv_id or "")
                     continue
                 key = paper.arxiv_id or ""
                 if key in seen:  # the list shifted between pages: keep the first sighting
@@ -95,7 +97,7 @@ class HuggingFaceSource(http_helper.HttpSource):
         # Without a day, the list is "the latest": label it with the day it was listed (early in the UTC
         # morning that is often yesterday's list), not with the clock.
         trending = day or newest_day(listed, url) or self.today or datetime.now(timezone.utc).date()
-        return SourceBatch(self.name, trending, papers, skipped)
+        return SourceBatch(self.name, trending, papers, skipped, gone)
 
 
 # --- shared with hf_json -------------------------------------------------------------------------------

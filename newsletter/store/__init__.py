@@ -148,6 +148,10 @@ class Store:
         with self.session() as s, s.begin():
             for source, reads in (listing_reads or {}).items():
                 record_reads(s, source, reads, now)
+            gone = sorted({i for batch in batches for i in batch.withdrawn if i})
+            if gone:  # a handful at most: a paper is rarely withdrawn
+                s.execute(update(PaperRow).where(PaperRow.arxiv_id.in_(gone), PaperRow.withdrawn_at.is_(None))
+                          .values(withdrawn_at=now))
             for batch in batches:
                 for fetched in batch.papers:
                     row, created = self._merge_paper(s, fetched, now)
@@ -200,7 +204,10 @@ class Store:
         ids: Iterable[int] | None = None,
         limit: int | None = None,
     ) -> list[Paper]:
-        """Papers with their trending span; filters combine. ``since``/``until`` bound the trending day."""
+        """Papers with their trending span; filters combine. ``since``/``until`` bound the trending day.
+
+        A query by trending day (what digests are planned from) leaves out papers reported withdrawn.
+        """
         stats = (
             select(
                 SightingRow.paper_id.label("pid"),
@@ -218,7 +225,7 @@ class Store:
                 window = window.where(SightingRow.trending_date >= since)
             if until is not None:
                 window = window.where(SightingRow.trending_date <= until)
-            q = q.where(PaperRow.id.in_(window))
+            q = q.where(PaperRow.id.in_(window), PaperRow.withdrawn_at.is_(None))
         if topic:
             q = q.where(PaperRow.topic == topic)
         if search:

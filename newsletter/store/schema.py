@@ -59,6 +59,8 @@ class PaperRow(Base):
     classified_with: Mapped[str | None] = mapped_column(String(64))  # fingerprint of the topic settings
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The source reported the paper withdrawn (Daily Papers' ``paper.withdrawnAt``): it is never sent.
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     sightings: Mapped[list["SightingRow"]] = relationship(back_populates="paper", cascade="all, delete-orphan")
 

@@ -1,4 +1,4 @@
-"""listing days: which days of a dated source were read, and which are known complete
+"""listing days: which days of a dated source were read, and which are known complete; withdrawn papers
 
 Revision ID: 0004_fetch_days
 Revises: 0003_renders
@@ -15,6 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("papers") as batch:
+        batch.add_column(sa.Column("withdrawn_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "listing_days",
         sa.Column("source", sa.String(length=100), nullable=False),
@@ -28,3 +30,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("listing_days")
+    with op.batch_alter_table("papers") as batch:
+        batch.drop_column("withdrawn_at")
