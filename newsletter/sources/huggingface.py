@@ -180,7 +180,7 @@ def item_day(item: Any, where: str) -> date | None:
     """
     if not isinstance(item, dict):
         return None
-    paper = item.get("paper") if isinstance(item.get("paper"), dict) else {}
+    paper: dict[str, Any] = item["paper"] if isinstance(item.get("paper"), dict) else {}
     for holder, key in ((paper, "submittedOnDailyAt"), (item, "submittedOnDailyAt"), (item, "publishedAt")):
         if found := _date(holder, key, where):
             return found

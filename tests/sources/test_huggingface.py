@@ -274,7 +274,7 @@ def test_a_withdrawn_paper_is_never_kept(httpserver, data, sleeps):
 
 def test_hidden_authors_are_not_shown(httpserver, sleeps, real_data):
     items = [json.loads(p.read_bytes()) for p in sorted((real_data / "hf-api-days").glob("*.json"))]
-    day, item = next((d, i) for d in items for i in d if any(a.get("hidden") for a in i["paper"]["authors"]))
+    item = next(i for d in items for i in d if any(a.get("hidden") for a in i["paper"]["authors"]))
     httpserver.expect_request("/api/daily_papers").respond_with_json([item])
 
     [paper] = source(httpserver, sleeps).fetch(DAY).papers
