@@ -120,3 +120,20 @@ def test_a_paper_withdrawn_after_it_was_stored_is_never_sent(db_url, tmp_path, h
     assert first["id"] not in [p.arxiv_id for p in nl.plan("daily", date(2025, 3, 15)).candidates]
     assert nl.store.paper(first["id"]).arxiv_id == first["id"]  # kept in the store, never planned again
     nl.close()
+
+
+def test_the_cli_says_which_days_were_stored_before_a_failure(tmp_path, httpserver, api):
+    from click.testing import CliRunner
+
+    from newsletter.cli import main
+    from support import write_config
+
+    api.now = datetime(2025, 3, 15, 12, 0, tzinfo=timezone.utc)
+    cfg = write_config(tmp_path, windows={"daily": 2, "weekly": 4}, sources=[
+        {"type": "huggingface", "base_url": httpserver.url_for("/").rstrip("/"), "retries": 0}])
+
+    result = CliRunner().invoke(main, ["--config", str(cfg), "fetch", "--date", "2025-03-16"])
+
+    assert result.exit_code == 1
+    assert "HTTP 400 BAD REQUEST: Date cannot be in the future" in result.output
+    assert "the 3 listing days read before that (2025-03-13 to 2025-03-15, 4 papers) were stored" in result.output

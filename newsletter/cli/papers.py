@@ -40,7 +40,11 @@ def fetch(obj: Context, day: str | None, only: tuple[str, ...], as_json: bool) -
         for entry in report.sources:
             if entry.error:
                 err_console.print(f"[red]✗[/red] {entry.source}: ", end="")
-                err_console.print(entry.error, markup=False, soft_wrap=True)
+                err_console.print(entry.error, markup=False, soft_wrap=True, crop=False)
+                if entry.days:  # a catch-up that failed part way: what it read first is stored
+                    err_console.print(f"  the {len(entry.days)} listing days read before that "
+                                      f"({min(entry.days)} to {max(entry.days)}, {entry.papers} papers) were stored",
+                                      soft_wrap=True, crop=False)
             else:
                 if len(entry.days) > 1:  # a dated source caught up on several listing days
                     console.print(f"[green]✓[/green] {entry.source}: {entry.papers} papers on {len(entry.days)} "
@@ -52,7 +56,7 @@ def fetch(obj: Context, day: str | None, only: tuple[str, ...], as_json: bool) -
                 noun = "entry" if len(entry.skipped) == 1 else "entries"
                 err_console.print(f"  [yellow]{len(entry.skipped)} {noun} skipped[/yellow]")
                 for reason in entry.skipped[:3]:
-                    err_console.print(f"    {reason}", markup=False, soft_wrap=True)
+                    err_console.print(f"    {reason}", markup=False, soft_wrap=True, crop=False)
                 if len(entry.skipped) > 3:
                     err_console.print(f"    ... and {len(entry.skipped) - 3} more (see --json)")
         if report.used_sample:

@@ -68,6 +68,14 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     return found
 
 
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 class Guard:
     """The SSRF rules for one fetch: the ceiling set by the configured URL, and the addresses checked so far."""
 
@@ -86,7 +94,8 @@ class Guard:
         usable = [(ip, level) for ip, level in levels if isinstance(level, int)]
         if not usable:
             ip, reason = levels[0]
-            raise DestinationRefused(f"refused: {host} is {ip}, {reason}, which is never fetched")
+            named = f"{host} is" if _is_literal(host) else f"{host} is {ip},"
+            raise DestinationRefused(f"refused: {named} {reason}, which is never fetched")
         if first or self.ceiling is None:
             self.ceiling = min(level for _, level in usable)
         allowed = [str(ip) for ip, level in usable if level <= self.ceiling]
