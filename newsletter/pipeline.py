@@ -68,6 +68,8 @@ class Newsletter:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         self._store = store
+        # The clock that says what "today in UTC" is for fetching (the Daily Papers API refuses later days).
+        self.utc_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None,
@@ -105,7 +107,7 @@ class Newsletter:
         batches: list[SourceBatch] = []
         reads: dict[str, list[ListingRead]] = {}
         offline = 0
-        utc_today = datetime.now(timezone.utc).date()
+        utc_today = self.utc_clock().astimezone(timezone.utc).date()
         as_of = min(day, utc_today) if day is not None else utc_today
         specs = [s for s in self.settings.sources if s.enabled and (not only or s.label in only)]
         if only and not specs:

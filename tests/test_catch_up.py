@@ -6,6 +6,7 @@ import json
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -137,3 +138,29 @@ def test_the_cli_says_which_days_were_stored_before_a_failure(tmp_path, httpserv
     assert result.exit_code == 1
     assert "HTTP 400 BAD REQUEST: Date cannot be in the future" in result.output
     assert "the 3 listing days read before that (2025-03-13 to 2025-03-15, 4 papers) were stored" in result.output
+
+
+def test_an_operator_in_tokyo_gets_papers_at_the_8_oclock_send(tmp_path, httpserver, api):
+    """08:00 in Tokyo is 23:00 UTC the day before: the send of the local day asks the API for no day later
+    than today in UTC (it would answer 400), and the reader gets the papers listed so far."""
+    from newsletter import schedule
+    from newsletter.deliver.outbox import OutboxMessenger
+
+    nl = newsletter(f"sqlite:///{tmp_path / 'n.db'}", tmp_path, httpserver.url_for("/").rstrip("/"),
+                    schedule={"timezone": "Asia/Tokyo", "daily": "0 8 * * mon-fri"},
+                    windows={"daily": 7, "weekly": 7})
+    nl.store.add_subscriber("reader@example.org")
+    fire = datetime(2025, 3, 17, 8, 0, tzinfo=ZoneInfo("Asia/Tokyo"))  # Monday, local
+    api.now = fire.astimezone(timezone.utc)  # Sunday 23:00 UTC
+    nl.utc_clock = lambda: api.now
+
+    report = schedule.run_due_digest(nl, "daily", fire, now=api.now,
+                                     messenger=OutboxMessenger(tmp_path / "outbox"))
+
+    assert report is not None and report.day == date(2025, 3, 17)
+    assert [s.error for s in report.fetch.sources] == [None]
+    assert max(api.asked) == date(2025, 3, 16)  # today in UTC, never Tokyo's Monday
+    assert report.delivery is not None and report.delivery.sent == 1
+    [reader] = nl.store.subscribers()
+    assert len(nl.store.delivered_papers(reader.id)) == 4  # Friday's four papers, all up by then
+    nl.close()
