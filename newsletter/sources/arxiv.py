@@ -28,7 +28,7 @@ from ..errors import ParseError, SourceError
 from ..models import FetchedPaper, SourceBatch
 from . import SourceOptions
 from . import http as http_helper
-from .rss import FEED_ACCEPT, entry_authors, paper_from_entry, parse_feed
+from .rss import FEED_ACCEPT, charset_of, entry_authors, paper_from_entry, parse_feed
 
 API_URL = "https://export.arxiv.org/api/query"
 LISTING_URL = "https://rss.arxiv.org/rss"
@@ -115,9 +115,10 @@ class ArxivSource(http_helper.HttpSource):
             categories = opts.categories or DEFAULT_CATEGORIES
             url, params = (opts.base_url or LISTING_URL).rstrip("/") + "/" + "+".join(categories), None
         origin = http_helper.display_url(url, params)
+        headers: dict[str, str] = {}
         body = self.get(url, params, accept=FEED_ACCEPT, limiter=self.limiter,
-                        min_interval=opts.min_interval_seconds)
-        feed = parse_feed(body, origin)
+                        min_interval=opts.min_interval_seconds, response_headers=headers)
+        feed = parse_feed(body, origin, charset_of(headers.get("content-type")))
         entries = feed.entries
         if opts.mode == "api":
             _check_api_response(feed, origin)

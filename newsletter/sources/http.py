@@ -73,8 +73,11 @@ def get(
     now: Callable[[], datetime] | None = None,
     limiter: RateLimiter | None = None,
     min_interval: float | None = None,
+    response_headers: dict[str, str] | None = None,
 ) -> bytes:
     """GET ``url`` (with query ``params``) and return the body, or raise ``SourceError``.
+
+    ``response_headers``, when given, receives the final response's ``content-type``.
 
     ``deadline`` bounds the whole call, retries and waits included, counted from ``started`` (a
     ``time.monotonic()`` reading; default: now), so a source that makes several requests can share one
@@ -99,8 +102,11 @@ def get(
             if limiter is not None:
                 limiter.wait(parts.hostname, min_interval)
             try:
-                return _attempt(http, guard, url, params, request_headers, timeout, connect_timeout, max_bytes,
-                                fetch, now)
+                body, content_type = _attempt(http, guard, url, params, request_headers, timeout,
+                                              connect_timeout, max_bytes, fetch, now)
+                if response_headers is not None:
+                    response_headers["content-type"] = content_type
+                return body
             except _Retryable as failure:
                 tries = f"{attempt + 1} attempts" if attempt else "1 attempt"
                 error = NetworkUnavailable if failure.unreachable else SourceError
@@ -156,7 +162,7 @@ def _attempt(
     max_bytes: int,
     fetch: _Fetch,
     now: Callable[[], datetime] | None,
-) -> bytes:
+) -> tuple[bytes, str]:
     shown = fetch.shown
     target = httpx.URL(url).copy_merge_params(params) if params else httpx.URL(url)
     limits = httpx.Timeout(timeout, connect=min(connect_timeout, timeout))
@@ -181,7 +187,7 @@ def _attempt(
                     if target.scheme not in ("http", "https"):
                         raise SourceError(f"GET {shown}: redirected to a URL that cannot be fetched")
                     continue
-                return _body(response, shown, max_bytes, fetch, now)
+                return _body(response, shown, max_bytes, fetch, now), response.headers.get("content-type", "")
         raise SourceError(f"GET {shown}: too many redirects (more than {MAX_REDIRECTS})")
     except httpx.TimeoutException as exc:
         if fetch.remaining() <= 0:

@@ -1,8 +1,9 @@
 """Any RSS or Atom feed, and the safe XML path every feed-reading source (``arxiv`` too) goes through.
 
 Encodings: the bytes are first decoded with any codec Python knows (Big5, Shift_JIS, KOI8-R...), named by
-the byte-order mark or the XML declaration, and re-encoded as UTF-8 (``to_utf8``); an unknown encoding is a
-one-line ``ParseError``.
+the byte-order mark or the XML declaration (else, for a document that says nothing and is not UTF-8, the
+server's ``charset``), and re-encoded as UTF-8 (``to_utf8``); an unknown encoding is a one-line
+``ParseError``.
 
 XML safety: feedparser's own parsers are not a defence (its loose parser expands entities itself, and
 neither limits expansion). So the bytes are then vetted by ``defusedxml`` with expat: a document that
@@ -20,6 +21,7 @@ only), and the arXiv id when the link or the entry id contains one.
 from __future__ import annotations
 
 import codecs
+import email.message
 import io
 import re
 from datetime import date, datetime, timezone
@@ -65,8 +67,9 @@ class FeedSource(http_helper.HttpSource):
 
     def read(self, day: date | None = None) -> SourceBatch:
         opts = self.options
-        body = self.get(opts.url, accept=FEED_ACCEPT)
-        feed = parse_feed(body, opts.url)
+        headers: dict[str, str] = {}
+        body = self.get(opts.url, accept=FEED_ACCEPT, response_headers=headers)
+        feed = parse_feed(body, opts.url, charset_of(headers.get("content-type")))
         papers: list[FetchedPaper] = []
         skipped: list[str] = list(feed["cut_off"])
         seen: set[str] = set()
@@ -143,7 +146,21 @@ _DECLARATION = re.compile(rb"^\s*<\?xml\b[^>]*?\?>")
 _ENCODING = re.compile(rb"""\bencoding\s*=\s*["']([^"']*)["']""")
 
 
-def to_utf8(body: bytes, origin: str) -> bytes:
+def charset_of(content_type: str | None) -> str | None:
+    """The ``charset`` parameter of a Content-Type header, None without one.
+
+    >>> charset_of('text/xml; charset="Windows-1251"')
+    'windows-1251'
+    """
+    if not content_type:
+        return None
+    message = email.message.Message()
+    message["content-type"] = content_type
+    charset = message.get_content_charset()
+    return charset.strip() or None if isinstance(charset, str) else None
+
+
+def to_utf8(body: bytes, origin: str, http_charset: str | None = None) -> bytes:
     """The document re-encoded as UTF-8, its declaration saying so; ``ParseError`` (one line) when it cannot be.
 
     expat reads only UTF-8, UTF-16, ISO-8859-1 and ASCII, and raises a bare ``ValueError`` on a multi-byte
@@ -163,6 +180,11 @@ def to_utf8(body: bytes, origin: str) -> bytes:
         try:
             body.decode("utf-8")
         except UnicodeDecodeError as exc:
+            # The document says nothing and is not UTF-8: only now is the server's charset believed
+            # (servers add a default charset to every text/* answer far more often than a feed
+            # declares a wrong encoding, so it never overrides what the document says).
+            if http_charset and _known(http_charset) not in (None, "utf-8"):
+                return to_utf8(_declare(body, http_charset), origin)
             raise ParseError(
                 f"{origin}: refused: the bytes are not UTF-8 (at byte {exc.start}) and the feed declares no "
                 "encoding"
@@ -180,13 +202,27 @@ def to_utf8(body: bytes, origin: str) -> bytes:
     return text.encode("utf-8")
 
 
-def parse_feed(body: bytes, origin: str) -> Any:
+def _known(name: str) -> str | None:
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def _declare(body: bytes, encoding: str) -> bytes:
+    """``body`` with an XML declaration naming ``encoding`` (replacing one without an encoding)."""
+    head = _DECLARATION.match(body)
+    rest = body[head.end():] if head else body
+    return f'<?xml version="1.0" encoding="{encoding}"?>'.encode("ascii") + rest
+
+
+def parse_feed(body: bytes, origin: str, http_charset: str | None = None) -> Any:
     """Decode (``to_utf8``), vet (``vet_xml``), then parse with feedparser; ``ParseError`` if it is no feed.
 
     A feed that parses is kept even when feedparser notes a flaw (its ``bozo`` flag): its entries are
     judged one by one. Only a document that is not RSS or Atom at all is refused.
     """
-    body = to_utf8(body, origin)
+    body = to_utf8(body, origin, http_charset)
     try:
         vet_xml(body, origin)
     except NotWellFormed as exc:

@@ -246,3 +246,16 @@ def test_options_are_validated():
     with pytest.raises(ValidationError):
         Options(url="https://e.example/feed", max_entries=0)
     assert Options(url="https://e.example/feed").max_entries == 100
+
+
+def test_the_servers_charset_is_used_only_when_the_document_says_nothing(httpserver, sleeps):
+    undeclared = f"<rss version='2.0'><channel><title>t</title>{ITEM.format('Заголовок', 1)}</channel></rss>"
+    serve(httpserver, undeclared.encode("koi8-r"), content_type="application/rss+xml; charset=KOI8-R")
+    [paper] = feed_source(httpserver, sleeps).fetch().papers
+    assert paper.title == "Заголовок"
+
+    # A default charset some servers add to every text/* answer does not override the document's own.
+    declared = f'<?xml version="1.0" encoding="utf-8"?>{undeclared}'
+    serve(httpserver, declared.encode("utf-8"), path="/declared.xml", content_type="text/xml; charset=iso-8859-1")
+    [paper] = feed_source(httpserver, sleeps, path="/declared.xml").fetch().papers
+    assert paper.title == "Заголовок"
