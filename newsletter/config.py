@@ -99,6 +99,7 @@ class Schedule(_Section):
     timezone: str = Field("UTC", description="IANA time zone for the cron expressions, e.g. Europe/Berlin.")
     daily: str = Field("0 8 * * mon-fri", description="Cron expression (minute hour day month weekday; weekdays 0 and 7 are Sunday, as in crontab) of the daily send.")
     weekly: str = Field("0 9 * * mon", description="Cron expression of the weekly send.")
+    fetch: str = Field("0 * * * *", description="Cron expression of the fetch job, apart from the sends (which fetch first too).")
     misfire_grace_hours: float = Field(6.0, gt=0, description="A send missed while the process was down still runs within this many hours.")
 
     @field_validator("timezone")

@@ -9,6 +9,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from urllib.parse import urlencode
 
 # --- status constants -------------------------------------------------------------------------------
 
@@ -91,6 +92,15 @@ def normalize_title(title: str) -> str:
     return " ".join("".join(out).split())
 
 
+def title_search_url(title: str) -> str:
+    """arXiv's search for a paper by its title (for a paper known only by its title).
+
+    >>> title_search_url("Dr.LLM: Dynamic Layer Routing")
+    'https://arxiv.org/search/?query=Dr.LLM%3A+Dynamic+Layer+Routing&searchtype=title'
+    """
+    return "https://arxiv.org/search/?" + urlencode({"query": " ".join(title.split()), "searchtype": "title"})
+
+
 def paper_key(arxiv_id: str | None, title: str) -> str:
     """The stable key of a paper: ``arxiv:<id>`` when the arXiv id is known, else ``title:<normalised>``."""
     bare = normalize_arxiv_id(arxiv_id)
@@ -138,6 +148,8 @@ class SourceBatch:
     source: str  # the configured source name, e.g. "huggingface"
     trending_date: date
     papers: list[FetchedPaper]
+    skipped: list[str] = field(default_factory=list)  # one line per entry left out, saying why
+    withdrawn: list[str] = field(default_factory=list)  # arXiv ids the source reports withdrawn
 
 
 # --- what the store hands to the pure stages ---------------------------------------------------------
@@ -172,13 +184,14 @@ class Paper:
     best_rank: int | None = None
 
     @property
-    def page_url(self) -> str | None:
-        """The Hugging Face paper page when known, else the arXiv abstract, else what the source linked."""
+    def page_url(self) -> str:
+        """The Hugging Face paper page when known, else the arXiv abstract, else what the source linked, else
+        a search for the title on arXiv: a card is never dead text (papers from a saved page carry no link)."""
         if self.arxiv_id:
             if self.url and "huggingface.co/papers/" in self.url:
                 return self.url
             return f"https://arxiv.org/abs/{self.arxiv_id}"
-        return self.url
+        return self.url or title_search_url(self.title)
 
     @property
     def pdf_url(self) -> str | None:

@@ -34,6 +34,7 @@ from .reports import FetchReport, Plan, PlannedDigest, Preview, RunReport, SendR
 from .sources import build_source, open_file_source
 from .sources.hf_page import SavedPageSource
 from .store import IngestResult, Store
+from .store.listing_days import ListingRead, is_settled
 from .store.editions import EditionRecord, delivery_digest_id, digest_paper_ids, edition_record
 from .tokens import Signer, signing_key
 
@@ -53,6 +54,10 @@ __all__ = ["FetchReport", "Newsletter", "Plan", "PlannedDigest", "Preview", "Run
 Progress = Callable[[str], None]
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or "no message"
+
+
 def sample_pages() -> list[Path]:
     """The saved Daily Papers pages shipped with the package, oldest first by file name order."""
     folder = resources.files("newsletter") / "sample"
@@ -63,6 +68,8 @@ class Newsletter:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         self._store = store
+        # The clock that says what "today in UTC" is for fetching (the Daily Papers API refuses later days).
+        self.utc_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None,
@@ -85,13 +92,23 @@ class Newsletter:
               progress: Progress | None = None, today: date | None = None) -> FetchReport:
         """Fetch every enabled source, then store what came back in one transaction.
 
-        A source that fails is reported and skipped; the others are still stored. When every source
-        failed because the network is unreachable and ``sample_fallback`` is on, the newest bundled
-        sample page is stored as trending today, so a machine with no network still gets a digest.
+        ``day`` acts as today (default: today in UTC; a later day than today in UTC is never asked for).
+        A source that takes a date (the Daily Papers API) is caught up: every listing day from the oldest
+        one not yet known complete through ``day`` is read, at most ``windows.weekly`` days back, because a
+        day's list keeps growing after it opens (``store.listing_days``). Other sources (arXiv, RSS, saved
+        files) take no date and are read once, labelled ``day``.
+
+        A source that fails, however it fails, is reported and skipped; the others are still stored (and
+        the days a catching-up source read before it failed). When every source failed because the
+        network is unreachable and ``sample_fallback`` is on, the newest bundled sample page is stored as
+        trending today, so a machine with no network still gets a digest.
         """
         report = FetchReport()
         batches: list[SourceBatch] = []
+        reads: dict[str, list[ListingRead]] = {}
         offline = 0
+        utc_today = self.utc_clock().astimezone(timezone.utc).date()
+        as_of = min(day, utc_today) if day is not None else utc_today
         specs = [s for s in self.settings.sources if s.enabled and (not only or s.label in only)]
         if only and not specs:
             raise NewsletterError(f"No enabled source named {', '.join(only)}.",
@@ -100,16 +117,27 @@ class Newsletter:
             if progress:
                 progress(spec.label)
             entry = SourceReport(spec.label)
+            got: list[SourceBatch] = []
             try:
-                batch = build_source(spec).fetch(day)
+                source = build_source(spec)
+                if getattr(source, "dated_listing", False):
+                    self._catch_up(source, spec.label, as_of, got, reads.setdefault(spec.label, []), progress)
+                else:
+                    got.append(source.fetch(day))
             except NetworkUnavailable as exc:
                 offline += 1
                 entry.error = str(exc)
             except SourceError as exc:
                 entry.error = str(exc)
-            else:
-                entry.papers, entry.trending_date = len(batch.papers), batch.trending_date
-                batches.append(batch)
+            except Exception as exc:  # noqa: BLE001 - whatever one upstream does, the others are stored
+                log.debug("source %s failed", spec.label, exc_info=True)
+                entry.error = f"{spec.label}: unexpected {type(exc).__name__}: {_one_line(exc)}"
+            if got:
+                entry.papers = sum(len(b.papers) for b in got)
+                entry.trending_date = max(b.trending_date for b in got)
+                entry.days = [b.trending_date for b in got]
+                entry.skipped = [reason for b in got for reason in b.skipped]
+                batches.extend(got)
             report.sources.append(entry)
         if not batches and specs and offline == len(specs) and self.settings.sample_fallback:
             page = sample_pages()[-1]
@@ -119,8 +147,31 @@ class Newsletter:
             report.sources.append(SourceReport("sample", len(batch.papers), batch.trending_date))
             batches.append(batch)
         if batches:
-            report.ingest = self.ingest(batches)
+            report.ingest = self.ingest(batches, listing_reads={k: v for k, v in reads.items() if v})
         return report
+
+    def catch_up_days(self, source: str, as_of: date) -> list[date]:
+        """The listing days a fetch on ``as_of`` reads for a dated source: every day not known complete,
+        from at most ``windows.weekly`` days back (older papers are in no digest's window) through ``as_of``."""
+        longest = max(self.settings.windows.daily, self.settings.windows.weekly)
+        since = window_start(as_of, longest)
+        done = self.store.complete_listing_days(source, since, as_of)
+        return [d for d in (since + timedelta(days=n) for n in range((as_of - since).days + 1)) if d not in done]
+
+    def _catch_up(self, source: object, label: str, as_of: date, got: list[SourceBatch],
+                  reads: list[ListingRead], progress: Progress | None) -> None:
+        """Read each of ``catch_up_days``, oldest first, under the source's one deadline; what was read
+        stays in ``got`` and ``reads`` even when a later day fails."""
+        from contextlib import nullcontext
+
+        one_deadline = getattr(source, "one_deadline", nullcontext)
+        with one_deadline():
+            for listing_day in self.catch_up_days(label, as_of):
+                if progress:
+                    progress(f"{label} {listing_day.isoformat()}")
+                batch = source.fetch(listing_day)  # type: ignore[attr-defined]
+                got.append(batch)
+                reads.append(ListingRead(listing_day, len(batch.papers), is_settled(listing_day, as_of)))
 
     def import_file(self, path: str | os.PathLike[str], trending_date: date | None = None,
                     source_name: str | None = None) -> tuple[SourceBatch, IngestResult]:
@@ -129,8 +180,9 @@ class Newsletter:
         batch = source.fetch(trending_date)
         return batch, self.ingest([batch])
 
-    def ingest(self, batches: Sequence[SourceBatch]) -> IngestResult:
-        result = self.store.ingest(batches)
+    def ingest(self, batches: Sequence[SourceBatch],
+               listing_reads: Mapping[str, Sequence[ListingRead]] | None = None) -> IngestResult:
+        result = self.store.ingest(batches, listing_reads=listing_reads)
         self._after_ingest(result)
         return result
 

@@ -22,6 +22,8 @@ class SourceReport:
     papers: int = 0
     trending_date: date | None = None
     error: str | None = None
+    skipped: list[str] = field(default_factory=list)  # entries left out of this source's batch, and why
+    days: list[date] = field(default_factory=list)  # the listing days read (a dated source's catch-up)
 
 
 @dataclass

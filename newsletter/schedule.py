@@ -9,6 +9,9 @@
 - The digest's day is the local day of the *scheduled* fire time, not of the moment the job ran, so a run
   that starts late (within the grace) still makes the digest of the day it was meant for. A run past the grace
   is logged and not sent late.
+- A ``fetch`` job (``schedule.fetch``, hourly by default, in memory) reads every source between the sends:
+  a day's Daily Papers list grows after the morning send, and an RSS or arXiv feed scrolls; the sends
+  still fetch first. Re-reading is harmless: paper identity and the sent record dedupe.
 - A third job, ``deliveries``, looks every few minutes (the first backoff step) for deliveries that became
   due: retries whose backoff has passed, and whatever a failed or stopped run left queued.
 - Nothing here prevents doubles: the edition for (cadence, period) is unique in the store, so a restart, two
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 
 JOB_IDS = {cadence: f"digest-{cadence}" for cadence in CADENCES}
 DELIVERIES_JOB_ID = "deliveries"  # retries whose backoff has passed, and whatever a failed run left queued
+FETCH_JOB_ID = "fetch"  # reads the sources between sends, so late papers and scrolling feeds are not missed
 JOBSTORE_TABLE = "apscheduler_jobs"
 
 
@@ -76,6 +80,7 @@ def retry_interval(settings: Settings) -> timedelta:
 
 
 def trigger_for(settings: Settings, cadence: str) -> CronTrigger:
+    """The cron trigger of ``schedule.<cadence>`` (or of ``schedule.fetch``) in ``schedule.timezone``."""
     expr = getattr(settings.schedule, cadence)
     try:
         return cron.trigger(expr, zone(settings))
@@ -169,6 +174,22 @@ def digest_job(cadence: str, config_path: str | None = None) -> None:
                         "deliveries job sends it when that sender is done", cadence)
 
 
+def run_fetch(nl: Newsletter) -> None:
+    """What the fetch job does: fetch every source (catching up the Daily Papers days) and log the result."""
+    report = nl.fetch()
+    for entry in report.sources:
+        if entry.error:
+            log.warning("fetch: %s", entry.error)
+    if report.ingest is not None:
+        log.info("fetch: %d new papers, %d updated", report.ingest.new, report.ingest.updated)
+
+
+def fetch_job(config_path: str | None = None) -> None:
+    """The job that fetches between sends (by reference, like ``digest_job``)."""
+    with _newsletter(config_path) as (nl, _options):
+        run_fetch(nl)
+
+
 def deliveries_job(config_path: str | None = None) -> None:
     """The job that picks up retries every few minutes (by reference, like ``digest_job``)."""
     with _newsletter(config_path) as (nl, options):
@@ -252,6 +273,14 @@ class DigestScheduler:
                 digest_job, trigger, args=[cadence, self.config_path], id=job_id, name=f"{cadence} digest",
                 replace_existing=True, coalesce=True, max_instances=1,
                 misfire_grace_time=int(grace(settings).total_seconds()), next_run_time=next_run)
+        # Like the deliveries job, the fetch job keeps no state worth storing: a fetch missed while down
+        # is made up by the next one (and by the sends, which fetch first).
+        fetch_trigger = trigger_for(settings, "fetch")
+        self.scheduler.add_job(
+            fetch_job, fetch_trigger, args=[self.config_path], id=FETCH_JOB_ID,
+            name="fetch", jobstore="memory", replace_existing=True, coalesce=True, max_instances=1,
+            misfire_grace_time=int(grace(settings).total_seconds()),
+            next_run_time=fetch_trigger.get_next_fire_time(None, now))
         every = retry_interval(settings)
         self.scheduler.add_job(
             deliveries_job, IntervalTrigger(seconds=every.total_seconds()), args=[self.config_path],

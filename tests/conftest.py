@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from newsletter.store import Store
 from newsletter.store.schema import Base
 
-from support import PAGES, write_config
+from support import PAGES, real_data_dir, write_config
 
 PG_ADMIN_URL = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -113,3 +113,13 @@ def browser() -> Iterator[Any]:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The folder of real upstream data; the test is skipped, saying why, where it is absent."""
+    folder = real_data_dir()
+    if not (folder / "README.md").is_file():
+        pytest.skip(f"real data not found at {folder} (a clone with ../shared/data/real beside it, "
+                    "or NEWSLETTER_REAL_DATA=<folder>, has it)")
+    return folder

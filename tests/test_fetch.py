@@ -29,17 +29,25 @@ def stored(cfg: Path) -> list[dict]:
     return json.loads(cli(cfg, "papers", "--json").output)
 
 
+def serve_day(httpserver, day: str, body: bytes) -> None:  # noqa: ANN001
+    """The API stand-in: ``body`` for ``day``, an empty list for every other day (as for a weekend)."""
+    httpserver.expect_request("/api/daily_papers", query_string={"p": "0", "limit": "50", "date": day}
+                              ).respond_with_data(body, content_type="application/json")
+    httpserver.expect_request("/api/daily_papers").respond_with_json([])
+
+
 def test_fetch_stores_the_feed_with_its_metadata(httpserver, tmp_path: Path) -> None:  # noqa: ANN001
-    httpserver.expect_request("/api/daily_papers").respond_with_data(PAGE0.read_bytes(), content_type="application/json")
+    serve_day(httpserver, "2025-03-14", PAGE0.read_bytes())
     cfg = hf_config(tmp_path, httpserver.url_for("/").rstrip("/"))
     result = cli(cfg, "fetch", "--date", "2025-03-14")
     assert result.exit_code == 0, result.output
-    assert "6 papers trending 2025-03-14" in result.output
+    # A fresh store catches up on windows.weekly (14) listing days through the day asked.
+    assert "6 papers on 14 listing days, 2025-03-01 to 2025-03-14" in result.output
     papers = stored(cfg)
     items = json.loads(PAGE0.read_bytes())
     assert {p["arxiv_id"] for p in papers} == {i["paper"]["id"] for i in items}
     assert all(p["url"].startswith("https://huggingface.co/papers/") for p in papers)
-    assert httpserver.log[0][0].args["date"] == "2025-03-14"
+    assert [r.args["date"] for r, _ in httpserver.log][-1] == "2025-03-14"
 
 
 def test_http_500_is_a_clear_error_and_changes_nothing(httpserver, tmp_path: Path) -> None:  # noqa: ANN001
@@ -118,3 +126,38 @@ def test_one_failing_source_does_not_block_the_others(httpserver, tmp_path: Path
     report = json.loads(result.output)
     assert [bool(s["error"]) for s in report["sources"]] == [True, False]
     assert len(stored(cfg)) == 6
+
+
+class _Exploding:
+    """A source whose upstream library fails in a way nobody foresaw (not a SourceError)."""
+
+    options_model = __import__("newsletter.sources", fromlist=["SourceOptions"]).SourceOptions
+
+    def __init__(self, name: str, options: object) -> None:
+        self.name = name
+
+    def fetch(self, day: object = None) -> object:
+        raise ValueError("multi-byte encodings are not supported\nsecond line")
+
+
+def test_any_exception_is_that_sources_one_line_error_and_the_others_are_stored(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from newsletter import sources
+
+    monkeypatch.setitem(sources.REGISTRY, "exploding", f"{__name__}:_Exploding")
+    cfg = write_config(tmp_path, sources=[{"type": "exploding"}, {"type": "hf-json", "path": str(PAGE0)}])
+    result = cli(cfg, "fetch", "--json")
+    assert result.exit_code == 1
+    first, second = json.loads(result.output)["sources"]
+    assert first["error"] == "exploding: unexpected ValueError: multi-byte encodings are not supported second line"
+    assert second["error"] is None and len(stored(cfg)) == 6
+
+
+def test_skipped_entries_are_counted_with_their_reasons(httpserver, tmp_path: Path) -> None:  # noqa: ANN001
+    items = json.loads(PAGE0.read_text())
+    items[2]["paper"].pop("id")
+    serve_day(httpserver, "2025-03-14", json.dumps(items).encode())
+    cfg = hf_config(tmp_path, httpserver.url_for("/").rstrip("/"))
+    result = cli(cfg, "fetch", "--date", "2025-03-14")
+    assert result.exit_code == 0, result.output
+    assert "1 entry skipped" in result.output and "item 2: paper.id is missing" in result.output
+    assert len(stored(cfg)) == len(items) - 1

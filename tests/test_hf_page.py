@@ -154,3 +154,33 @@ def test_a_yearless_page_listed_on_the_first_days_of_january_is_from_the_decembe
     page.write_text(text, encoding="utf-8")
     batch = SavedPageSource("hf-page", Options(path=str(page))).fetch(date(2026, 1, 1))
     assert batch.papers[0].published == date(2025, 12, 30)
+
+
+def test_no_card_of_a_saved_page_is_dead_text(tmp_path) -> None:
+    """Papers from a saved page carry no arXiv id and no link: each card links to a search for its title."""
+    import re
+    from urllib.parse import parse_qs, urlsplit
+
+    from newsletter import config as config_mod
+    from newsletter.pipeline import Newsletter
+    from support import PAGE_DAYS, PAGES
+
+    settings = config_mod.from_mapping({"database_url": f"sqlite:///{tmp_path / 'n.db'}",
+                                        "digest": {"max_papers": 1000, "max_per_topic": 1000},
+                                        "sources": [{"type": "hf-page", "path": str(PAGES["mar14"])}]},
+                                       environ={}, base_dir=tmp_path)
+    nl = Newsletter(settings)
+    nl.import_file(PAGES["mar14"], PAGE_DAYS["mar14"])
+    nl.store.add_subscriber("reader@example.org")
+    [reader] = nl.plan("daily", PAGE_DAYS["mar14"]).readers
+    assert reader.papers and all(p.arxiv_id is None and not p.url for p in reader.papers)
+
+    html = nl.render_for(nl.digest_for(reader, day=PAGE_DAYS["mar14"])).html
+
+    assert '<span class="nl-title"' not in html  # the dead-text form of a card's title
+    hrefs = re.findall(r'<a class="nl-title" href="([^"]+)"', html)
+    assert len(hrefs) >= len(reader.papers)
+    searched = {parse_qs(urlsplit(h.replace("&amp;", "&")).query)["query"][0] for h in hrefs}
+    assert {p.title for p in reader.papers} <= searched
+    assert all(h.startswith("https://arxiv.org/search/?query=") and "searchtype=title" in h for h in hrefs)
+    nl.close()

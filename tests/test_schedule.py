@@ -251,7 +251,10 @@ def test_jobs_are_stored_with_fixed_ids_coalescing_one_instance_and_hours_of_gra
         sched.scheduler.start(paused=True)
         jobs = {job.id: job for job in sched.scheduler.get_jobs()}
         sched.scheduler.shutdown()
-    assert set(jobs) == {"digest-daily", "digest-weekly", "deliveries"}
+    assert set(jobs) == {"digest-daily", "digest-weekly", "deliveries", "fetch"}
+    fetch = jobs["fetch"]  # schedule.fetch, hourly by default, apart from the sends
+    assert (fetch.coalesce, fetch.max_instances) == (True, 1)
+    assert fetch.next_run_time == datetime(2026, 3, 14, 13, 0, tzinfo=ZoneInfo("Europe/Berlin"))
     for job in (jobs["digest-daily"], jobs["digest-weekly"]):
         assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, 6 * 3600)
     retries = jobs["deliveries"]  # every first backoff step (delivery.backoff_base_seconds: 300)
@@ -306,3 +309,16 @@ def test_the_foreground_scheduler_stops_cleanly_on_a_signal(tmp_path: Path, sig:
     _, rest = proc.communicate(timeout=60)
     assert proc.returncode == 0, "".join(lines) + rest
     assert "stopping after the current message" in rest and "scheduler stopped" in rest
+
+
+def test_the_fetch_job_reads_the_sources_between_sends(newsletter_for: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    nl = newsletter_for(fetch="*/20 * * * *")
+    assert nl.store.paper_count() == 0
+    assert str(schedule.trigger_for(nl.settings, "fetch")) == "cron[month='*', day='*', day_of_week='*', hour='*', minute='*/20']"
+    monkeypatch.setattr(schedule, "_active", None)
+    monkeypatch.setattr(Newsletter, "from_config", classmethod(lambda cls, path=None, environ=None: nl))
+    monkeypatch.setattr(Newsletter, "close", lambda self: None)
+
+    schedule.fetch_job("config.yaml")
+
+    assert nl.store.paper_count() > 0  # the configured source was read and stored by the job alone

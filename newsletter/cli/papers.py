@@ -16,15 +16,17 @@ from . import Context, config_option, console, err_console, json_option, main, p
 
 @main.command()
 @config_option
-@click.option("--date", "day", metavar="YYYY-MM-DD", help="Trending day to fetch (default: today).")
+@click.option("--date", "day", metavar="YYYY-MM-DD",
+              help="Act as if today were this day (default: today in UTC): catch up through it, never later.")
 @click.option("--source", "only", multiple=True, metavar="NAME", help="Only this configured source (repeatable).")
 @json_option
 @click.pass_obj
 def fetch(obj: Context, day: str | None, only: tuple[str, ...], as_json: bool) -> None:
-    """Fetch today's trending papers from every configured source and store them.
+    """Fetch the trending papers from every configured source and store them.
 
-    A source that fails is reported and the others are still stored; with no network at all the bundled
-    sample is used (unless sample_fallback is off).
+    The Daily Papers API is caught up: every listing day not yet known complete (a day's list grows after
+    it opens) is read again, up to today in UTC. A source that fails is reported and the others are still
+    stored; with no network at all the bundled sample is used (unless sample_fallback is off).
 
     Example: newsletter fetch --date 2026-03-14
     """
@@ -40,9 +42,25 @@ def fetch(obj: Context, day: str | None, only: tuple[str, ...], as_json: bool) -
         for entry in report.sources:
             if entry.error:
                 err_console.print(f"[red]✗[/red] {entry.source}: ", end="")
-                err_console.print(entry.error, markup=False)
+                err_console.print(entry.error, markup=False, soft_wrap=True, crop=False)
+                if entry.days:  # a catch-up that failed part way: what it read first is stored
+                    err_console.print(f"  the {len(entry.days)} listing days read before that "
+                                      f"({min(entry.days)} to {max(entry.days)}, {entry.papers} papers) were stored",
+                                      soft_wrap=True, crop=False)
             else:
-                console.print(f"[green]✓[/green] {entry.source}: {entry.papers} papers trending {entry.trending_date}")
+                if len(entry.days) > 1:  # a dated source caught up on several listing days
+                    console.print(f"[green]✓[/green] {entry.source}: {entry.papers} papers on {len(entry.days)} "
+                                  f"listing days, {min(entry.days)} to {max(entry.days)}")
+                else:
+                    console.print(f"[green]✓[/green] {entry.source}: {entry.papers} papers trending "
+                                  f"{entry.trending_date}")
+            if entry.skipped:
+                noun = "entry" if len(entry.skipped) == 1 else "entries"
+                err_console.print(f"  [yellow]{len(entry.skipped)} {noun} skipped[/yellow]")
+                for reason in entry.skipped[:3]:
+                    err_console.print(f"    {reason}", markup=False, soft_wrap=True, crop=False)
+                if len(entry.skipped) > 3:
+                    err_console.print(f"    ... and {len(entry.skipped) - 3} more (see --json)")
         if report.used_sample:
             err_console.print("[yellow]No network: stored the bundled sample page as trending today.[/yellow]")
         if report.ingest:

@@ -28,7 +28,7 @@ from ..errors import ParseError, SourceError
 from ..models import FetchedPaper, SourceBatch
 from . import SourceOptions
 from . import http as http_helper
-from .rss import FEED_ACCEPT, entry_authors, paper_from_entry, parse_feed
+from .rss import FEED_ACCEPT, charset_of, entry_authors, paper_from_entry, parse_feed
 
 API_URL = "https://export.arxiv.org/api/query"
 LISTING_URL = "https://rss.arxiv.org/rss"
@@ -53,6 +53,7 @@ class Options(SourceOptions):
     base_url: str | None = Field(None, description=f"Endpoint; default {API_URL} (api) or {LISTING_URL} (listing).")
     min_interval_seconds: float = Field(3.0, ge=0, le=600, description="Least time between two arXiv requests.")
     timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for each read.")
+    deadline: float = http_helper.deadline_field()
     max_bytes: int = Field(20_000_000, ge=1024, description="Largest response accepted.")
     retries: int = Field(http_helper.DEFAULT_RETRIES, ge=0, le=10, description="Retries on 429, 5xx, network errors.")
 
@@ -106,7 +107,7 @@ class ArxivSource(http_helper.HttpSource):
         super().__init__(name, options, client=client, sleep=sleep, today=today)
         self.limiter = limiter or SHARED_LIMITER
 
-    def fetch(self, day: date | None = None) -> SourceBatch:
+    def read(self, day: date | None = None) -> SourceBatch:
         opts = self.options
         if opts.mode == "api":
             url, params = opts.base_url or API_URL, self.api_params()
@@ -114,24 +115,30 @@ class ArxivSource(http_helper.HttpSource):
             categories = opts.categories or DEFAULT_CATEGORIES
             url, params = (opts.base_url or LISTING_URL).rstrip("/") + "/" + "+".join(categories), None
         origin = http_helper.display_url(url, params)
+        headers: dict[str, str] = {}
         body = self.get(url, params, accept=FEED_ACCEPT, limiter=self.limiter,
-                        min_interval=opts.min_interval_seconds)
-        feed = parse_feed(body, origin)
+                        min_interval=opts.min_interval_seconds, response_headers=headers)
+        feed = parse_feed(body, origin, charset_of(headers.get("content-type")))
         entries = feed.entries
         if opts.mode == "api":
             _check_api_response(feed, origin)
         elif not opts.include_replacements:
             entries = [e for e in entries if str(e.get("arxiv_announce_type", "")).lower() not in _REPLACEMENTS]
         papers: list[FetchedPaper] = []
+        skipped: list[str] = list(feed["cut_off"])
         seen: set[str] = set()
         for index, entry in enumerate(entries):
             if len(papers) >= opts.max_results:
                 break
-            paper = _paper(entry, len(papers) + 1, f"{origin}: entry {index + 1}", listing=opts.mode == "listing")
+            try:
+                paper = _paper(entry, len(papers) + 1, f"{origin}: entry {index + 1}", listing=opts.mode == "listing")
+            except ParseError as exc:  # one bad entry costs that entry, not the listing
+                skipped.append(str(exc))
+                continue
             if paper.key not in seen:
                 seen.add(paper.key)
                 papers.append(paper)
-        return SourceBatch(self.name, day or self.today or datetime.now(timezone.utc).date(), papers)
+        return SourceBatch(self.name, day or self.today or datetime.now(timezone.utc).date(), papers, skipped)
 
     def api_params(self) -> dict[str, str | int]:
         opts = self.options

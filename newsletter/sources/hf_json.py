@@ -4,7 +4,7 @@ The file holds the API's list of items, or an object ``{"papers": [...]}`` wrapp
 mapped exactly as the API's are (``huggingface.paper_from_item``), ranked in file order.
 
 The trending day is, in order: the day asked for, the ``trending_date`` option, the newest day found in the
-file (each item's ``paper.submittedOnDailyAt``, the day it was on the list, else its ``publishedAt``), today (UTC).
+file (each item's listing day, ``huggingface.item_day``), today (UTC). Withdrawn papers are left out.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pydantic import Field
 from ..errors import SourceError
 from ..models import FetchedPaper, SourceBatch
 from . import SourceOptions
-from .huggingface import items_from_document, load_json, newest_day, paper_from_item
+from .huggingface import items_from_document, load_json, newest_day, paper_from_item, withdrawn
 
 MAX_FILE_BYTES = 50_000_000
 
@@ -49,15 +49,21 @@ class JsonFileSource:
         origin = str(path)
         items = items_from_document(load_json(body, origin), origin, allow_wrapper=True)
         papers: list[FetchedPaper] = []
+        skipped: list[str] = []
+        gone: list[str] = []
         seen: set[str] = set()
         for index, item in enumerate(items):
             paper = paper_from_item(item, rank=len(papers) + 1, where=f"{origin}: item {index}")
+            if reason := withdrawn(item):
+                skipped.append(f"{origin}: item {index}: paper {paper.arxiv_id} {reason}")
+                gone.append(paper.arxiv_id or "")
+                continue
             if paper.key in seen:
                 continue
             seen.add(paper.key)
             papers.append(paper)
         trending = day or self.options.trending_date or newest_day(items, origin) or self.today or _utc_today()
-        return SourceBatch(self.name, trending, papers)
+        return SourceBatch(self.name, trending, papers, skipped, gone)
 
 
 def _utc_today() -> date:

@@ -2,12 +2,14 @@
 
 ``get(url)`` returns the response body or raises ``SourceError`` with a one-line message naming the URL:
 
-* connect and read timeouts (a read timeout bounds the wait for each chunk; ``total_timeout`` bounds the
-  whole download, so a server dripping one byte at a time cannot hold a fetch forever);
+* connect and read timeouts (a read timeout bounds the wait for each chunk), and one ``deadline`` for the
+  whole fetch, retries and waits included, so a server dripping one byte at a time costs at most that;
 * a byte cap checked against ``Content-Length`` and again while streaming (after decompression), so an
   oversized or endless body is aborted rather than buffered;
 * retries with exponential backoff (``backoff * 2**attempt``) on HTTP 429, any 5xx, connection errors and
   timeouts, honouring ``Retry-After`` (seconds or an HTTP date), every wait capped at ``max_wait``;
+* redirects followed hop by hop, each checked against the SSRF rules of ``netguard`` before it is asked;
+* the upstream's own error text (a JSON ``error``) in the message of a 4xx answer;
 * a User-Agent naming the project.
 
 ``sleep`` and ``now`` are parameters so tests can run against a real local server without waiting.
@@ -16,16 +18,19 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import socket
 import threading
 import time
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Mapping
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import httpx
 
 from ..errors import NetworkUnavailable, SourceError
+from . import netguard
 
 USER_AGENT = "trending-papers-newsletter/0.1 (self-hosted newsletter of trending ML papers; python-httpx)"
 
@@ -35,6 +40,7 @@ DEFAULT_MAX_BYTES = 10_000_000
 DEFAULT_RETRIES = 3  # retries after the first attempt
 DEFAULT_BACKOFF = 1.0  # first wait; doubles on each retry
 DEFAULT_MAX_WAIT = 60.0  # no single wait (backoff or Retry-After) is longer than this
+DEFAULT_DEADLINE = 60.0  # a whole source fetch, retries and waits included, takes at most this
 
 Sleep = Callable[[float], None]
 
@@ -55,7 +61,8 @@ def get(
     params: Mapping[str, str | int | float] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    total_timeout: float | None = None,
+    deadline: float = DEFAULT_DEADLINE,
+    started: float | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     retries: int = DEFAULT_RETRIES,
     backoff: float = DEFAULT_BACKOFF,
@@ -66,12 +73,18 @@ def get(
     now: Callable[[], datetime] | None = None,
     limiter: RateLimiter | None = None,
     min_interval: float | None = None,
+    response_headers: dict[str, str] | None = None,
 ) -> bytes:
     """GET ``url`` (with query ``params``) and return the body, or raise ``SourceError``.
 
-    ``total_timeout`` defaults to four times ``timeout``. ``limiter`` (with ``min_interval`` seconds, else the
-    limiter's own) spaces every attempt, retries included, from the previous request to the same host.
-    ``client`` lets a caller share a connection pool; by default each call opens and closes its own.
+    ``response_headers``, when given, receives the final response's ``content-type``.
+
+    ``deadline`` bounds the whole call, retries and waits included, counted from ``started`` (a
+    ``time.monotonic()`` reading; default: now), so a source that makes several requests can share one
+    deadline. ``limiter`` (with ``min_interval`` seconds, else the limiter's own) spaces every attempt,
+    retries included, from the previous request to the same host. ``client`` lets a caller share a
+    connection pool; by default each call opens its own, whose connections go only to checked addresses
+    (``netguard``). Redirects are followed here, hop by hop, each checked before it is requested.
     """
     shown = display_url(url, params)
     parts = urlsplit(shown)
@@ -79,28 +92,50 @@ def get(
         raise SourceError(f"GET {shown}: only http:// and https:// URLs can be fetched")
 
     request_headers = {"User-Agent": USER_AGENT, **(headers or {})}
-    limits = httpx.Timeout(timeout, connect=min(connect_timeout, timeout))
-    deadline_seconds = total_timeout if total_timeout is not None else 4 * timeout
+    fetch = _Fetch(shown, (started if started is not None else time.monotonic()) + deadline, deadline)
     attempts = max(0, retries) + 1
+    guard = netguard.Guard()
     own_client = client is None
-    http = client or httpx.Client(follow_redirects=True)
+    http = client or netguard.guarded_client(guard)
     try:
         for attempt in range(attempts):
             if limiter is not None:
                 limiter.wait(parts.hostname, min_interval)
             try:
-                return _attempt(http, url, params, request_headers, limits, max_bytes, deadline_seconds, shown, now)
+                body, content_type = _attempt(http, guard, url, params, request_headers, timeout,
+                                              connect_timeout, max_bytes, fetch, now)
+                if response_headers is not None:
+                    response_headers["content-type"] = content_type
+                return body
             except _Retryable as failure:
+                tries = f"{attempt + 1} attempts" if attempt else "1 attempt"
+                error = NetworkUnavailable if failure.unreachable else SourceError
                 if attempt == attempts - 1:
-                    tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
-                    error = NetworkUnavailable if failure.unreachable else SourceError
                     raise error(f"GET {shown}: {failure.reason} (gave up after {tries})") from None
                 wait = failure.retry_after if failure.retry_after is not None else backoff * 2**attempt
-                sleep(min(max(wait, 0.0), max_wait))
+                wait = min(max(wait, 0.0), max_wait)
+                if wait >= fetch.remaining():
+                    raise error(f"GET {shown}: {failure.reason} (gave up after {tries}: another try would "
+                                f"pass the deadline of {deadline:g} s)") from None
+                sleep(wait)
     finally:
         if own_client:
             http.close()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _Fetch:
+    """One call's URL as shown, and its deadline (a monotonic time) with the seconds it was set to."""
+
+    def __init__(self, shown: str, deadline_at: float, seconds: float) -> None:
+        self.shown, self.deadline_at, self.seconds = shown, deadline_at, seconds
+
+    def remaining(self) -> float:
+        return self.deadline_at - time.monotonic()
+
+    def expired(self) -> SourceError:
+        return SourceError(f"GET {self.shown}: gave up: the source's deadline of {self.seconds:g} s passed",
+                           hint="raise the source's deadline option if this upstream is this slow")
 
 
 def display_url(url: str, params: Mapping[str, str | int | float] | None = None) -> str:
@@ -112,48 +147,51 @@ def display_url(url: str, params: Mapping[str, str | int | float] | None = None)
         raise SourceError(f"GET {url}: not a valid URL") from None
 
 
+_REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 10
+
+
 def _attempt(
     http: httpx.Client,
+    guard: netguard.Guard,
     url: str,
     params: Mapping[str, str | int | float] | None,
     headers: dict[str, str],
-    limits: httpx.Timeout,
+    timeout: float,
+    connect_timeout: float,
     max_bytes: int,
-    deadline_seconds: float,
-    shown: str,
+    fetch: _Fetch,
     now: Callable[[], datetime] | None,
-) -> bytes:
-    started = time.monotonic()
+) -> tuple[bytes, str]:
+    shown = fetch.shown
+    target = httpx.URL(url).copy_merge_params(params) if params else httpx.URL(url)
+    limits = httpx.Timeout(timeout, connect=min(connect_timeout, timeout))
     try:
-        with http.stream(
-            "GET", url, params=params, headers=headers, timeout=limits, follow_redirects=True
-        ) as response:
-            status = response.status_code
-            if status == 429 or 500 <= status <= 599:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
-                raise _Retryable(f"HTTP {status} {response.reason_phrase}".rstrip(), retry_after)
-            if not 200 <= status <= 299:
-                raise SourceError(f"GET {shown}: HTTP {status} {response.reason_phrase}".rstrip())
-            declared = response.headers.get("Content-Length", "").strip()
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise SourceError(
-                    f"GET {shown}: response is {int(declared):,} bytes, over the limit of {max_bytes:,} bytes",
-                    hint="raise the source's max_bytes option if this size is expected",
-                )
-            chunks: list[bytes] = []
-            received = 0
-            for chunk in response.iter_bytes():
-                received += len(chunk)
-                if received > max_bytes:
-                    raise SourceError(
-                        f"GET {shown}: response exceeded the limit of {max_bytes:,} bytes; download aborted",
-                        hint="raise the source's max_bytes option if this size is expected",
-                    )
-                if time.monotonic() - started > deadline_seconds:
-                    raise _Retryable(f"download took longer than {deadline_seconds:g} s")
-                chunks.append(chunk)
-            return b"".join(chunks)
+        for hop in range(MAX_REDIRECTS + 1):
+            remaining = fetch.remaining()
+            if remaining <= 0:
+                raise fetch.expired()
+            # Every wait is cut to what is left of the deadline: no read can outlast it.
+            limits = httpx.Timeout(min(timeout, remaining), connect=min(connect_timeout, timeout, remaining))
+            try:
+                guard.check(target, first=hop == 0)
+            except netguard.DestinationRefused as exc:
+                raise SourceError(f"GET {shown}: {exc}") from None
+            with http.stream("GET", target, headers=headers, timeout=limits, follow_redirects=False) as response:
+                status = response.status_code
+                if status in _REDIRECTS and response.headers.get("Location"):
+                    try:
+                        target = target.join(response.headers["Location"])
+                    except (httpx.InvalidURL, ValueError):
+                        raise SourceError(f"GET {shown}: redirected to a URL that cannot be fetched") from None
+                    if target.scheme not in ("http", "https"):
+                        raise SourceError(f"GET {shown}: redirected to a URL that cannot be fetched")
+                    continue
+                return _body(response, shown, max_bytes, fetch, now), response.headers.get("content-type", "")
+        raise SourceError(f"GET {shown}: too many redirects (more than {MAX_REDIRECTS})")
     except httpx.TimeoutException as exc:
+        if fetch.remaining() <= 0:
+            raise fetch.expired() from None
         what = {
             httpx.ConnectTimeout: f"could not connect within {limits.connect:g} s",
             httpx.ReadTimeout: f"no data for {limits.read:g} s (read timeout)",
@@ -165,16 +203,71 @@ def _attempt(
         if _name_not_resolved(exc):  # no DNS (an offline machine): trying again cannot help
             raise NetworkUnavailable(f"GET {shown}: cannot connect: {_reason(exc)}") from None
         raise _Retryable(f"cannot connect: {_reason(exc)}", unreachable=True) from None
+    except socket.gaierror as exc:  # raised by the guard's own lookup
+        raise NetworkUnavailable(f"GET {shown}: cannot connect: cannot resolve {target.host} ({exc.strerror})") from None
     except (httpx.RemoteProtocolError, httpx.NetworkError) as exc:
         raise _Retryable(f"connection broken: {_reason(exc)}") from None
-    except httpx.TooManyRedirects:
-        raise SourceError(f"GET {shown}: too many redirects") from None
     except httpx.DecodingError:
         raise SourceError(f"GET {shown}: the response's compressed body could not be decoded") from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL):
         raise SourceError(f"GET {shown}: redirected to a URL that cannot be fetched") from None
     except httpx.HTTPError as exc:
         raise SourceError(f"GET {shown}: {type(exc).__name__}: {_reason(exc)}") from None
+
+
+def _body(response: httpx.Response, shown: str, max_bytes: int, fetch: _Fetch,
+          now: Callable[[], datetime] | None) -> bytes:
+    status = response.status_code
+    if status == 429 or 500 <= status <= 599:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
+        raise _Retryable(f"HTTP {status} {response.reason_phrase}".rstrip(), retry_after)
+    if not 200 <= status <= 299:
+        detail = _error_text(response)
+        raise SourceError(f"GET {shown}: HTTP {status} {response.reason_phrase}".rstrip() + (f": {detail}" if detail else ""))
+    declared = response.headers.get("Content-Length", "").strip()
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise SourceError(
+            f"GET {shown}: response is {int(declared):,} bytes, over the limit of {max_bytes:,} bytes",
+            hint="raise the source's max_bytes option if this size is expected",
+        )
+    chunks: list[bytes] = []
+    received = 0
+    for chunk in response.iter_bytes():
+        received += len(chunk)
+        if received > max_bytes:
+            raise SourceError(
+                f"GET {shown}: response exceeded the limit of {max_bytes:,} bytes; download aborted",
+                hint="raise the source's max_bytes option if this size is expected",
+            )
+        if fetch.remaining() <= 0:
+            raise fetch.expired()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The upstream's own words for a refusal: a JSON ``error``/``message``, else a short plain text body."""
+    try:
+        raw = b""
+        for chunk in response.iter_bytes():
+            raw += chunk
+            if len(raw) > 4096:
+                return ""
+    except httpx.HTTPError:
+        return ""
+    text = raw.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("error", "message", "detail"):
+            if isinstance(data.get(key), str) and data[key].strip():
+                return " ".join(data[key].split())[:200]
+        return ""
+    if text and "<" not in text[:1]:  # not an HTML error page
+        return " ".join(text.split())[:200]
+    return ""
 
 
 def _name_not_resolved(exc: BaseException) -> bool:
@@ -279,7 +372,11 @@ class RateLimiter:
 
 class HttpSource:
     """What every source that reads over HTTP keeps: its name, its options and the injectable parts (an
-    ``httpx.Client`` for connection reuse, ``sleep`` for the backoff, ``today`` for the trending day)."""
+    ``httpx.Client`` for connection reuse, ``sleep`` for the backoff, ``today`` for the trending day).
+
+    ``fetch`` starts the source's one deadline (its ``deadline`` option) and calls ``read``: every request
+    of that fetch, pages and retries included, shares it.
+    """
 
     def __init__(self, name: str, options: Any, *, client: httpx.Client | None = None,
                  sleep: Callable[[float], None] = time.sleep, today: date | None = None) -> None:
@@ -288,10 +385,39 @@ class HttpSource:
         self.client = client
         self.sleep = sleep
         self.today = today
+        self.started: float | None = None
+
+    def fetch(self, day: date | None = None) -> Any:
+        with self.one_deadline():
+            return self.read(day)
+
+    @contextmanager
+    def one_deadline(self) -> Iterator[None]:
+        """Every fetch inside shares one deadline (a catch-up over several days is one source fetch)."""
+        if self.started is not None:
+            yield
+            return
+        self.started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.started = None
+
+    def read(self, day: date | None) -> Any:  # pragma: no cover - every source defines it
+        raise NotImplementedError
 
     def get(self, url: str, params: Mapping[str, str | int | float] | None = None, *, accept: str,
             **extra: Any) -> bytes:
-        """``get`` with this source's ``timeout``, ``max_bytes`` and ``retries`` options and injected parts."""
+        """``get`` with this source's ``timeout``, ``deadline``, ``max_bytes`` and ``retries`` options."""
         opts = self.options
         return get(url, params=params, timeout=opts.timeout, max_bytes=opts.max_bytes, retries=opts.retries,
-                   headers={"Accept": accept}, client=self.client, sleep=self.sleep, **extra)
+                   deadline=opts.deadline, started=self.started, headers={"Accept": accept},
+                   client=self.client, sleep=self.sleep, **extra)
+
+
+def deadline_field() -> Any:
+    """The ``deadline`` option every HTTP source has."""
+    from pydantic import Field
+
+    return Field(DEFAULT_DEADLINE, gt=0, le=3600,
+                 description="Seconds one fetch of this source may take in all, retries and waits included.")

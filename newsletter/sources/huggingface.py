@@ -9,8 +9,10 @@ The body is a list of items, one per paper on the list, in the site's order::
      "title": ..., "summary": ..., "publishedAt": ..., "thumbnail": ..., "numComments": 3,
      "submittedBy": {...}, "organization": {...}}
 
-Pages are read with ``p=0,1,...`` until one holds fewer than ``limit`` items or ``max_pages`` were read. An
-item's ``paper`` object wins over the same top-level key. ``paper_from_item`` is shared with ``hf_json``.
+Pages are read with ``p=0,1,...`` until one holds fewer than ``limit`` items, brings no paper not seen on
+an earlier page, or ``max_pages`` were read. An item's ``paper`` object wins over the same top-level key.
+A malformed item is skipped and reported (``SourceBatch.skipped``); so is a withdrawn paper
+(``paper.withdrawnAt``). Hidden authors (``authors[].hidden``) are left out. ``paper_from_item`` is shared with ``hf_json``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Options(SourceOptions):
     limit: int = Field(50, ge=1, le=100, description="Items per page (the API's page size).")
     max_pages: int = Field(5, ge=1, le=50, description="Stop after this many pages.")
     timeout: float = Field(http_helper.DEFAULT_TIMEOUT, gt=0, le=300, description="Seconds to wait for each read.")
+    deadline: float = http_helper.deadline_field()
     max_bytes: int = Field(10_000_000, ge=1024, description="Largest response accepted, per page.")
     retries: int = Field(http_helper.DEFAULT_RETRIES, ge=0, le=10, description="Retries on 429, 5xx and network errors.")
 
@@ -49,11 +52,16 @@ class HuggingFaceSource(http_helper.HttpSource):
 
     options_model = Options
     options: Options
+    # The API answers per listing day (``date=``), and a day's list grows after it opens: the pipeline
+    # reads every day not yet known complete (see ``store.listing_days``).
+    dated_listing = True
 
-    def fetch(self, day: date | None = None) -> SourceBatch:
+    def read(self, day: date | None = None) -> SourceBatch:
         opts = self.options
         url = opts.base_url.rstrip("/") + "/api/daily_papers"
         papers: list[FetchedPaper] = []
+        skipped: list[str] = []
+        gone: list[str] = []
         listed: list[Any] = []
         seen: set[str] = set()
         for page in range(opts.max_pages):
@@ -64,19 +72,32 @@ class HuggingFaceSource(http_helper.HttpSource):
             body = self.get(url, params, accept="application/json")
             items = items_from_document(load_json(body, origin), origin, allow_wrapper=False)
             listed.extend(items)
+            fresh = 0
             for index, item in enumerate(items):
-                paper = paper_from_item(item, rank=len(papers) + 1, where=f"{origin}: item {index}")
+                where = f"{origin}: item {index}"
+                try:
+                    paper = paper_from_item(item, rank=len(papers) + 1, where=where)
+                except ParseError as exc:  # one bad item costs that item, not the day
+                    skipped.append(str(exc))
+                    continue
+                if reason := withdrawn(item):
+                    skipped.append(f"{where}: paper {paper.arxiv_id} {reason}")
+                    gone.append(paper.arxiv_id or "")
+                    continue
                 key = paper.arxiv_id or ""
                 if key in seen:  # the list shifted between pages: keep the first sighting
                     continue
                 seen.add(key)
+                fresh += 1
                 papers.append(paper)
-            if len(items) < opts.limit:
+            # Paging follows what the API returns: a short page is the last one, and a page that brings
+            # nothing new means the API ignored ``p`` (it answered the whole list at once).
+            if len(items) < opts.limit or not fresh:
                 break
         # Without a day, the list is "the latest": label it with the day it was listed (early in the UTC
         # morning that is often yesterday's list), not with the clock.
         trending = day or newest_day(listed, url) or self.today or datetime.now(timezone.utc).date()
-        return SourceBatch(self.name, trending, papers)
+        return SourceBatch(self.name, trending, papers, skipped, gone)
 
 
 # --- shared with hf_json -------------------------------------------------------------------------------
@@ -151,17 +172,28 @@ def paper_from_item(item: Any, rank: int | None, where: str) -> FetchedPaper:
 
 
 def item_day(item: Any, where: str) -> date | None:
-    """The day an item was on the list (``submittedOnDailyAt``), else its publication day; None if neither.
+    """The day an item was on the list, None if the item says nothing about it.
 
+    ``submittedOnDailyAt``; else (the older responses, 2024) the item's own top-level ``publishedAt``, which
+    is when it was listed; only for a bare ``paper`` object, the paper's ``publishedAt`` (its arXiv date).
     A present but malformed date is a ``ParseError``, not a reason to fall back to the next key.
     """
     if not isinstance(item, dict):
         return None
-    paper = item.get("paper") if isinstance(item.get("paper"), dict) else {}
-    for holder, key in ((paper, "submittedOnDailyAt"), (item, "submittedOnDailyAt")):
+    paper: dict[str, Any] = item["paper"] if isinstance(item.get("paper"), dict) else {}
+    for holder, key in ((paper, "submittedOnDailyAt"), (item, "submittedOnDailyAt"), (item, "publishedAt")):
         if found := _date(holder, key, where):
             return found
-    return _date(paper, "publishedAt", where) or _date(item, "publishedAt", where)
+    return _date(paper, "publishedAt", where)
+
+
+def withdrawn(item: Any) -> str | None:
+    """"was withdrawn on D" when the item's paper carries ``withdrawnAt``; such a paper is never sent."""
+    paper = item.get("paper") if isinstance(item, dict) else None
+    if not isinstance(paper, dict) or not paper.get("withdrawnAt"):
+        return None
+    when = paper["withdrawnAt"]
+    return f"was withdrawn ({when[:10]})" if isinstance(when, str) else "was withdrawn"
 
 
 def newest_day(items: list[Any], origin: str) -> date | None:
@@ -239,6 +271,8 @@ def _authors(value: Any, where: str) -> list[str]:
         raise ParseError(f"{where}: paper.authors has {len(value)} entries (more than {MAX_AUTHORS})")
     names: list[str] = []
     for author in value:
+        if isinstance(author, dict) and author.get("hidden"):  # hidden on the paper's page: hidden here too
+            continue
         name = author.get("name") if isinstance(author, dict) else author
         if isinstance(name, str) and (clean := " ".join(name.split())):
             names.append(clean)

@@ -1,11 +1,18 @@
 """Any RSS or Atom feed, and the safe XML path every feed-reading source (``arxiv`` too) goes through.
 
+Encodings: the bytes are first decoded with any codec Python knows (Big5, Shift_JIS, KOI8-R...), named by
+the byte-order mark or the XML declaration (else, for a document that says nothing and is not UTF-8, the
+server's ``charset``), and re-encoded as UTF-8 (``to_utf8``); an unknown encoding is a one-line
+``ParseError``.
+
 XML safety: feedparser's own parsers are not a defence (its loose parser expands entities itself, and
-neither limits expansion). So the bytes are first vetted by ``defusedxml`` with expat: a document that
-declares any entity (the "billion laughs" and external-entity attacks), refers to an external DTD, or is
-not well-formed XML is refused with ``ParseError``. Only then are the vetted bytes handed to feedparser,
-as a stream (feedparser treats a plain string as a URL or a file name to open). A plain ``<!DOCTYPE rss>``
-and the historical RSS 0.91 public DTD (never fetched) are allowed.
+neither limits expansion). So the bytes are then vetted by ``defusedxml`` with expat: a document that
+declares any entity (the "billion laughs" and external-entity attacks) or refers to an external DTD is
+refused with ``ParseError``. A document that is not well-formed XML is read by feedparser's loose parser
+only when it holds no DOCTYPE or entity declaration at all. The bytes reach feedparser as a stream
+(feedparser treats a plain string as a URL or a file name to open). A plain ``<!DOCTYPE rss>`` and the
+historical RSS 0.91 public DTD (never fetched) are allowed. A document feedparser finds no RSS or Atom in
+is refused; otherwise each entry is judged alone, and a bad one (no title) is skipped and reported.
 
 Entries map to papers: title, summary as plain text (HTML stripped), authors, published day, link (http(s)
 only), and the arXiv id when the link or the entry id contains one.
@@ -13,6 +20,8 @@ only), and the arXiv id when the link or the entry id contains one.
 
 from __future__ import annotations
 
+import codecs
+import email.message
 import io
 import re
 from datetime import date, datetime, timezone
@@ -35,14 +44,12 @@ FEED_ACCEPT = "application/atom+xml, application/rss+xml, application/xml;q=0.9,
 # DOCTYPEs that name an external DTD but are harmless: nothing is ever fetched, and these are common.
 _HARMLESS_PUBLIC_IDS = frozenset({"-//Netscape Communications//DTD RSS 0.91//EN"})
 
-# bozo exceptions that do not mean the document is broken.
-_BENIGN_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
-
 
 class Options(SourceOptions):
     url: str = Field(description="The feed's URL (http or https).")
     max_entries: int = Field(100, ge=1, le=1000, description="Keep at most this many entries, in feed order.")
     timeout: float = Field(http_helper.DEFAULT_TIMEOUT, gt=0, le=300, description="Seconds to wait for each read.")
+    deadline: float = http_helper.deadline_field()
     max_bytes: int = Field(5_000_000, ge=1024, description="Largest feed accepted.")
     retries: int = Field(http_helper.DEFAULT_RETRIES, ge=0, le=10, description="Retries on 429, 5xx, network errors.")
 
@@ -58,21 +65,39 @@ class FeedSource(http_helper.HttpSource):
     options_model = Options
     options: Options
 
-    def fetch(self, day: date | None = None) -> SourceBatch:
+    def read(self, day: date | None = None) -> SourceBatch:
         opts = self.options
-        body = self.get(opts.url, accept=FEED_ACCEPT)
-        feed = parse_feed(body, opts.url)
+        headers: dict[str, str] = {}
+        body = self.get(opts.url, accept=FEED_ACCEPT, response_headers=headers)
+        feed = parse_feed(body, opts.url, charset_of(headers.get("content-type")))
         papers: list[FetchedPaper] = []
+        skipped: list[str] = list(feed["cut_off"])
         seen: set[str] = set()
         for index, entry in enumerate(feed.entries[: opts.max_entries]):
-            paper = paper_from_entry(entry, rank=len(papers) + 1, where=f"{opts.url}: entry {index + 1}")
+            try:
+                paper = paper_from_entry(entry, rank=len(papers) + 1, where=f"{opts.url}: entry {index + 1}")
+            except ParseError as exc:  # one bad entry costs that entry, not the feed
+                skipped.append(str(exc))
+                continue
             if paper.key not in seen:
                 seen.add(paper.key)
                 papers.append(paper)
-        return SourceBatch(self.name, day or self.today or datetime.now(timezone.utc).date(), papers)
+        return SourceBatch(self.name, day or self.today or datetime.now(timezone.utc).date(), papers, skipped)
 
 
 # --- the safe path ------------------------------------------------------------------------------------
+
+
+class NotWellFormed(ParseError):
+    """The document is not well-formed XML (as opposed to refused for what it declares)."""
+
+
+# In a document that is not well-formed, any DOCTYPE or entity declaration is refused: the loose parser
+# must never see a declaration it could expand.
+_DECLARES = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.I)
+
+
+_CLOSED_ENTRY = re.compile(rb"</\s*(?:[\w-]+:)?(?:item|entry)\s*>", re.I)
 
 
 class _Discard:
@@ -111,18 +136,115 @@ def vet_xml(body: bytes, origin: str) -> None:
     except defusedxml.DefusedXmlException:
         raise ParseError(f"{origin}: refused: the document refers to an external resource") from None
     except XMLSyntaxError as exc:
-        raise ParseError(f"{origin}: not well-formed XML ({exc})") from None
+        raise NotWellFormed(f"{origin}: not well-formed XML ({exc})") from None
 
 
-def parse_feed(body: bytes, origin: str) -> Any:
-    """Vet ``body`` (``vet_xml``), then parse it with feedparser; ``ParseError`` if it is not a sound feed."""
-    vet_xml(body, origin)
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+# The XML declaration, read from the ASCII-compatible start of the document (XML 1.0, section 4.3.3).
+_DECLARATION = re.compile(rb"^\s*<\?xml\b[^>]*?\?>")
+_ENCODING = re.compile(rb"""\bencoding\s*=\s*["']([^"']*)["']""")
+
+
+def charset_of(content_type: str | None) -> str | None:
+    """The ``charset`` parameter of a Content-Type header, None without one.
+
+    >>> charset_of('text/xml; charset="Windows-1251"')
+    'windows-1251'
+    """
+    if not content_type:
+        return None
+    message = email.message.Message()
+    message["content-type"] = content_type
+    charset = message.get_content_charset()
+    return charset.strip() or None if isinstance(charset, str) else None
+
+
+def to_utf8(body: bytes, origin: str, http_charset: str | None = None) -> bytes:
+    """The document re-encoded as UTF-8, its declaration saying so; ``ParseError`` (one line) when it cannot be.
+
+    expat reads only UTF-8, UTF-16, ISO-8859-1 and ASCII, and raises a bare ``ValueError`` on a multi-byte
+    encoding such as Big5 or Shift_JIS. So the document is decoded here with whatever codec Python knows by
+    the name the byte-order mark or the declaration gives (UTF-8 when neither does), and handed on as UTF-8.
+    """
+    encoding = next((name for bom, name in _BOMS if body.startswith(bom)), None)
+    declaration = _DECLARATION.match(body) if encoding is None else None
+    declared = _ENCODING.search(declaration.group(0)) if declaration else None
+    if encoding is None:
+        encoding = declared.group(1).decode("ascii", "replace").strip() if declared else "utf-8"
+    try:
+        codec = codecs.lookup(encoding)
+    except LookupError:
+        raise ParseError(f"{origin}: refused: the feed declares an unknown encoding ({encoding[:40]!r})") from None
+    if codec.name == "utf-8" and declared is None:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # The document says nothing and is not UTF-8: only now is the server's charset believed
+            # (servers add a default charset to every text/* answer far more often than a feed
+            # declares a wrong encoding, so it never overrides what the document says).
+            if http_charset and _known(http_charset) not in (None, "utf-8"):
+                return to_utf8(_declare(body, http_charset), origin)
+            raise ParseError(
+                f"{origin}: refused: the bytes are not UTF-8 (at byte {exc.start}) and the feed declares no "
+                "encoding"
+            ) from None
+        return body
+    try:
+        text = body.decode(codec.name)
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"{origin}: refused: the bytes are not valid {encoding} (at byte {exc.start})") from None
+    text = text.lstrip("\ufeff")
+    head = re.match(r"\s*<\?xml\b[^>]*?\?>", text)
+    if head:  # the declaration now names UTF-8, so no parser decodes the text a second time
+        fixed = re.sub(r"""\bencoding\s*=\s*["'][^"']*["']""", 'encoding="utf-8"', head.group(0), count=1)
+        text = fixed + text[head.end():]
+    return text.encode("utf-8")
+
+
+def _known(name: str) -> str | None:
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def _declare(body: bytes, encoding: str) -> bytes:
+    """``body`` with an XML declaration naming ``encoding`` (replacing one without an encoding)."""
+    head = _DECLARATION.match(body)
+    rest = body[head.end():] if head else body
+    return f'<?xml version="1.0" encoding="{encoding}"?>'.encode("ascii") + rest
+
+
+def parse_feed(body: bytes, origin: str, http_charset: str | None = None) -> Any:
+    """Decode (``to_utf8``), vet (``vet_xml``), then parse with feedparser; ``ParseError`` if it is no feed.
+
+    A feed that parses is kept even when feedparser notes a flaw (its ``bozo`` flag): its entries are
+    judged one by one. Only a document that is not RSS or Atom at all is refused.
+    """
+    body = to_utf8(body, origin, http_charset)
+    try:
+        vet_xml(body, origin)
+    except NotWellFormed as exc:
+        # Real feeds are often slightly broken (an HTML entity such as &nbsp;, a stray &, a cut-off end
+        # tag). feedparser's loose parser reads those, and is safe here because nothing is declared.
+        if _DECLARES.search(body):
+            raise ParseError(f"{exc}; refused, as it also has a DOCTYPE or entity declaration") from None
+        flaw: str | None = str(exc)
+    else:
+        flaw = None
     feed = feedparser.parse(io.BytesIO(body), resolve_relative_uris=False, sanitize_html=True)
-    if feed.get("bozo") and not isinstance(feed.get("bozo_exception"), _BENIGN_BOZO):
-        reason = " ".join(str(feed.get("bozo_exception") or "malformed").split())[:160]
-        raise ParseError(f"{origin}: malformed feed ({reason})")
     if not feed.get("version"):
-        raise ParseError(f"{origin}: not an RSS or Atom feed")
+        raise ParseError(f"{flaw}: not an RSS or Atom feed" if flaw else f"{origin}: not an RSS or Atom feed")
+    feed["cut_off"] = []
+    if flaw:
+        # A document cut short (a truncated download) ends in an entry that never closed: its text is
+        # incomplete, so it is skipped rather than mailed half.
+        closed = len(_CLOSED_ENTRY.findall(body))
+        if closed < len(feed.entries):
+            feed["cut_off"] = [f"{origin}: entry {n + 1}: cut off by the end of the document"
+                               for n in range(closed, len(feed.entries))]
+            feed["entries"] = feed.entries[:closed]
     return feed
 
 

@@ -48,6 +48,8 @@ from .schema import (
     SubscriberRow,
 )
 
+from .listing_days import ListingRead, complete_days, record_reads
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -135,11 +137,22 @@ class Store:
 
     # --- papers ---------------------------------------------------------------------------------------
 
-    def ingest(self, batches: Sequence[SourceBatch], now: datetime | None = None) -> IngestResult:
-        """Record fetched papers and their sightings in one transaction; the same paper is merged, not duplicated."""
+    def ingest(self, batches: Sequence[SourceBatch], now: datetime | None = None,
+               listing_reads: Mapping[str, Sequence[ListingRead]] | None = None) -> IngestResult:
+        """Record fetched papers and their sightings in one transaction; the same paper is merged, not duplicated.
+
+        ``listing_reads`` (source name -> the days read) are recorded in the same transaction, so a day is
+        only ever marked read together with its papers.
+        """
         now = now or utcnow()
         result = IngestResult(new_paper_ids=[])
         with self.session() as s, s.begin():
+            for source, reads in (listing_reads or {}).items():
+                record_reads(s, source, reads, now)
+            gone = sorted({i for batch in batches for i in batch.withdrawn if i})
+            if gone:  # a handful at most: a paper is rarely withdrawn
+                s.execute(update(PaperRow).where(PaperRow.arxiv_id.in_(gone), PaperRow.withdrawn_at.is_(None))
+                          .values(withdrawn_at=now))
             for batch in batches:
                 for fetched in batch.papers:
                     row, created = self._merge_paper(s, fetched, now)
@@ -192,7 +205,10 @@ class Store:
         ids: Iterable[int] | None = None,
         limit: int | None = None,
     ) -> list[Paper]:
-        """Papers with their trending span; filters combine. ``since``/``until`` bound the trending day."""
+        """Papers with their trending span; filters combine. ``since``/``until`` bound the trending day.
+
+        A query by trending day (what digests are planned from) leaves out papers reported withdrawn.
+        """
         stats = (
             select(
                 SightingRow.paper_id.label("pid"),
@@ -210,7 +226,7 @@ class Store:
                 window = window.where(SightingRow.trending_date >= since)
             if until is not None:
                 window = window.where(SightingRow.trending_date <= until)
-            q = q.where(PaperRow.id.in_(window))
+            q = q.where(PaperRow.id.in_(window), PaperRow.withdrawn_at.is_(None))
         if topic:
             q = q.where(PaperRow.topic == topic)
         if search:
@@ -223,6 +239,10 @@ class Store:
             q = q.limit(limit)
         with self.session() as s:
             return [_paper(row, first, last, best) for row, first, last, best in s.execute(q)]
+
+    def complete_listing_days(self, source: str, since: date, until: date) -> set[date]:
+        """Days in [since, until] of a dated source known complete (``listing_days``)."""
+        return complete_days(self.engine, source, since, until)
 
     def paper(self, ref: str | int) -> Paper:
         """One paper by id, key (``arxiv:2401.01234``), bare arXiv id, or exact title."""

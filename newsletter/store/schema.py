@@ -59,6 +59,8 @@ class PaperRow(Base):
     classified_with: Mapped[str | None] = mapped_column(String(64))  # fingerprint of the topic settings
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The source reported the paper withdrawn (Daily Papers' ``paper.withdrawnAt``): it is never sent.
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     sightings: Mapped[list["SightingRow"]] = relationship(back_populates="paper", cascade="all, delete-orphan")
 
@@ -234,3 +236,16 @@ class StateRow(Base):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class ListingDayRow(Base):
+    """A listing day of a source that takes a date (the Daily Papers API): when it was last read, and
+    whether that read came late enough (a day after the listing day ended, UTC) for the list to be final."""
+
+    __tablename__ = "listing_days"
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    papers: Mapped[int] = mapped_column(Integer, default=0)  # papers on the list at the last read
+    read_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -156,20 +156,26 @@ def test_arxiv_responses_go_through_the_safe_xml_path(httpserver, data, sleeps, 
     assert httpserver.url_for("/api/query") in str(caught.value)
 
 
-def test_truncated_feed_is_a_parse_error(httpserver, data, sleeps, limiter):
+def test_a_truncated_response_keeps_its_whole_entries_and_skips_the_cut_one(httpserver, data, sleeps, limiter):
     body = (data / "arxiv/api_query.xml").read_bytes()
     httpserver.expect_request("/api/query").respond_with_data(body[: len(body) // 2])
 
-    with pytest.raises(ParseError, match=r"not well-formed XML"):
-        api_source(httpserver, sleeps, limiter).fetch()
+    batch = api_source(httpserver, sleeps, limiter).fetch()
+
+    assert [p.arxiv_id for p in batch.papers] == ["2502.21231"]
+    [reason] = batch.skipped
+    assert reason.endswith(": entry 2: cut off by the end of the document")
 
 
-def test_an_entry_without_an_arxiv_id_is_a_parse_error(httpserver, data, sleeps, limiter):
+def test_an_entry_without_an_arxiv_id_is_skipped_with_its_reason(httpserver, data, sleeps, limiter):
     body = (data / "arxiv/api_query.xml").read_bytes().replace(b"2401.18079", b"not-an-id")
     httpserver.expect_request("/api/query").respond_with_data(body)
 
-    with pytest.raises(ParseError, match=r"entry 2: no arXiv id"):
-        api_source(httpserver, sleeps, limiter).fetch()
+    batch = api_source(httpserver, sleeps, limiter).fetch()
+
+    assert [p.arxiv_id for p in batch.papers] == ["2502.21231", "2312.11514", "2311.17982"]
+    [reason] = batch.skipped
+    assert reason.endswith("entry 2: no arXiv id in the entry's id or links")
 
 
 def test_options_are_validated():

@@ -45,7 +45,7 @@ def test_retry_after_http_date_is_honoured_and_capped(httpserver, sleeps):
     httpserver.expect_oneshot_request("/d").respond_with_data("", status=429, headers={"Retry-After": late})
     httpserver.expect_oneshot_request("/d").respond_with_data("ok")
 
-    body = get(httpserver.url_for("/d"), retries=2, max_wait=120, sleep=sleeps, now=lambda: now)
+    body = get(httpserver.url_for("/d"), retries=2, max_wait=120, deadline=300, sleep=sleeps, now=lambda: now)
 
     assert body == b"ok"
     assert sleeps.waits == [45.0, 120.0]  # two hours asked, capped at max_wait
@@ -127,19 +127,67 @@ def test_a_slow_server_times_out_into_source_error(httpserver, sleeps):
     assert time.monotonic() - started < 5
 
 
-def test_a_dripping_download_is_stopped_by_the_total_timeout(httpserver, sleeps):
+def _dripping(httpserver, path="/drip"):
     def drip(_request):
         def chunks():
-            for _ in range(20):
+            for _ in range(40):
                 time.sleep(0.1)
                 yield b"z"
 
         return Response(chunks())
 
-    httpserver.expect_request("/drip").respond_with_handler(drip)
+    httpserver.expect_request(path).respond_with_handler(drip)
 
-    with pytest.raises(SourceError, match=r"download took longer than 0.3 s"):
-        get(httpserver.url_for("/drip"), timeout=2, total_timeout=0.3, retries=0, sleep=sleeps)
+
+def test_a_dripping_download_is_stopped_by_the_deadline(httpserver, sleeps):
+    _dripping(httpserver)
+
+    with pytest.raises(SourceError, match=r"gave up: the source's deadline of 0.3 s passed"):
+        get(httpserver.url_for("/drip"), timeout=2, deadline=0.3, retries=0, sleep=sleeps)
+
+
+def test_one_deadline_covers_every_retry(httpserver, sleeps):
+    # Each attempt used to get its own 4 x timeout: four attempts at a trickle cost four times that.
+    _dripping(httpserver, "/trickle")
+
+    with pytest.raises(SourceError, match=r"deadline of 0.5 s passed"):
+        get(httpserver.url_for("/trickle"), timeout=2, deadline=0.5, retries=3, sleep=sleeps)
+
+    asked = [r for r, _ in httpserver.log if r.path == "/trickle"]
+    assert len(asked) == 1 and sleeps.waits == []  # no retry once the deadline is spent
+
+
+def test_a_wait_past_the_deadline_gives_up_at_once(httpserver, sleeps):
+    httpserver.expect_request("/later").respond_with_data("", status=503, headers={"Retry-After": "90"})
+
+    with pytest.raises(SourceError, match=r"HTTP 503 .*gave up after 1 attempt: another try would pass the "
+                                          r"deadline of 60 s"):
+        get(httpserver.url_for("/later"), retries=3, max_wait=120, sleep=sleeps)
+    assert sleeps.waits == [] and [r.path for r, _ in httpserver.log].count("/later") == 1
+
+
+def test_requests_of_one_source_fetch_share_its_deadline(httpserver, sleeps):
+    from newsletter.sources.http import HttpSource
+    from newsletter.sources.rss import Options
+
+    class TwoRequests(HttpSource):
+        def read(self, day):
+            self.get(httpserver.url_for("/drip"), accept="*/*")
+            return self.get(httpserver.url_for("/drip2"), accept="*/*")
+
+    _dripping(httpserver)
+    _dripping(httpserver, "/drip2")
+    opts = Options(url=httpserver.url_for("/drip"), deadline=5.5, timeout=3, retries=0)
+
+    with pytest.raises(SourceError, match=r"/drip2: gave up: the source's deadline of 5.5 s passed"):
+        TwoRequests("two", opts, sleep=sleeps).fetch()  # each body takes ~4 s: the second runs out
+
+
+def test_a_4xx_shows_the_apis_own_error_text(httpserver, sleeps):
+    httpserver.expect_request("/api").respond_with_json({"error": "Date cannot be in the future"}, status=400)
+
+    with pytest.raises(SourceError, match=r"HTTP 400 BAD REQUEST: Date cannot be in the future$"):
+        get(httpserver.url_for("/api"), sleep=sleeps)
 
 
 def test_connection_refused_is_retried_then_reported(sleeps):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 
 import pytest
@@ -205,14 +206,16 @@ def test_a_body_that_is_not_a_list_is_a_parse_error(httpserver, sleeps):
         (lambda item: item["paper"].update(authors="Tri Dao"), r"item 1: paper.authors should be a list"),
     ],
 )
-def test_malformed_items_are_parse_errors(httpserver, data, sleeps, mutate, expected):
+def test_a_malformed_item_is_skipped_with_its_reason(httpserver, data, sleeps, mutate, expected):
     items = json.loads((data / PAGE0).read_bytes())
     mutate(items[1])
     httpserver.expect_request("/api/daily_papers").respond_with_json(items)
 
-    with pytest.raises(ParseError, match=expected) as caught:
-        source(httpserver, sleeps).fetch(DAY)
-    assert httpserver.url_for("/api/daily_papers") in str(caught.value)
+    batch = source(httpserver, sleeps).fetch(DAY)
+
+    assert len(batch.papers) == len(items) - 1  # the rest of the day is kept
+    [reason] = batch.skipped
+    assert re.search(expected, reason) and httpserver.url_for("/api/daily_papers") in reason
 
 
 def test_a_title_only_at_top_level_is_enough(httpserver, data, sleeps):
@@ -240,3 +243,69 @@ def test_options_are_validated():
     with pytest.raises(ValidationError, match="extra"):
         Options(limt=10)
     assert Options().base_url == "https://huggingface.co" and Options().limit == 50
+
+
+# --- fidelity to what the real API sends -----------------------------------------------------------------
+
+
+def test_an_older_response_is_dated_by_the_items_listing_day_not_the_arxiv_date(httpserver, sleeps, real_data):
+    # 2024 responses have no submittedOnDailyAt: the item's top-level publishedAt is when it was listed.
+    body = (real_data / "hf/deep-diver_daily_papers_2024-10-25_first4.json").read_bytes()
+    httpserver.expect_request("/api/daily_papers").respond_with_data(body, content_type="application/json")
+
+    batch = source(httpserver, sleeps).fetch()
+
+    assert batch.trending_date == date(2024, 10, 25)
+    assert batch.papers[0].published == date(2024, 10, 22)  # the arXiv date stays the paper's own
+
+
+def test_a_withdrawn_paper_is_never_kept(httpserver, data, sleeps):
+    items = json.loads((data / PAGE0).read_bytes())
+    items[2]["paper"]["withdrawnAt"] = "2025-03-15T09:00:00.000Z"
+    httpserver.expect_request("/api/daily_papers").respond_with_json(items)
+
+    batch = source(httpserver, sleeps).fetch(DAY)
+
+    assert items[2]["paper"]["id"] not in [p.arxiv_id for p in batch.papers]
+    assert len(batch.papers) == len(items) - 1
+    [reason] = batch.skipped
+    assert reason.endswith(f"item 2: paper {items[2]['paper']['id']} was withdrawn (2025-03-15)")
+
+
+def test_hidden_authors_are_not_shown(httpserver, sleeps, real_data):
+    items = [json.loads(p.read_bytes()) for p in sorted((real_data / "hf-api-days").glob("*.json"))]
+    item = next(i for d in items for i in d if any(a.get("hidden") for a in i["paper"]["authors"]))
+    httpserver.expect_request("/api/daily_papers").respond_with_json([item])
+
+    [paper] = source(httpserver, sleeps).fetch(DAY).papers
+
+    visible = [a["name"] for a in item["paper"]["authors"] if not a.get("hidden")]
+    hidden = [a["name"] for a in item["paper"]["authors"] if a.get("hidden")]
+    assert paper.authors == visible and hidden and not set(hidden) & set(paper.authors)
+
+
+def test_paging_stops_when_the_api_ignores_the_page_number(httpserver, data, sleeps):
+    # An API that answers every page with the whole list: the second page brings nothing new, so stop.
+    items = json.loads((data / PAGE0).read_bytes())
+    httpserver.expect_request("/api/daily_papers").respond_with_json(items)
+
+    batch = source(httpserver, sleeps, limit=3, max_pages=5).fetch(DAY)
+
+    assert len(batch.papers) == len(items)
+    assert [r.args["p"] for r, _ in httpserver.log if r.path == "/api/daily_papers"] == ["0", "1"]
+
+
+def test_an_empty_weekend_list_is_not_an_error(httpserver, sleeps):
+    httpserver.expect_request("/api/daily_papers").respond_with_json([])
+
+    batch = source(httpserver, sleeps).fetch(date(2025, 3, 15))  # a Saturday
+
+    assert batch.papers == [] and batch.skipped == [] and batch.trending_date == date(2025, 3, 15)
+
+
+def test_a_date_the_api_refuses_shows_the_apis_own_error(httpserver, sleeps):
+    httpserver.expect_request("/api/daily_papers").respond_with_json(
+        {"error": "Invalid date: must not be in the future"}, status=400)
+
+    with pytest.raises(SourceError, match=r"HTTP 400 BAD REQUEST: Invalid date: must not be in the future$"):
+        source(httpserver, sleeps).fetch(date(2031, 1, 1))
