@@ -1,15 +1,15 @@
 """listing days: which days of a dated source were read, and which are known complete; withdrawn papers
 
-Revision ID: 0004_fetch_days
-Revises: 0003_renders
+Revision ID: 0005_fetch_days
+Revises: 0004_listed
 Create Date: 2026-12-02 04:10:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_fetch_days"
-down_revision = "0003_renders"
+revision = "0005_fetch_days"
+down_revision = "0004_listed"
 branch_labels = None
 depends_on = None
 
