@@ -191,10 +191,10 @@ def events(store: Store, *, kinds: Sequence[str] | None = None, email: str | Non
         q = q.where(E.kind.in_(list(kinds)))
     if email:
         q = q.where(func.coalesce(SubscriberRow.email, E.recipient) == email.lower())
-    from .subscriptions import aware
+    from .deliveries import as_utc
 
     with store.session() as s:
-        return [EventInfo(r.id, aware(r.received_at) or r.received_at, r.source, r.kind, r.email, r.status,
+        return [EventInfo(r.id, as_utc(r.received_at) or r.received_at, r.source, r.kind, r.email, r.status,
                           r.feedback_type, r.effect, r.reason, r.delivery_id, r.edition_id)
                 for r in s.execute(q)]
 

@@ -29,6 +29,13 @@ class World:
     def subscriber(self, email: str) -> object:
         return self.nl.store.subscriber(email)  # type: ignore[attr-defined]
 
+    def bounce_count(self, email: str) -> int:
+        from sqlalchemy import text
+
+        with self.nl.store.engine.connect() as conn:  # type: ignore[attr-defined]
+            return int(conn.execute(text("SELECT bounce_count FROM subscribers WHERE email = :e"),
+                                    {"e": email}).scalar_one())
+
 
 def make_world(tmp_path: Path, db_url: str, emails: tuple[str, ...], **overrides: object) -> World:
     from newsletter import config
