@@ -37,7 +37,8 @@ class World:
                                     {"e": email}).scalar_one())
 
 
-def make_world(tmp_path: Path, db_url: str, emails: tuple[str, ...], **overrides: object) -> World:
+def make_world(tmp_path: Path, db_url: str, emails: tuple[str, ...], environ: dict[str, str] | None = None,
+               **overrides: object) -> World:
     from newsletter import config
     from newsletter.inbound.verp import Verp
     from newsletter.pipeline import Newsletter
@@ -46,7 +47,7 @@ def make_world(tmp_path: Path, db_url: str, emails: tuple[str, ...], **overrides
     from support import PAGE_DAYS, PAGES, write_config
 
     path = write_config(tmp_path, database_url=db_url, **overrides)
-    nl = Newsletter(config.load(path, environ={"INBOUND_PASSWORD": str(overrides.get("_password", ""))}))
+    nl = Newsletter(config.load(path, environ=environ or {}))
     nl.import_file(PAGES["mar14"], PAGE_DAYS["mar14"])
     nl.store.add_subscribers([{"email": e} for e in emails])
     edition = nl.record_edition(nl.plan("daily", PAGE_DAYS["mar14"]), subject="x")
