@@ -269,3 +269,9 @@ service pop3-login {{
                     break
                 time.sleep(0.05)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """pytest-httpserver on 127.0.0.1 (by address, not "localhost"), any free port."""
+    return ("127.0.0.1", 0)
