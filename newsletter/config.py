@@ -135,8 +135,8 @@ class Delivery(_Section):
         300.0, ge=10, description="How long a sender's claim on a batch of deliveries lasts; a crashed sender's claims "
         "are taken over after this (at once on SQLite, or when its PostgreSQL session is gone).")
     bounce_limit: int = Field(
-        3, ge=1, description="Permanent failures (5xx to RCPT TO) in a row after which an address is marked bounced "
-        "and no longer sent to.")
+        3, ge=1, description="Permanent failures (5xx to RCPT TO in a row, or hard bounces reported later by mail "
+        "or webhook, once per delivery) after which an address is marked bounced and no longer sent to.")
     batch_size: int = Field(200, ge=1, le=10000, description="Deliveries a sender claims at a time.")
 
 
