@@ -173,7 +173,7 @@ class Inbound(_Section):
                                  "${INBOUND_PASSWORD}.")
     mailbox: str = Field("INBOX", min_length=1, description="IMAP folder to read.")
     processed_folder: str | None = Field(None, description="IMAP folder that processed mail is moved to; empty: "
-                                         "it stays and is flagged $NewsletterDone. POP3 deletes it.")
+                                         "it stays, flagged $NewsletterDone and seen. POP3 deletes it.")
     ca_file: str | None = Field(None, description="CA certificates (PEM) to trust for the mailbox server instead of "
                                 "the system's; relative to config.yaml.")
     timeout: float = Field(30.0, gt=0, description="Seconds to wait for the mailbox server.")

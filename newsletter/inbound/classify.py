@@ -152,8 +152,8 @@ class _Basics:
                     m = _MESSAGE_ID.search(_decoded(part))
                     if m:
                         return m.group(1)
-        # Plain-text bounces quote the original below a marker line; its Message-ID is the last one quoted
-        # before the end (the bounce's own Message-ID is a header, not in the body).
+        # Plain-text bounces quote the original below a marker line: the first Message-ID in the body is the
+        # original's (the bounce's own Message-ID is a header, not in the body).
         ids = _MESSAGE_ID.findall(self.text)
         return ids[0] if ids else None
 
@@ -420,8 +420,9 @@ def _unsubscribe_request(msg: Message, base: _Basics) -> InboundEvent | None:
 def _is_daemon(base: _Basics, msg: Message) -> bool:
     display, addr = parseaddr(_header(msg, "From"))
     local = addr.split("@")[0] if addr else ""
-    return bool(_DAEMON.match(local) or _DAEMON.match(display or "")) or _header(msg, "Return-Path") == "<>" \
-        and bool(msg.get("X-Failed-Recipients"))
+    if _DAEMON.match(local) or _DAEMON.match(display or ""):
+        return True
+    return _header(msg, "Return-Path") == "<>" and bool(msg.get("X-Failed-Recipients"))
 
 
 def _plain_bounce(msg: Message, base: _Basics) -> InboundEvent | None:

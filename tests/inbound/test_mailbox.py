@@ -134,3 +134,10 @@ def test_a_refused_login_or_an_untrusted_certificate_is_a_clear_error(tmp_path: 
     other.nl.close()
     untrusted = _run(other, "inbound", env={"INBOUND_PASSWORD": dovecot.password}, ok=False)
     assert untrusted.exit_code != 0 and "TLS" in untrusted.output and "inbound.ca_file" in untrusted.output
+
+
+def test_without_a_mailbox_the_command_says_which_setting_to_set(tmp_path: Path) -> None:
+    world = make_world(tmp_path, f"sqlite:///{tmp_path / 'nl.db'}", ("ada@example.org",))
+    world.nl.close()  # type: ignore[attr-defined]
+    result = _run(world, "inbound", env={}, ok=False)
+    assert result.exit_code == 2 and "inbound.host" in result.output and "Traceback" not in result.output
