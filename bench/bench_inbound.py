@@ -1,6 +1,6 @@
 """Inbound messages per second: the classifier, and the whole effect path, over a 10,000-message maildir.
 
-    NEWSLETTER_REAL_DATA=/work/shared/data/real python bench/bench_inbound.py [--messages 10000]
+    NEWSLETTER_REAL_DATA=/work/shared/data/real python bench/bench_inbound.py [--messages 10000] [--imap]
 
 The maildir (a temporary folder, removed at the end) is built from the 73 real bounce, delay, auto-reply
 and complaint mails in ``<repo>/../shared/data/real/bounces`` (or ``$NEWSLETTER_REAL_DATA/bounces``),
@@ -12,7 +12,10 @@ Two figures:
   stored with its effect in a fresh SQLite file (one transaction per message, as in a real pass), the
   processed message moved to the maildir's ``.Processed`` folder.
 
-The IMAP/POP3 round trips of a real server are not in these figures.
+With ``--imap`` (needs Debian's dovecot-imapd and dovecot-pop3d), a third and fourth figure: the same
+messages delivered into the maildir of a private Dovecot on 127.0.0.1 (started like the tests start it) and
+read by ``newsletter.inbound.run_pass`` over IMAP with STARTTLS (each message fetched, classified, stored,
+then moved to a Processed folder), and over POP3 with STLS (each retrieved, classified, stored, deleted).
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ class MaildirBox:
     def keep(self, uid: str) -> None:
         pass
 
+    def flush(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -87,6 +93,7 @@ def build_maildir(path: Path, n: int) -> Counter[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=10_000)
+    ap.add_argument("--imap", action="store_true", help="also read them through a private Dovecot (IMAP and POP3)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-inbound-"))
     try:
@@ -99,8 +106,10 @@ def main() -> None:
         files = sorted((maildir / "new").iterdir())
         start = time.perf_counter()
         kinds: Counter[str] = Counter()
+        raws = []
         for p in files:
-            kinds[classify(p.read_bytes()).kind] += 1
+            raws.append(p.read_bytes())
+            kinds[classify(raws[-1]).kind] += 1
         parse_s = time.perf_counter() - start
         print(f"parse:         {len(files) / parse_s:8.0f} msg/s  ({parse_s:.2f} s)  kinds: {dict(sorted(kinds.items()))}")
 
@@ -117,8 +126,43 @@ def main() -> None:
                   f"{dict(sorted(report.effects.items()))}, moved {len(list((maildir / '.Processed' / 'cur').iterdir())):,}")
         finally:
             store.close()
+        if args.imap:
+            for protocol in ("imap", "pop3"):
+                server_pass(work, raws, protocol)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def server_pass(work: Path, raws: list[bytes], protocol: str) -> None:
+    sys.path.insert(0, str(ROOT / "tests" / "inbound"))
+    from dovecot_server import make_ca, start_dovecot  # noqa: E402
+
+    from newsletter.inbound import run_pass
+
+    (work / f"ca-{protocol}").mkdir()
+    box = start_dovecot(make_ca(work / f"ca-{protocol}"))
+    try:
+        for raw in raws:
+            box.deliver(raw)
+        inbound = {"protocol": protocol, "host": "127.0.0.1", "port": box.imap if protocol == "imap" else box.pop3,
+                   "security": "starttls", "username": box.user, "password": "${INBOUND_PASSWORD}",
+                   "ca_file": str(box.ca_file), "max_messages": len(raws) + 1}
+        if protocol == "imap":
+            inbound["processed_folder"] = "Processed"
+        settings = config_mod.from_mapping({"database_url": f"sqlite:///{work / f'{protocol}.db'}", "inbound": inbound},
+                                           environ={"INBOUND_PASSWORD": box.password}, base_dir=work)
+        store = Store.open(settings.resolved_database_url)
+        try:
+            start = time.perf_counter()
+            report = run_pass(settings, store)
+            took = time.perf_counter() - start
+        finally:
+            store.close()
+        label = "IMAP STARTTLS" if protocol == "imap" else "POP3 STLS"
+        print(f"{label + ':':14s} {report.read / took:8.0f} msg/s  ({took:.2f} s)  read {report.read:,}, "
+              f"left in the mailbox {box.folder_count():,}")
+    finally:
+        box.stop()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import imaplib
+import logging
 import poplib
 import re
 import socket
@@ -28,6 +29,9 @@ from ..errors import ConfigError, InboundError
 if TYPE_CHECKING:
     from ..config import Settings
 
+log = logging.getLogger(__name__)
+
+BATCH = 100  # messages fetched, and filed away, per IMAP command
 DONE_FLAG = "$NewsletterDone"
 KEPT_FLAG = "$NewsletterKept"
 
@@ -38,6 +42,7 @@ class Mailbox(Protocol):
     def messages(self, limit: int) -> Iterator[tuple[str, bytes]]: ...
     def done(self, uid: str) -> None: ...
     def keep(self, uid: str) -> None: ...
+    def flush(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -75,6 +80,8 @@ class ImapMailbox:
                 raise InboundError(f"The mailbox server {self.name} has no folder {self.folder!r}: {_text(data)}",
                                    hint="check inbound.mailbox")
             self._move = b"MOVE" in self._capabilities()
+            self._done: list[str] = []
+            self._kept: list[str] = []
             if self.processed:
                 self.conn.create(_quote(self.processed))  # fails harmlessly when it exists
         except imaplib.IMAP4.error as exc:
@@ -97,25 +104,47 @@ class ImapMailbox:
         if typ != "OK":
             raise InboundError(f"{self.name}: SEARCH failed: {_text(data)}")
         uids = (data[0] or b"").split()[:limit]
-        for uid in uids:
-            typ, parts = self.conn.uid("FETCH", uid, "(BODY.PEEK[])")
-            raw = next((p[1] for p in parts if isinstance(p, tuple) and len(p) > 1), None)
-            if typ == "OK" and isinstance(raw, bytes):
-                yield uid.decode("ascii"), raw
+        for i in range(0, len(uids), BATCH):  # one round trip per batch, not per message
+            typ, parts = self.conn.uid("FETCH", b",".join(uids[i:i + BATCH]).decode("ascii"), "(BODY.PEEK[])")
+            if typ != "OK":
+                raise InboundError(f"{self.name}: FETCH failed: {_text(parts)}")
+            for part in parts:
+                if isinstance(part, tuple) and len(part) > 1 and isinstance(part[1], bytes):
+                    found = re.search(rb"UID (\d+)", part[0])
+                    if found:
+                        yield found.group(1).decode("ascii"), part[1]
 
     def done(self, uid: str) -> None:
-        if self.processed:
-            if self._move:
-                self.conn.uid("MOVE", uid, _quote(self.processed))
-                return
-            self.conn.uid("COPY", uid, _quote(self.processed))
-            self.conn.uid("STORE", uid, "+FLAGS", f"({DONE_FLAG} \\Deleted)")
-            self.conn.expunge()
-            return
-        self.conn.uid("STORE", uid, "+FLAGS", f"({DONE_FLAG} \\Seen)")
+        """Filed away in batches: each message's event is already stored, so a pass that stops before a
+        batch is filed repeats nothing (the next pass recognises those messages and only files them)."""
+        self._done.append(uid)
+        if len(self._done) >= BATCH:
+            self.flush()
 
     def keep(self, uid: str) -> None:
-        self.conn.uid("STORE", uid, "+FLAGS", f"({KEPT_FLAG})")
+        self._kept.append(uid)
+        if len(self._kept) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        done, kept, self._done, self._kept = ",".join(self._done), ",".join(self._kept), [], []
+        if kept:
+            self._ok(self.conn.uid("STORE", kept, "+FLAGS", f"({KEPT_FLAG})"), "STORE")
+        if not done:
+            return
+        if not self.processed:
+            self._ok(self.conn.uid("STORE", done, "+FLAGS", f"({DONE_FLAG} \\Seen)"), "STORE")
+        elif self._move:
+            self._ok(self.conn.uid("MOVE", done, _quote(self.processed)), "MOVE")
+        else:
+            self._ok(self.conn.uid("COPY", done, _quote(self.processed)), "COPY")
+            self._ok(self.conn.uid("STORE", done, "+FLAGS", f"({DONE_FLAG} \\Deleted)"), "STORE")
+            self.conn.expunge()
+
+    def _ok(self, answer: tuple[str, list[object]], what: str) -> None:
+        if answer[0] != "OK":
+            raise InboundError(f"{self.name}: {what} failed: {_text(answer[1])}",
+                               hint="the messages stay in the mailbox; the next pass files them away")
 
     def _discard(self) -> None:
         try:
@@ -125,9 +154,11 @@ class ImapMailbox:
 
     def close(self) -> None:
         try:
+            self.flush()
             self.conn.close()
             self.conn.logout()
-        except (imaplib.IMAP4.error, OSError):
+        except (imaplib.IMAP4.error, InboundError, OSError) as exc:
+            log.warning("%s: closing: %s", self.name, exc)
             self._discard()
 
 
@@ -172,6 +203,9 @@ class Pop3Mailbox:
 
     def keep(self, uid: str) -> None:
         pass  # left on the server
+
+    def flush(self) -> None:
+        pass  # DELE takes effect at QUIT
 
     def close(self) -> None:
         try:

@@ -104,6 +104,7 @@ def read_mailbox(processor: InboundProcessor, box: Mailbox, *, limit: int,
             box.done(uid)
         if progress:
             progress(1)
+    box.flush()
     return report
 
 

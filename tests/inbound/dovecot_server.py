@@ -142,12 +142,17 @@ class Dovecot:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-            for _ in range(100):
+            for _ in range(300):
                 try:
                     os.kill(pid, 0)
                 except ProcessLookupError:
                     break
                 time.sleep(0.05)
+            else:  # still there after 15 s (a loaded machine): its process group (it is a session leader)
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -36,7 +36,8 @@ def _run(world, *args: str, env: dict[str, str], ok: bool = True):  # type: igno
 
 
 def test_imap_starttls_reads_every_real_report_once_and_files_it_away(
-        tmp_path: Path, dovecot, bounces_dir: Path) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, dovecot, bounces_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("newsletter.inbound.mailbox.BATCH", 7)  # fetches and moves in several batches
     env = {"INBOUND_PASSWORD": dovecot.password}
     world = make_world(tmp_path, f"sqlite:///{tmp_path / 'nl.db'}", ("ada@example.org", "bob@example.org"),
                        environ=env, inbound=dovecot.settings("imap", "starttls", processed_folder="Processed"),
