@@ -76,7 +76,8 @@ class InboundProcessor:
 
 
 def message_key(raw: bytes) -> str:
-    return "mail:" + hashlib.sha256(raw).hexdigest()
+    """The same message gives the same key whether it came as a file, over IMAP (CRLF) or over POP3."""
+    return "mail:" + hashlib.sha256(raw.replace(b"\r\n", b"\n").rstrip(b"\n")).hexdigest()
 
 
 def read_mailbox(processor: InboundProcessor, box: Mailbox, *, limit: int,

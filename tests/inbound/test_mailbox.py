@@ -142,3 +142,23 @@ def test_without_a_mailbox_the_command_says_which_setting_to_set(tmp_path: Path)
     world.nl.close()  # type: ignore[attr-defined]
     result = _run(world, "inbound", env={}, ok=False)
     assert result.exit_code == 2 and "inbound.host" in result.output and "Traceback" not in result.output
+
+
+def test_a_pass_that_stopped_after_storing_but_before_filing_repeats_nothing(
+        tmp_path: Path, dovecot, bounces_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from newsletter.inbound import InboundProcessor
+    from newsletter.inbound.process import message_key
+
+    env = {"INBOUND_PASSWORD": dovecot.password}
+    world = make_world(tmp_path, f"sqlite:///{tmp_path / 'nl.db'}", ("ada@example.org",), environ=env,
+                       inbound=dovecot.settings("imap", "tls", processed_folder="Done"), delivery={"bounce_limit": 2})
+    ada = world.sent["ada@example.org"]
+    raw = readdressed((bounces_dir / "hard__gmail__5.1.1-user-unknown.eml").read_bytes(), to=ada.return_path)
+    dovecot.deliver(raw)
+    # The earlier pass stored the event (the bounce counted once), then died before the MOVE.
+    processor = InboundProcessor(world.nl.settings, world.nl.store)  # type: ignore[attr-defined]
+    assert processor.handle(classify(raw), key=message_key(raw), source="mailbox").effect == "counted"
+    world.nl.close()  # type: ignore[attr-defined]
+    out = json.loads(_run(world, "inbound", "--json", env=env).output)
+    assert out["read"] == 1 and out["already_recorded"] == 1 and out["effects"] == {}
+    assert world.bounce_count(ada.email) == 1 and dovecot.folder_count("Done") == 1 and dovecot.folder_count() == 0
