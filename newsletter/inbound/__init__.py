@@ -1,6 +1,7 @@
 """Inbound mail and webhooks: bounces, complaints and unsubscribe requests that come back after sending.
 
-- ``classify``: one message → an ``InboundEvent`` (DSN, ARF, non-standard bounces, auto-replies). Pure.
+- ``classify``: one message → an ``InboundEvent`` (DSN, ARF, non-standard bounces, auto-replies). Pure;
+  ``mime`` holds its MIME helpers.
 - ``providers``: SES, Postmark, SendGrid and Mailgun notifications → events. Pure.
 - ``verp``: the VERP return path that names each delivery (``papers+b-ID-TAG@…``).
 - ``mailbox``: IMAP and POP3 readers behind one protocol.

@@ -32,11 +32,23 @@ from email import policy as email_policy
 from email.message import Message
 from email.utils import getaddresses, parseaddr
 
+from .mime import (
+    attached_headers,
+    body_text,
+    clip,
+    decoded,
+    field_address,
+    fields_of,
+    header,
+    recipient_headers,
+    report_part,
+    reported_to,
+)
+
 HARD, SOFT, DELAY, AUTOREPLY, COMPLAINT, UNSUBSCRIBE, REPORT, UNKNOWN = (
     "hard", "soft", "delay", "autoreply", "complaint", "unsubscribe", "report", "unknown")
 KINDS = (HARD, SOFT, DELAY, AUTOREPLY, COMPLAINT, UNSUBSCRIBE, REPORT, UNKNOWN)
 BOUNCES = (HARD, SOFT)
-REASON_CHARS = 2000  # the raw reason kept with each event
 
 VERP_RE = re.compile(r"\+b-(\d{1,18})-([0-9a-f]{16})@", re.IGNORECASE)
 _UNSUB_LOCAL = re.compile(r"^[^@]*\+unsubscribe(?:-([A-Za-z0-9_-]{20,200}))?@", re.IGNORECASE)
@@ -45,7 +57,6 @@ _ENHANCED = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?![\w.])")
 _SMTP_REPLY = re.compile(r"(?<![\w.#-])([45][0-5]\d)(?=[ -]|$)", re.MULTILINE)
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _MESSAGE_ID = re.compile(r"^\s*Message-ID:\s*(<[^>\s]+>)", re.IGNORECASE | re.MULTILINE)
-_RETURN_PATH = re.compile(r"^\s*Return-Path:\s*<?([^>\s]+)>?", re.IGNORECASE | re.MULTILINE)
 
 _DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon|mdaemon|bounce[s]?|"
                      r"mail delivery (sub)?system|microsoftexchange[0-9a-f]*)\b", re.IGNORECASE)
@@ -108,7 +119,7 @@ def classify(raw: bytes | Message) -> InboundEvent:
         event = reader(msg, base)
         if event is not None:
             return event
-    return base.event(UNKNOWN, reason=_clip(base.subject))
+    return base.event(UNKNOWN, reason=clip(base.subject))
 
 
 # --- the common parts ------------------------------------------------------------------------------------
@@ -119,20 +130,20 @@ class _Basics:
 
     def __init__(self, msg: Message) -> None:
         self.msg = msg
-        self.subject = _header(msg, "Subject")
-        self.sender = parseaddr(_header(msg, "From"))[1].lower() or None
-        self.message_id = _header(msg, "Message-ID").strip() or None
+        self.subject = header(msg, "Subject")
+        self.sender = parseaddr(header(msg, "From"))[1].lower() or None
+        self.message_id = header(msg, "Message-ID").strip() or None
         self._text: str | None = None
 
     @property
     def text(self) -> str:
         if self._text is None:
-            self._text = _body_text(self.msg)
+            self._text = body_text(self.msg)
         return self._text
 
     def verp(self, *extra: str) -> tuple[tuple[int, str], ...]:
         found: list[tuple[int, str]] = []
-        for source in (*extra, *_recipient_headers(self.msg), self.text, *_attached_headers(self.msg)):
+        for source in (*extra, *recipient_headers(self.msg), self.text, *attached_headers(self.msg)):
             for m in VERP_RE.finditer(source or ""):
                 pair = (int(m.group(1)), m.group(2).lower())
                 if pair not in found:
@@ -145,11 +156,11 @@ class _Basics:
                                            "text/rfc822-header"):
                 inner = part.get_payload()
                 if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-                    mid = _header(inner[0], "Message-ID").strip()
+                    mid = header(inner[0], "Message-ID").strip()
                     if mid:
                         return mid
                 elif isinstance(inner, str):
-                    m = _MESSAGE_ID.search(_decoded(part))
+                    m = _MESSAGE_ID.search(decoded(part))
                     if m:
                         return m.group(1)
         # Plain-text bounces quote the original below a marker line: the first Message-ID in the body is the
@@ -164,87 +175,6 @@ class _Basics:
         values.setdefault("subject", self.subject[:300])
         values.setdefault("sender", self.sender)
         return InboundEvent(kind=kind, **values)  # type: ignore[arg-type]
-
-
-def _header(msg: Message, name: str) -> str:
-    value = msg.get(name)
-    if value is None:
-        return ""
-    text = str(value)
-    if "=?" in text:
-        try:
-            text = str(email.header.make_header(email.header.decode_header(text)))
-        except (LookupError, ValueError, UnicodeError):
-            pass
-    return " ".join(text.split())
-
-
-def _decoded(part: Message) -> str:
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        inner = part.get_payload()
-        return inner if isinstance(inner, str) else ""
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return payload.decode(charset, errors="replace")
-    except LookupError:
-        return payload.decode("utf-8", errors="replace")
-
-
-_TAGS = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
-
-
-def _body_text(msg: Message) -> str:
-    """The message's human-readable text: its text/plain parts (text/html with tags removed when there is
-    no plain part), not descending into attached messages."""
-    plain: list[str] = []
-    html: list[str] = []
-    stack = [msg]
-    while stack:
-        part = stack.pop(0)
-        ctype = part.get_content_type()
-        if part.is_multipart():
-            if ctype.startswith("message/"):
-                continue
-            stack.extend(p for p in part.get_payload() if isinstance(p, Message))  # type: ignore[union-attr]
-        elif ctype == "text/plain":
-            plain.append(_decoded(part))
-        elif ctype == "text/html":
-            html.append(_TAGS.sub(" ", _decoded(part)))
-    if plain:
-        return "\n".join(plain)
-    return re.sub(r"&nbsp;|&#160;", " ", "\n".join(html))
-
-
-def _recipient_headers(msg: Message) -> list[str]:
-    return [str(v) for name in ("To", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To",
-                                 "X-Failed-Recipients") for v in (msg.get_all(name) or [])]
-
-
-def _attached_headers(msg: Message) -> list[str]:
-    out: list[str] = []
-    for part in msg.walk():
-        if part.get_content_type() in ("message/rfc822", "message/global"):
-            inner = part.get_payload()
-            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-                out.extend(f"{k}: {v}" for k, v in inner[0].items())
-        elif part.get_content_type() in ("text/rfc822-headers", "text/rfc822-header"):
-            out.append(_decoded(part))
-    return out
-
-
-def _clip(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 1] + "…"
-
-
-def _field_address(value: str) -> str | None:
-    """``rfc822; user@example.org`` → ``user@example.org``."""
-    value = value.strip()
-    if ";" in value:
-        value = value.split(";", 1)[1]
-    addr = parseaddr(value.strip())[1] or value.strip().strip("<>")
-    return addr.lower() if "@" in addr else None
 
 
 def _status_of(text: str) -> str | None:
@@ -270,89 +200,56 @@ def _severity(status: str | None, diagnostic: str) -> str:
 # --- the readers, tried in order ------------------------------------------------------------------------
 
 
-def _report_part(msg: Message, *ctypes: str) -> Message | None:
-    for part in msg.walk():
-        if part.get_content_type() in ctypes:
-            return part
-    return None
-
-
-def _fields(part: Message) -> list[Message]:
-    """The header blocks of a message/delivery-status or message/feedback-report part."""
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        return [p for p in payload if isinstance(p, Message)]
-    text = _decoded(part)
-    return [email.message_from_string(block.strip() + "\n", policy=email_policy.compat32)
-            for block in re.split(r"\r?\n\s*\r?\n", text) if block.strip()]
-
-
 def _dsn(msg: Message, base: _Basics) -> InboundEvent | None:
-    part = _report_part(msg, "message/delivery-status", "message/global-delivery-status")
+    part = report_part(msg, "message/delivery-status", "message/global-delivery-status")
     if part is None:
         return None
-    groups = [g for g in _fields(part) if g.get("Action") or g.get("Final-Recipient") or g.get("Status")]
-    failed = [g for g in groups if _header(g, "Action").lower() == "failed"]
-    other = [g for g in groups if _header(g, "Action").lower() in ("delayed", "delivered", "relayed", "expanded")]
+    groups = [g for g in fields_of(part) if g.get("Action") or g.get("Final-Recipient") or g.get("Status")]
+    failed = [g for g in groups if header(g, "Action").lower() == "failed"]
+    other = [g for g in groups if header(g, "Action").lower() in ("delayed", "delivered", "relayed", "expanded")]
     if not failed and other:
         g = other[0]
-        return base.event(DELAY, recipient=_group_recipient(g), status=_header(g, "Status") or None,
-                          reason=_clip(_header(g, "Diagnostic-Code") or f"Action: {_header(g, 'Action')}"))
+        return base.event(DELAY, recipient=_group_recipient(g), status=header(g, "Status") or None,
+                          reason=clip(header(g, "Diagnostic-Code") or f"Action: {header(g, 'Action')}"))
     if not failed:
-        failed = [g for g in groups if _header(g, "Status")]
+        failed = [g for g in groups if header(g, "Status")]
     if not failed:
         return None  # a report without usable fields: let the text readers look at it
     g = failed[0]
-    status = _status_of(_header(g, "Status")) or _status_of(_header(g, "Diagnostic-Code"))
-    diagnostic = _header(g, "Diagnostic-Code")
+    status = _status_of(header(g, "Status")) or _status_of(header(g, "Diagnostic-Code"))
+    diagnostic = header(g, "Diagnostic-Code")
     if status in (None, "5.0.0", "4.0.0") and not diagnostic:
         diagnostic = base.text[:2000]
     kind = _severity(status, diagnostic or "")
-    reason = diagnostic or f"Status: {_header(g, 'Status')}"
-    return base.event(kind, recipient=_group_recipient(g), status=status, reason=_clip(reason),
-                      details={"action": _header(g, "Action"), "reporting_mta": _header(_fields(part)[0], "Reporting-MTA")})
+    reason = diagnostic or f"Status: {header(g, 'Status')}"
+    return base.event(kind, recipient=_group_recipient(g), status=status, reason=clip(reason),
+                      details={"action": header(g, "Action"), "reporting_mta": header(fields_of(part)[0], "Reporting-MTA")})
 
 
 def _group_recipient(group: Message) -> str | None:
     for name in ("Final-Recipient", "Original-Recipient", "X-Actual-Recipient"):
-        addr = _field_address(_header(group, name))
+        addr = field_address(header(group, name))
         if addr:
             return addr
     return None
 
 
 def _arf(msg: Message, base: _Basics) -> InboundEvent | None:
-    part = _report_part(msg, "message/feedback-report")
+    part = report_part(msg, "message/feedback-report")
     if part is None:
         return None
-    blocks = _fields(part)
+    blocks = fields_of(part)
     fields = blocks[0] if blocks else Message()
-    feedback = _header(fields, "Feedback-Type").lower() or "abuse"
-    recipient = (_field_address(_header(fields, "Original-Rcpt-To")) or
-                 _field_address(_header(fields, "Removal-Recipient")) or _reported_to(msg))
+    feedback = header(fields, "Feedback-Type").lower() or "abuse"
+    recipient = (field_address(header(fields, "Original-Rcpt-To")) or
+                 field_address(header(fields, "Removal-Recipient")) or reported_to(msg))
     kind = REPORT if feedback == "auth-failure" else COMPLAINT
     reason = f"Feedback-Type: {feedback}"
-    agent = _header(fields, "User-Agent")
+    agent = header(fields, "User-Agent")
     if agent:
         reason += f"; User-Agent: {agent}"
-    return base.event(kind, recipient=recipient, feedback_type=feedback, reason=_clip(reason),
-                      details={"source_ip": _header(fields, "Source-IP")})
-
-
-def _reported_to(msg: Message) -> str | None:
-    """The To address of the reported message attached to a complaint."""
-    for part in msg.walk():
-        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
-            inner = part.get_payload()
-            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-                to = _header(inner[0], "To")
-            else:
-                m = re.search(r"^To:\s*(.+)$", _decoded(part), re.IGNORECASE | re.MULTILINE)
-                to = m.group(1) if m else ""
-            addrs = [a.lower() for _, a in getaddresses([to]) if "@" in a]
-            if addrs:
-                return addrs[0]
-    return None
+    return base.event(kind, recipient=recipient, feedback_type=feedback, reason=clip(reason),
+                      details={"source_ip": header(fields, "Source-IP")})
 
 
 def _sns_json(msg: Message, base: _Basics) -> InboundEvent | None:
@@ -380,27 +277,27 @@ def _jmrp(msg: Message, base: _Basics) -> InboundEvent | None:
         if part.get_content_type() == "message/rfc822":
             inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-                original = _header(inner[0], "X-HmXmrOriginalRecipient")
+                original = header(inner[0], "X-HmXmrOriginalRecipient")
                 if original:
                     return base.event(COMPLAINT, recipient=original.lower(), feedback_type="abuse",
-                                      reason=_clip(f"Hotmail JMRP complaint: {base.subject}"))
+                                      reason=clip(f"Hotmail JMRP complaint: {base.subject}"))
     return None
 
 
 def _apple_unsubscribe(msg: Message, base: _Basics) -> InboundEvent | None:
-    if _header(msg, "X-Apple-Unsubscribe").lower() != "true":
+    if header(msg, "X-Apple-Unsubscribe").lower() != "true":
         return None
-    to = [a.lower() for _, a in getaddresses([_header(msg, "To")]) if a]
+    to = [a.lower() for _, a in getaddresses([header(msg, "To")]) if a]
     token = _unsubscribe_token(msg, base)
     return base.event(UNSUBSCRIBE, recipient=base.sender, token=token, feedback_type="opt-out",
-                      reason=_clip(f"Apple Mail unsubscribe to {', '.join(to)}: {base.text.strip()[:200]}"))
+                      reason=clip(f"Apple Mail unsubscribe to {', '.join(to)}: {base.text.strip()[:200]}"))
 
 
 def _unsubscribe_token(msg: Message, base: _Basics) -> str | None:
     m = _TOKEN_IN_SUBJECT.search(base.subject)
     if m:
         return m.group(1)
-    for value in _recipient_headers(msg):
+    for value in recipient_headers(msg):
         for _, addr in getaddresses([value]):
             found = _UNSUB_LOCAL.match(addr)
             if found and found.group(1):
@@ -410,25 +307,25 @@ def _unsubscribe_token(msg: Message, base: _Basics) -> str | None:
 
 def _unsubscribe_request(msg: Message, base: _Basics) -> InboundEvent | None:
     """A reader's mail to the List-Unsubscribe mailto address (``papers+unsubscribe@…``)."""
-    to_us = any(_UNSUB_LOCAL.match(addr) for value in _recipient_headers(msg) for _, addr in getaddresses([value]))
+    to_us = any(_UNSUB_LOCAL.match(addr) for value in recipient_headers(msg) for _, addr in getaddresses([value]))
     if not to_us:
         return None
     return base.event(UNSUBSCRIBE, recipient=base.sender, token=_unsubscribe_token(msg, base),
-                      reason=_clip(f"Subject: {base.subject}"))
+                      reason=clip(f"Subject: {base.subject}"))
 
 
 def _is_daemon(base: _Basics, msg: Message) -> bool:
-    display, addr = parseaddr(_header(msg, "From"))
+    display, addr = parseaddr(header(msg, "From"))
     local = addr.split("@")[0] if addr else ""
     if _DAEMON.match(local) or _DAEMON.match(display or ""):
         return True
-    return _header(msg, "Return-Path") == "<>" and bool(msg.get("X-Failed-Recipients"))
+    return header(msg, "Return-Path") == "<>" and bool(msg.get("X-Failed-Recipients"))
 
 
 def _plain_bounce(msg: Message, base: _Basics) -> InboundEvent | None:
     """Bounces without a DSN part (qmail, Exim, old Exchange, Gmail and Yahoo text notices), and DSNs whose
     report part says nothing usable (some Exchange Online NDRs)."""
-    has_report = _report_part(msg, "message/delivery-status") is not None
+    has_report = report_part(msg, "message/delivery-status") is not None
     if not (has_report or _is_daemon(base, msg) or _BOUNCE_SUBJECT.search(base.subject)
             or msg.get("X-Failed-Recipients")):
         return None
@@ -439,7 +336,7 @@ def _plain_bounce(msg: Message, base: _Basics) -> InboundEvent | None:
     delay_text = _DELAY_TEXT.search(head) or re.search(r"\b(delay|delayed|warning)\b", base.subject, re.I)
     if delay_text and not _GIVEN_UP.search(head):
         return base.event(DELAY, recipient=_failed_recipient(msg, head), status=_status_of(head),
-                          reason=_clip(_reason_lines(head) or base.subject))
+                          reason=clip(_reason_lines(head) or base.subject))
     status = _status_of(head)
     recipient = _failed_recipient(msg, head)
     reason = _reason_lines(head)
@@ -448,7 +345,7 @@ def _plain_bounce(msg: Message, base: _Basics) -> InboundEvent | None:
             head, re.IGNORECASE):
         return None
     return base.event(_severity(status, reason or head), recipient=recipient, status=status,
-                      reason=_clip(reason or base.subject))
+                      reason=clip(reason or base.subject))
 
 
 _ORIGINAL_MARKERS = re.compile(
@@ -463,12 +360,12 @@ def _before_original(text: str) -> str:
 
 
 def _failed_recipient(msg: Message, text: str) -> str | None:
-    header = _header(msg, "X-Failed-Recipients")
-    if header:
-        addr = parseaddr(header.split(",")[0])[1]
+    failed = header(msg, "X-Failed-Recipients")
+    if failed:
+        addr = parseaddr(failed.split(",")[0])[1]
         if addr:
             return addr.lower()
-    ours = {a.lower() for value in _recipient_headers(msg) for _, a in getaddresses([value]) if a}
+    ours = {a.lower() for value in recipient_headers(msg) for _, a in getaddresses([value]) if a}
     for m in _ADDRESS.finditer(text):
         addr = m.group(0).lower().rstrip(".")
         local = addr.split("@")[0]
@@ -486,17 +383,17 @@ def _reason_lines(text: str) -> str:
 
 
 def _autoreply_headers(msg: Message) -> bool:
-    auto = _header(msg, "Auto-Submitted").lower()
+    auto = header(msg, "Auto-Submitted").lower()
     if auto.startswith("auto-replied") or auto.startswith("auto-generated"):
         return True
     return any(msg.get(h) for h in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress-Reply")) or \
-        _header(msg, "X-Autoreply").lower() == "yes"
+        header(msg, "X-Autoreply").lower() == "yes"
 
 
 def _autoreply(msg: Message, base: _Basics) -> InboundEvent | None:
-    precedence = _header(msg, "Precedence").lower()
+    precedence = header(msg, "Precedence").lower()
     if (_autoreply_headers(msg) or _AUTO_SUBJECT.search(base.subject)
             or (precedence in ("bulk", "junk", "auto_reply", "list") and _AUTO_SUBJECT.search(base.subject))
             or (precedence in ("bulk", "junk", "auto_reply"))):
-        return base.event(AUTOREPLY, recipient=base.sender, reason=_clip(f"Subject: {base.subject}"))
+        return base.event(AUTOREPLY, recipient=base.sender, reason=clip(f"Subject: {base.subject}"))
     return None

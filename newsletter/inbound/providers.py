@@ -21,8 +21,9 @@ import json
 from typing import Any
 
 from .classify import (
-    AUTOREPLY, COMPLAINT, DELAY, HARD, REPORT, SOFT, UNKNOWN, UNSUBSCRIBE, VERP_RE, InboundEvent, _clip,
+    AUTOREPLY, COMPLAINT, DELAY, HARD, REPORT, SOFT, UNKNOWN, UNSUBSCRIBE, VERP_RE, InboundEvent,
 )
+from .mime import clip as _clip
 
 _SES_SOFT_PERMANENT = ("OnAccountSuppressionList",)  # SES refused to send: not a new mailbox failure
 
