@@ -21,7 +21,12 @@ from .errors import ConfigError
 DEFAULT_CONFIG = "config.yaml"
 ENV_CONFIG = "NEWSLETTER_CONFIG"
 ENV_DATABASE_URL = "NEWSLETTER_DATABASE_URL"
-SECRET_KEYS = ("smtp.password", "signing_key")
+SECRET_KEYS = ("smtp.password", "signing_key", "inbound.password", "webhooks.postmark_password",
+               "webhooks.mailgun_signing_key")
+# The variable each secret's "write ${...}" hint suggests.
+_SECRET_VARS = {"smtp.password": "SMTP_PASSWORD", "signing_key": "NEWSLETTER_SIGNING_KEY",
+                "inbound.password": "INBOUND_PASSWORD", "webhooks.postmark_password": "POSTMARK_WEBHOOK_PASSWORD",
+                "webhooks.mailgun_signing_key": "MAILGUN_SIGNING_KEY"}
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SLUG = r"^[a-z0-9][a-z0-9-]*$"
@@ -101,6 +106,8 @@ class Schedule(_Section):
     weekly: str = Field("0 9 * * mon", description="Cron expression of the weekly send.")
     fetch: str = Field("0 * * * *", description="Cron expression of the fetch job, apart from the sends (which fetch first too).")
     misfire_grace_hours: float = Field(6.0, gt=0, description="A send missed while the process was down still runs within this many hours.")
+    inbound: str = Field("*/10 * * * *", description="Cron expression of the inbound-mail job (bounces, complaints, "
+                         "mailto unsubscribes); it runs only when inbound.host is set.")
 
     @field_validator("timezone")
     @classmethod
@@ -113,7 +120,7 @@ class Schedule(_Section):
             raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin or UTC") from None
         return value
 
-    @field_validator("daily", "weekly")
+    @field_validator("daily", "weekly", "inbound")
     @classmethod
     def _cron(cls, value: str) -> str:
         fields = value.split()
@@ -174,8 +181,8 @@ class Delivery(_Section):
         300.0, ge=10, description="How long a sender's claim on a batch of deliveries lasts; a crashed sender's claims "
         "are taken over after this (at once on SQLite, or when its PostgreSQL session is gone).")
     bounce_limit: int = Field(
-        3, ge=1, description="Permanent failures (5xx to RCPT TO) in a row after which an address is marked bounced "
-        "and no longer sent to.")
+        3, ge=1, description="Permanent failures (5xx to RCPT TO in a row, or hard bounces reported later by mail "
+        "or webhook, once per delivery) after which an address is marked bounced and no longer sent to.")
     batch_size: int = Field(200, ge=1, le=10000, description="Deliveries a sender claims at a time.")
 
 
@@ -195,6 +202,57 @@ class Web(_Section):
         20, ge=1, description="Subscribe requests one IP address may make per rate window (a token bucket).")
     subscribe_per_address: int = Field(
         3, ge=1, description="Subscribe requests for one email address per rate window, from any IP.")
+
+
+class Inbound(_Section):
+    """The mailbox that receives bounces, complaints and mail to the unsubscribe address (read by
+    ``newsletter inbound`` and the ``inbound`` job)."""
+
+    protocol: Literal["imap", "pop3"] = Field("imap", description="How the mailbox is read: imap or pop3.")
+    host: str | None = Field(None, description="Mailbox server host name; empty: inbound mail is not read.")
+    port: int | None = Field(None, ge=1, le=65535, description="Server port; default 993 (IMAP over TLS), 143 "
+                             "(IMAP, STARTTLS), 995 (POP3 over TLS) or 110 (POP3, STARTTLS).")
+    security: Literal["tls", "starttls", "none"] = Field("tls", description="Transport security: tls, starttls or "
+                                                         "none (none only for a server on this machine).")
+    username: str | None = Field(None, description="Mailbox login name.")
+    password: str | None = Field(None, description="Mailbox password; must be an environment reference like "
+                                 "${INBOUND_PASSWORD}.")
+    mailbox: str = Field("INBOX", min_length=1, description="IMAP folder to read.")
+    processed_folder: str | None = Field(None, description="IMAP folder that processed mail is moved to; empty: "
+                                         "it stays, flagged $NewsletterDone and seen. POP3 deletes it.")
+    ca_file: str | None = Field(None, description="CA certificates (PEM) to trust for the mailbox server instead of "
+                                "the system's; relative to config.yaml.")
+    timeout: float = Field(30.0, gt=0, description="Seconds to wait for the mailbox server.")
+    max_messages: int = Field(5000, ge=1, description="Most messages read in one pass; the rest wait for the next.")
+    verp: bool = Field(True, description="Send each digest with a VERP return path (sender+b-ID-TAG@domain), so a "
+                       "bounce names its delivery; the mailbox must receive sender+anything@domain.")
+
+    @property
+    def effective_port(self) -> int:
+        if self.port:
+            return self.port
+        if self.protocol == "imap":
+            return 993 if self.security == "tls" else 143
+        return 995 if self.security == "tls" else 110
+
+
+class Webhooks(_Section):
+    """Bounce and complaint webhooks of sending services (``POST /webhooks/{ses,postmark,sendgrid,mailgun}``).
+    An endpoint whose setting is empty answers 404."""
+
+    ses_topic_arns: tuple[str, ...] = Field((), description="SNS topic ARNs accepted at /webhooks/ses; empty: the "
+                                            "endpoint is off.")
+    sns_cert_url: str = Field(r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[^?#]*\.pem$",
+                              description="Regular expression a SigningCertURL must match (the certificate's host).")
+    postmark_username: str | None = Field(None, description="Basic-auth user Postmark sends to /webhooks/postmark.")
+    postmark_password: str | None = Field(None, description="Its password; must be an environment reference like "
+                                          "${POSTMARK_WEBHOOK_PASSWORD}.")
+    sendgrid_public_key: str | None = Field(None, description="SendGrid's Event Webhook verification key (base64, "
+                                            "from its settings page).")
+    mailgun_signing_key: str | None = Field(None, description="Mailgun's webhook signing key; must be an environment "
+                                            "reference like ${MAILGUN_SIGNING_KEY}.")
+    max_age_seconds: int = Field(900, ge=30, description="Signed webhooks (SendGrid, Mailgun, SNS) older than this "
+                                 "are refused, so a captured request cannot be replayed later.")
 
 
 class Settings(_Section):
@@ -224,6 +282,8 @@ class Settings(_Section):
     digest: Digest = Field(default_factory=Digest, description="Shape of each digest.")
     web: Web = Field(default_factory=Web, description="The subscribe, preferences and archive pages (`newsletter serve`).")
     delivery: Delivery = Field(default_factory=Delivery, description="Retries, leases and bounces of the send loop.")
+    inbound: Inbound = Field(default_factory=Inbound, description="The bounce and unsubscribe mailbox.")
+    webhooks: Webhooks = Field(default_factory=Webhooks, description="Bounce and complaint webhooks.")
 
     # Where the file was loaded from; relative paths are resolved against it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="(internal) folder of config.yaml.")
@@ -346,7 +406,7 @@ def _refuse_literal_secrets(raw: Mapping[str, Any], origin: str) -> None:
         for part in dotted.split("."):
             node = node.get(part) if isinstance(node, dict) else None
         if node not in (None, "") and not (isinstance(node, str) and _ENV_REF.fullmatch(node.strip())):
-            var = "SMTP_PASSWORD" if dotted == "smtp.password" else "NEWSLETTER_SIGNING_KEY"
+            var = _SECRET_VARS[dotted]
             raise ConfigError(
                 f"{origin}: {dotted} holds a literal secret; secrets are never stored in the config file.",
                 hint=f"write `{dotted.split('.')[-1]}: ${{{var}}}` and export {var} in the environment",

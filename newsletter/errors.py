@@ -48,3 +48,7 @@ class NotFound(NewsletterError):
 
 class DeliveryError(NewsletterError):
     """Mail could not be handed to the transport in a way that retrying would fix."""
+
+
+class InboundError(NewsletterError):
+    """The bounce mailbox could not be read (unreachable, login refused, TLS failure)."""

@@ -14,6 +14,7 @@
   still fetch first. Re-reading is harmless: paper identity and the sent record dedupe.
 - A third job, ``deliveries``, looks every few minutes (the first backoff step) for deliveries that became
   due: retries whose backoff has passed, and whatever a failed or stopped run left queued.
+- With ``inbound.host`` set, a fourth job, ``inbound``, reads the bounce mailbox on ``schedule.inbound``.
 - Nothing here prevents doubles: the edition for (cadence, period) is unique in the store, so a restart, two
   schedulers or a daylight-saving change that fires a cron twice resume the one edition instead of making two.
 
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 JOB_IDS = {cadence: f"digest-{cadence}" for cadence in CADENCES}
 DELIVERIES_JOB_ID = "deliveries"  # retries whose backoff has passed, and whatever a failed run left queued
 FETCH_JOB_ID = "fetch"  # reads the sources between sends, so late papers and scrolling feeds are not missed
+INBOUND_JOB_ID = "inbound"  # one pass over the bounce mailbox (schedule.inbound), when inbound.host is set
 JOBSTORE_TABLE = "apscheduler_jobs"
 
 
@@ -197,6 +199,21 @@ def deliveries_job(config_path: str | None = None) -> None:
         run_due_deliveries(nl, **options)
 
 
+def inbound_job(config_path: str | None = None) -> None:
+    """One pass over the bounce mailbox (by reference, like ``digest_job``). A mailbox that cannot be read
+    is logged; the next run tries again."""
+    from .errors import NewsletterError
+    from .inbound import run_pass
+
+    with _newsletter(config_path) as (nl, _options):
+        try:
+            report = run_pass(nl.settings, nl.store)
+        except NewsletterError as exc:
+            log.error("inbound mail: %s", exc)
+            return
+        log.info("inbound mail: %d read: %s", report.read, dict(report.kinds))
+
+
 @contextmanager
 def _newsletter(config_path: str | None) -> Iterator[tuple[Newsletter, dict[str, Any]]]:
     """The Newsletter a job runs with: the active scheduler's (with its options), or one from the config."""
@@ -287,6 +304,12 @@ class DigestScheduler:
             id=DELIVERIES_JOB_ID, name="due deliveries", jobstore="memory", replace_existing=True,
             coalesce=True, max_instances=1, misfire_grace_time=int(every.total_seconds()),
             next_run_time=now + every)
+        if settings.inbound.host:  # kept in memory like the deliveries job: a missed pass is simply the next one
+            inbound = cron.trigger(settings.schedule.inbound, zone(settings))
+            self.scheduler.add_job(
+                inbound_job, inbound, args=[self.config_path], id=INBOUND_JOB_ID, name="inbound mail",
+                jobstore="memory", replace_existing=True, coalesce=True, max_instances=1,
+                misfire_grace_time=300, next_run_time=inbound.get_next_fire_time(None, now))
 
     def shutdown(self) -> None:
         """Stop: a send in progress finishes its current message, gives the rest back, and the job ends."""

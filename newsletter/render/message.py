@@ -491,6 +491,15 @@ class DeliveryMessages:
         self.settings: Settings = newsletter.settings
         self.factory = MessageFactory(self.settings)
         self.links = newsletter.link_maker()
+        # VERP (inbound.verp): the envelope sender names the delivery, so a bounce that quotes nothing else
+        # still says whose message it was (newsletter/inbound/verp.py).
+        self.verp = None
+        if self.settings.inbound.verp:
+            from .inbound.verp import Verp
+            from .tokens import signing_key
+
+            key = signing_key(self.settings.signing_key, newsletter.store.get_state, newsletter.store.set_state)
+            self.verp = Verp(key, self.settings.sender.email)
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self._papers: dict[tuple[int, int], tuple[Any, list[Any]]] = {}
         self._by_reader_kind: dict[tuple[Any, ...], PreparedDigest] = {}
@@ -544,7 +553,8 @@ class DeliveryMessages:
         links = self.links.for_reader(delivery.subscriber_id, delivery.created_at, delivery.edition_id)
         recipient = Recipient(delivery.email, delivery.message_id, links, delivery.name)
         data = prepared.message(recipient, self.clock())
-        return OutgoingMessage(envelope_from=self.settings.sender.email, recipient=delivery.email,
+        envelope = self.verp.address(delivery.id) if self.verp else self.settings.sender.email
+        return OutgoingMessage(envelope_from=envelope, recipient=delivery.email,
                                message_id=delivery.message_id, data=data)
 
 

@@ -197,7 +197,7 @@ class DeliveryRow(Base):
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
     state: Mapped[str] = mapped_column(String(12))
-    message_id: Mapped[str] = mapped_column(String(300))  # fixed per (edition, subscriber), reused on retry
+    message_id: Mapped[str] = mapped_column(String(300), index=True)  # fixed per (edition, subscriber), reused on retry
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -249,3 +249,26 @@ class ListingDayRow(Base):
     complete: Mapped[bool] = mapped_column(Boolean, default=False)
     papers: Mapped[int] = mapped_column(Integer, default=0)  # papers on the list at the last read
     read_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+class InboundEventRow(Base):
+    """One bounce, delay, auto-reply, complaint or unsubscribe request, read from the mailbox or a webhook,
+    with its raw reason and what it did. ``event_key`` (a hash of the raw message, or the provider's event
+    id) is unique, so the same report read twice has no second effect."""
+
+    __tablename__ = "inbound_events"
+    __table_args__ = (Index("ix_inbound_events_subscriber", "subscriber_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_key: Mapped[str] = mapped_column(String(128), unique=True)
+    source: Mapped[str] = mapped_column(String(20))  # mailbox | ses | postmark | sendgrid | mailgun
+    kind: Mapped[str] = mapped_column(String(20), index=True)  # hard | soft | delay | autoreply | complaint | ...
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id", ondelete="SET NULL"))
+    delivery_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("deliveries.id", ondelete="SET NULL"))
+    status: Mapped[str | None] = mapped_column(String(20))
+    feedback_type: Mapped[str | None] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    subject: Mapped[str | None] = mapped_column(String(300))
+    original_message_id: Mapped[str | None] = mapped_column(String(300))
+    effect: Mapped[str] = mapped_column(String(30))  # what it did: counted, bounced, unsubscribed, recorded, ...
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
