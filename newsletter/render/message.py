@@ -495,8 +495,8 @@ class DeliveryMessages:
         # still says whose message it was (newsletter/inbound/verp.py).
         self.verp = None
         if self.settings.inbound.verp:
-            from .inbound.verp import Verp
-            from .tokens import signing_key
+            from ..inbound.verp import Verp
+            from ..tokens import signing_key
 
             key = signing_key(self.settings.signing_key, newsletter.store.get_state, newsletter.store.set_state)
             self.verp = Verp(key, self.settings.sender.email)
