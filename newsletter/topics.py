@@ -169,7 +169,7 @@ def _classify_one(paper: Paper, scored: Sequence[Topic], fallback: str | None, r
     abstract = " " + " ".join(abstract_tokens) + " "
     keywords = [" " + " ".join(k) + " " for k in keyword_tokens]
     everything = combined(title, abstract, keywords)
-    words = DocWords(everything.replace("|", " "))
+    words = DocWords.of(title_tokens, abstract_tokens, *keyword_tokens)
     candidates = index.candidates(words) if index is not None else None
     fields = (DocWords(title), DocWords(abstract))
     evidence: dict[str, Evidence] = {

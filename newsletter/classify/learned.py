@@ -110,9 +110,8 @@ class LearnedModel:
         """The model's score per topic: a log-probability up to a constant shared by all topics."""
         dense = self.dense
         present = dense.keys() & (feats if isinstance(feats, (set, frozenset)) else set(feats))
-        rows = map(dense.__getitem__, present)
-        # fsum is exact, so the sums do not depend on the (hash-seeded) order of the set
-        return dict(zip(self.topics, map(math.fsum, zip(self.bias, *rows)), strict=True))
+        rows = map(dense.__getitem__, sorted(present))  # sorted: sums independent of the set's hash order
+        return dict(zip(self.topics, map(sum, zip(self.bias, *rows)), strict=True))
 
     def probabilities(self, feats: Iterable[str]) -> dict[str, float]:
         return softmax(self.logits(feats))

@@ -13,7 +13,7 @@ import unicodedata
 from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable
+from typing import Iterable, Sequence
 
 # Words, with numbers like 1.58 or 2:4 kept whole ("1.58-bit", "2:4 sparsity").
 _TOKEN = re.compile(r"[a-z0-9]+(?:[.:][0-9]+)*")
@@ -113,6 +113,16 @@ class DocWords:
         self.words = frozenset(doc.split())
         self._sorted: list[str] | None = None
         self._counts: dict[str, int] | None = None
+
+    @classmethod
+    def of(cls, *token_lists: Sequence[str]) -> "DocWords":
+        """The words of several token lists (``everything`` of a paper) without joining and splitting them."""
+        self = cls.__new__(cls)
+        self.doc = ""  # counts go through the per-field DocWords; this one only answers "is it there?"
+        self.words = frozenset(w for tl in token_lists for w in tl)
+        self._sorted = None
+        self._counts = None
+        return self
 
     def _order(self) -> list[str]:
         if self._sorted is None:
