@@ -116,10 +116,11 @@ _DEFAULT = object()
 
 
 def classify(papers: Iterable[Paper], topics: Sequence[Topic], vectors: Vectors | None = None,
-             trained: learned.LearnedModel | None | object = _DEFAULT) -> dict[int, Assignment]:
+             trained: learned.LearnedModel | None | object = _DEFAULT, explain: bool = False) -> dict[int, Assignment]:
     """Assign every paper a primary topic, secondary topics and per-topic scores. Deterministic.
 
-    ``trained`` is the learned model (default: the one shipped in the package; None: rules only)."""
+    ``trained`` is the learned model (default: the one shipped in the package; None: rules only).
+    ``explain``: fill each ``TopicScore.matched`` with the phrases found (``newsletter topics explain``)."""
     scored = [t for t in topics if t.slug != FALLBACK]
     fallback = FALLBACK if any(t.slug == FALLBACK for t in topics) else None
     rules = {t.slug: compile_rules(t.slug, tuple(t.keywords), tuple(t.exclude), t.name, t.description)
@@ -130,7 +131,7 @@ def classify(papers: Iterable[Paper], topics: Sequence[Topic], vectors: Vectors 
     out: dict[int, Assignment] = {}
     for paper in papers:
         out[paper.id] = _classify_one(paper, scored, fallback, rules, model, vectors,
-                                      trained, index)  # type: ignore[arg-type]
+                                      trained, index, explain)  # type: ignore[arg-type]
     return out
 
 
@@ -159,7 +160,8 @@ def _learned_points(feats: Iterable[str], scored: Sequence[Topic], fallback: str
 
 def _classify_one(paper: Paper, scored: Sequence[Topic], fallback: str | None, rules: Mapping[str, object],
                   model: lexical.LexicalModel, vectors: Vectors | None,
-                  trained: learned.LearnedModel | None = None, index: PhraseIndex | None = None) -> Assignment:
+                  trained: learned.LearnedModel | None = None, index: PhraseIndex | None = None,
+                  explain: bool = True) -> Assignment:
     if not scored:  # no topic but the fallback (or none at all): everything is "more papers"
         return Assignment(FALLBACK, (FALLBACK,), {FALLBACK: 0.0})
     title_tokens = tokens(paper.title)
@@ -174,7 +176,7 @@ def _classify_one(paper: Paper, scored: Sequence[Topic], fallback: str | None, r
     fields = (DocWords(title), DocWords(abstract))
     evidence: dict[str, Evidence] = {
         t.slug: rule_evidence(rules[t.slug], title, abstract, keywords, everything, words,  # type: ignore[arg-type]
-                              candidates.get(t.slug, ()) if candidates is not None else None, fields)
+                              candidates.get(t.slug, ()) if candidates is not None else None, fields, explain)
         for t in scored
     }
     points: dict[str, float] = {}

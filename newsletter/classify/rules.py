@@ -346,11 +346,12 @@ class PhraseIndex:
 def rule_evidence(rules: TopicRules, title: str, abstract: str, feed_keywords: Sequence[str],
                   everything: str | None = None, words: DocWords | None = None,
                   candidates: Sequence[int] | None = None,
-                  fields: tuple[DocWords, DocWords] | None = None) -> Evidence:
+                  fields: tuple[DocWords, DocWords] | None = None, explain: bool = True) -> Evidence:
     """Score one topic for one paper; ``title``/``abstract``/``feed_keywords`` are ``joined()`` strings,
     ``everything`` their ``combined()`` form and ``words`` its distinct words (computed when not given).
     ``candidates``: positions of the only phrases worth testing (from ``PhraseIndex``); default all.
-    ``fields``: ``DocWords`` of the title and of the abstract, made once per paper (computed when not given)."""
+    ``fields``: ``DocWords`` of the title and of the abstract, made once per paper (computed when not given).
+    ``explain``: list the matched phrases (``Evidence.matched``); off, only the score is computed."""
     everything = combined(title, abstract, feed_keywords) if everything is None else everything
     words = DocWords(everything.replace("|", " ")) if words is None else words
     if candidates is not None and not candidates and not rules.excludes:
@@ -376,13 +377,15 @@ def rule_evidence(rules: TopicRules, title: str, abstract: str, feed_keywords: S
         mentioned = weight * _REPEATS[min(in_abstract, len(_REPEATS) - 1)]
         ev.score += direct
         from_abstract += mentioned
-        where = "title" if in_title else "keywords" if in_keywords and not in_abstract else "abstract"
-        found.append((direct + mentioned, f"{phrase.text} ({where}, +{direct + mentioned:.1f})"))
+        if explain:
+            where = "title" if in_title else "keywords" if in_keywords and not in_abstract else "abstract"
+            found.append((direct + mentioned, f"{phrase.text} ({where}, +{direct + mentioned:.1f})"))
     ev.matched = [text for _, text in sorted(found, key=lambda f: (-f[0], f[1]))]
     ev.score += _damped(from_abstract)
     if rules.requires and ev.score and not any(p.possible(words) and p.count(everything) for p in rules.requires):
         ev.score *= CONTEXT_PENALTY
-        ev.matched.append(f"(no mention of {rules.requires[0].text} or the like: x{CONTEXT_PENALTY})")
+        if explain:
+            ev.matched.append(f"(no mention of {rules.requires[0].text} or the like: x{CONTEXT_PENALTY})")
     return ev
 
 

@@ -106,7 +106,7 @@ def explain(obj: Context, paper: str, as_json: bool) -> None:
     nl = obj.nl
     found = nl.store.paper(paper)
     vectors = nl.paper_vectors([found])
-    result = topics.classify([found], nl.settings.topics, vectors)[found.id]
+    result = topics.classify([found], nl.settings.topics, vectors, explain=True)[found.id]
     ranked = sorted(result.details.items(), key=lambda kv: -kv[1].total)
     if as_json:
         print_json({"id": found.id, "title": found.title,
