@@ -7,9 +7,13 @@
 the embedding cache cannot be hit by accident. Each run stores the papers in a fresh SQLite file and
 times ``Newsletter.reclassify`` (store read + classify + store write):
 
-- lexical: the core install (``NEWSLETTER_EMBEDDINGS=off`` forces it when the extra is installed);
+- core: the core install, learned model + rules (``NEWSLETTER_EMBEDDINGS=off`` forces it when the extra is
+  installed);
 - embeddings, first run: every abstract embedded with all-MiniLM-L6-v2 (plus loading the model);
 - embeddings, second run: every vector read back from the store.
+
+Each line gives papers per second of wall time and of this process's CPU time: on a machine shared with
+other work the CPU figure is the one to compare (the wall figure then measures the neighbours too).
 """
 
 from __future__ import annotations
