@@ -101,7 +101,7 @@ def test_explain_shows_every_topics_score(config_file: Path) -> None:
     assert scores[0]["total"] >= scores[1]["total"] and scores[0]["matched"]
     assert why["semantic_model"] in ("none", "lexical", embeddings.MODEL_NAME)  # type: ignore[index]
     text = run(config_file, "topics", "explain", pid).output
-    assert "quantiz*" in text and "semantic similarity" in text
+    assert "quantiz*" in text and "learned model" in text and "similarity" in text
 
 
 def test_changing_the_topic_settings_reclassifies(config_file: Path) -> None:

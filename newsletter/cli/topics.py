@@ -27,10 +27,17 @@ def _bar(as_json: bool, total: int, label: str) -> Progress:
 def _semantic_line(nl: Any) -> str:
     from .. import embeddings
 
+    from ..classify import learned
+
     embedder = embeddings.default_embedder()
+    trained = learned.shipped()
+    model = f"learned model {trained.version}" if trained else "no learned model (rules only)"
     if embedder:
-        return escape(f"semantic similarity: sentence embeddings ({embedder.name})")
-    return escape(f"semantic similarity: lexical TF-IDF model ({embeddings.unavailable_reason()})")
+        return escape(f"{model}; semantic similarity: sentence embeddings ({embedder.name})")
+    if trained and set(nl.settings.topic_slugs()) <= set(trained.topics):
+        return escape(f"{model}; no similarity term: the learned model knows every topic "
+                      f"(embeddings: {embeddings.unavailable_reason()})")
+    return escape(f"{model}; semantic similarity: lexical TF-IDF model ({embeddings.unavailable_reason()})")
 
 
 def _classify_stale(nl: Any, as_json: bool) -> int:
