@@ -3,16 +3,21 @@
 Pure: no I/O, no clock. The pipeline reads papers (and cached embeddings) from the store, calls
 ``classify`` and ``build_digest``, and writes what they return.
 
-Classification combines three kinds of evidence per topic (see ``newsletter/classify``):
+Classification combines four kinds of evidence per topic (see ``newsletter/classify``):
 
-1. phrase rules over the title, the abstract and the feed's own keywords (``ai_keywords``);
-2. semantic similarity between the paper and the topic's description: cosine of sentence embeddings
+1. the learned model (``classify/learned.py``): a linear model over the words of the title, abstract,
+   the feed's ``ai_keywords`` and ``ai_summary``, the organisation and the code link, trained on
+   hand-labelled real Daily Papers entries; it knows the shipped topic slugs only;
+2. phrase rules over the title, the abstract and the feed's own keywords (``ai_keywords``): the
+   configured keywords and descriptions, so a topic of your own (or your own keywords) counts;
+3. semantic similarity between the paper and the topic's description: cosine of sentence embeddings
    when the caller passes ``vectors``, else a TF-IDF model of the topic descriptions and keywords;
    turned into a z-score across topics, so only a topic that stands out gains;
-3. a topic's ``exclude`` phrases, which rule it out.
+4. a topic's ``exclude`` phrases, which rule it out.
 
-The best total wins; a paper with too little evidence for any topic goes to the fallback topic
-(``other``). Secondary topics are those scoring close to the winner.
+The best total wins. A paper goes to the fallback topic (``other``) when the learned model prefers
+``other`` over every configured topic, or, for topics the model does not know, when no topic has enough
+evidence. Secondary topics are those the evidence makes a close second (at most ``MAX_SECONDARY``).
 """
 
 from __future__ import annotations
@@ -22,26 +27,36 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 
-from .classify import lexical
-from .classify.rules import Evidence, combined, compile_rules, rule_evidence
-from .classify.text import joined, whole_word_pattern
+from .classify import learned, lexical
+from .classify.rules import Evidence, PhraseIndex, combined, compile_rules, rule_evidence
+from .classify.text import DocWords, tokens, whole_word_pattern
 from .config import Digest, Topic
 from .models import DigestContent, Paper, Subscriber, TopicSection
 
 # Bump when the rules, the built-in vocabulary or the scoring change: stored classifications made by an
 # older version are then redone (the version is part of the settings fingerprint).
-CLASSIFIER_VERSION = "1"
+CLASSIFIER_VERSION = "2"
 FALLBACK = "other"
 LEXICAL = "lexical"
+NO_SIMILARITY = "none"  # the learned model knows every topic and no embedding was given: no similarity term
 
 SIM_WEIGHT = 1.0  # points per standard deviation a topic's similarity stands above the mean
 SIM_FLOOR = 0.5  # z-scores below this add nothing
-MIN_TOTAL = 5.0  # below this best total, the paper goes to the fallback topic
+MIN_TOTAL = 5.0  # below this best total, the paper goes to the fallback topic (topics the model lacks)
 SECONDARY_RATIO = 0.5  # a secondary topic scores at least this share of the primary's total
 SECONDARY_MIN = 6.0  # ... and at least this much in absolute terms
 MAX_SECONDARY = 2
+
+# With the learned model: a topic's total is LEARNED_WEIGHT points per unit of the model's logit (above the
+# mean over the topics it knows) plus RULE_MIX times the rule and similarity points.
+LEARNED_WEIGHT = 4.0
+RULE_MIX = 0.75
+SECONDARY_GAP = 6.0  # with the model: a secondary topic is within this many points of the primary ...
+SECONDARY_SHARE = 0.25  # ... and holds at least this probability (softmax of totals / LEARNED_WEIGHT)
+SECONDARY_LEARNED = 0.3  # or: the learned model alone gives it this probability, and its rules matched
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,7 @@ class TopicScore:
     total: float
     matched: tuple[str, ...] = ()
     excluded_by: str | None = None
+    learned: float = 0.0  # points from the learned model (0 for a topic it does not know)
 
 
 @dataclass(frozen=True)
@@ -85,69 +101,153 @@ def paper_text(paper: Paper) -> str:
 
 
 def settings_fingerprint(topics: Sequence[Topic], model: str = LEXICAL) -> str:
-    """A hash of everything a classification depends on: topic settings, classifier version, model."""
+    """A hash of everything a classification depends on: topic settings, classifier version, models."""
+    trained = learned.shipped()
     payload = {
         "version": CLASSIFIER_VERSION,
+        "learned": trained.version if trained else None,
         "model": model,
         "topics": [t.model_dump(mode="json") for t in topics],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def classify(papers: Iterable[Paper], topics: Sequence[Topic],
-             vectors: Vectors | None = None) -> dict[int, Assignment]:
-    """Assign every paper a primary topic, secondary topics and per-topic scores. Deterministic."""
+_DEFAULT = object()
+
+
+def classify(papers: Iterable[Paper], topics: Sequence[Topic], vectors: Vectors | None = None,
+             trained: learned.LearnedModel | None | object = _DEFAULT, explain: bool = False) -> dict[int, Assignment]:
+    """Assign every paper a primary topic, secondary topics and per-topic scores. Deterministic.
+
+    ``trained`` is the learned model (default: the one shipped in the package; None: rules only).
+    ``explain``: fill each ``TopicScore.matched`` with the phrases found (``newsletter topics explain``)."""
     scored = [t for t in topics if t.slug != FALLBACK]
     fallback = FALLBACK if any(t.slug == FALLBACK for t in topics) else None
     rules = {t.slug: compile_rules(t.slug, tuple(t.keywords), tuple(t.exclude), t.name, t.description)
              for t in scored}
+    index = _phrase_index(tuple(rules.values()))
+    trained = learned.shipped() if trained is _DEFAULT else trained
     model = lexical.build(tuple((t.slug, topic_text(t)) for t in scored))
     out: dict[int, Assignment] = {}
     for paper in papers:
-        out[paper.id] = _classify_one(paper, scored, fallback, rules, model, vectors)
+        out[paper.id] = _classify_one(paper, scored, fallback, rules, model, vectors,
+                                      trained, index, explain)  # type: ignore[arg-type]
     return out
 
 
+@lru_cache(maxsize=16)
+def _phrase_index(rules: tuple[object, ...]) -> PhraseIndex:
+    return PhraseIndex(rules)  # type: ignore[arg-type]
+
+
+def paper_features(paper: Paper) -> set[str]:
+    return learned.features(paper.title, paper.abstract or "", paper.ai_keywords, paper.ai_summary or "",
+                            paper.organization, bool(paper.github_repo))
+
+
+def _learned_points(feats: Iterable[str], scored: Sequence[Topic], fallback: str | None,
+                    trained: learned.LearnedModel | None) -> dict[str, float]:
+    """LEARNED_WEIGHT points per logit above the mean, for the configured topics the model knows."""
+    if trained is None:
+        return {}
+    logits = trained.logits(feats)
+    slugs = [t.slug for t in scored if t.slug in logits] + ([fallback] if fallback in logits else [])
+    if not slugs:
+        return {}
+    mean = sum(logits[s] for s in slugs) / len(slugs)
+    return {s: LEARNED_WEIGHT * (logits[s] - mean) for s in slugs}
+
+
 def _classify_one(paper: Paper, scored: Sequence[Topic], fallback: str | None, rules: Mapping[str, object],
-                  model: lexical.LexicalModel, vectors: Vectors | None) -> Assignment:
+                  model: lexical.LexicalModel, vectors: Vectors | None,
+                  trained: learned.LearnedModel | None = None, index: PhraseIndex | None = None,
+                  explain: bool = True) -> Assignment:
     if not scored:  # no topic but the fallback (or none at all): everything is "more papers"
         return Assignment(FALLBACK, (FALLBACK,), {FALLBACK: 0.0})
-    title = joined(paper.title)
-    abstract = joined(paper.abstract or paper.ai_summary or "")
-    keywords = [joined(k) for k in paper.ai_keywords]
+    title_tokens = tokens(paper.title)
+    abstract_tokens = tokens(paper.abstract or paper.ai_summary or "")
+    keyword_tokens = [tokens(k) for k in paper.ai_keywords]
+    title = " " + " ".join(title_tokens) + " "  # = joined(paper.title)
+    abstract = " " + " ".join(abstract_tokens) + " "
+    keywords = [" " + " ".join(k) + " " for k in keyword_tokens]
     everything = combined(title, abstract, keywords)
+    words = DocWords.of(title_tokens, abstract_tokens, *keyword_tokens)
+    candidates = index.candidates(words) if index is not None else None
+    fields = (DocWords(title), DocWords(abstract))
     evidence: dict[str, Evidence] = {
-        t.slug: rule_evidence(rules[t.slug], title, abstract, keywords, everything)  # type: ignore[arg-type]
+        t.slug: rule_evidence(rules[t.slug], title, abstract, keywords, everything, words,  # type: ignore[arg-type]
+                              candidates.get(t.slug, ()) if candidates is not None else None, fields, explain)
         for t in scored
     }
-    sims, semantic_model = _similarities(paper, scored, model, vectors)
-    boosts = _standout(sims)
+    points: dict[str, float] = {}
+    if trained is not None:
+        summary = tokens(paper.ai_summary) if paper.abstract and paper.ai_summary else []
+        feats = learned.features_from_tokens(title_tokens, abstract_tokens, keyword_tokens, summary,
+                                             paper.organization, bool(paper.github_repo))
+        points = _learned_points(feats, scored, fallback, trained)
+    # The lexical similarity adds nothing measurable once the learned model scores every topic (it was
+    # measured on the development labels), and costs a third of the time: it is left out then.
+    skip_lexical = bool(points) and all(t.slug in points for t in scored)
+    sims, semantic_model = _similarities(paper, scored, model, vectors, skip_lexical)
+    boosts = _standout(sims) if semantic_model != NO_SIMILARITY else sims  # all 0.0 then
     details: dict[str, TopicScore] = {}
+    lowest = min(points.values()) - 1.0 if points else 0.0
     for t in scored:
         ev = evidence[t.slug]
         semantic = 0.0 if ev.excluded_by else boosts[t.slug]
-        total = 0.0 if ev.excluded_by else ev.score + semantic
+        if ev.excluded_by:  # ruled out: below every other topic
+            total = 0.0 if t.slug not in points else lowest
+        elif t.slug in points:
+            total = points[t.slug] + RULE_MIX * (ev.score + semantic)
+        else:
+            total = ev.score + semantic
         details[t.slug] = TopicScore(round(ev.score, 3), round(sims[t.slug], 4), round(semantic, 3),
-                                     round(total, 3), tuple(ev.matched), ev.excluded_by)
+                                     round(total, 3), tuple(ev.matched), ev.excluded_by,
+                                     round(points.get(t.slug, 0.0), 3))
     ranked = sorted(scored, key=lambda t: -details[t.slug].total)  # stable: ties keep config order
     best = details[ranked[0].slug].total
-    if fallback and best < MIN_TOTAL:
-        primary, secondary = fallback, []
-    else:
-        primary = ranked[0].slug
-        secondary = [t.slug for t in ranked[1:]
-                     if details[t.slug].total >= max(SECONDARY_MIN, SECONDARY_RATIO * best)][:MAX_SECONDARY]
     scores = {slug: d.total for slug, d in details.items()}
-    if fallback:
-        scores[fallback] = MIN_TOTAL
+    if points and (set(points) - {fallback}):
+        fallback_total = points.get(fallback, -math.inf) if fallback else -math.inf
+        if fallback and fallback_total > best:
+            primary, secondary = fallback, []
+        else:
+            primary = ranked[0].slug
+            secondary = _secondary(ranked[1:], details, best, primary, points)
+        if fallback:
+            scores[fallback] = round(fallback_total, 3) if fallback in points else MIN_TOTAL
+    else:
+        if fallback and best < MIN_TOTAL:
+            primary, secondary = fallback, []
+        else:
+            primary = ranked[0].slug
+            secondary = [t.slug for t in ranked[1:]
+                         if details[t.slug].total >= max(SECONDARY_MIN, SECONDARY_RATIO * best)][:MAX_SECONDARY]
+        if fallback:
+            scores[fallback] = MIN_TOTAL
     return Assignment(primary, (primary, *secondary), scores, details, semantic_model)
 
 
+def _secondary(rest: Sequence[Topic], details: Mapping[str, TopicScore], best: float, primary: str,
+               points: Mapping[str, float]) -> list[str]:
+    """With the learned model: topics close to the primary in total points and in probability, or that the
+    learned model alone gives a fair probability (SECONDARY_LEARNED) while the rules found evidence too."""
+    totals = {primary: best, **{t.slug: details[t.slug].total for t in rest}}
+    probs = learned.softmax({k: v / LEARNED_WEIGHT for k, v in totals.items()})
+    alone = learned.softmax({k: v / LEARNED_WEIGHT for k, v in points.items()})
+    return [t.slug for t in rest
+            if not details[t.slug].excluded_by and (
+                (best - details[t.slug].total <= SECONDARY_GAP and probs[t.slug] >= SECONDARY_SHARE)
+                or (alone.get(t.slug, 0.0) >= SECONDARY_LEARNED and details[t.slug].rules > 0))][:MAX_SECONDARY]
+
+
 def _similarities(paper: Paper, scored: Sequence[Topic], model: lexical.LexicalModel,
-                  vectors: Vectors | None) -> tuple[dict[str, float], str]:
+                  vectors: Vectors | None, skip_lexical: bool = False) -> tuple[dict[str, float], str]:
     if vectors is not None and paper.id in vectors.papers and all(t.slug in vectors.topics for t in scored):
         p = vectors.papers[paper.id]
         return {t.slug: _cosine(p, vectors.topics[t.slug]) for t in scored}, vectors.model
+    if skip_lexical:
+        return {t.slug: 0.0 for t in scored}, NO_SIMILARITY
     sims = model.similarity(paper_text(paper))
     return {t.slug: sims.get(t.slug, 0.0) for t in scored}, LEXICAL
 

@@ -2,8 +2,13 @@
 
 A labels file is CSV with the columns ``title``, ``topic`` (the primary topic an expert picks) and
 ``acceptable`` (other topics an expert would also accept as primary, ``;``-separated, may be empty),
-and optionally ``abstract``. A prediction is right when the predicted primary topic is the labelled
-topic or one of the acceptable ones.
+and optionally ``abstract``, ``arxiv_id`` (to find the paper's text in a folder of Daily Papers
+responses) and ``day`` (the listing day, for splits by day). A prediction is right when the predicted
+primary topic is the labelled topic or one of the acceptable ones.
+
+Per topic the report gives recall (of the papers labelled with it as primary, the share placed acceptably)
+and precision (of the papers placed in it, the share for which it is acceptable), and the confusion pairs:
+(labelled, predicted) pairs of the misses, most frequent first.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ class Label:
     topic: str
     acceptable: tuple[str, ...] = ()
     abstract: str = ""
+    arxiv_id: str = ""
+    day: str = ""
 
     @property
     def accepted(self) -> frozenset[str]:
@@ -42,12 +49,21 @@ class Miss:
 @dataclass
 class TopicAccuracy:
     topic: str
-    papers: int = 0
-    correct: int = 0
+    papers: int = 0  # labelled with this primary topic
+    correct: int = 0  # ... and placed in an acceptable topic
+    predicted: int = 0  # placed in this topic
+    predicted_correct: int = 0  # ... where it is acceptable
 
     @property
     def accuracy(self) -> float:
+        """Recall: the share of this topic's papers placed acceptably."""
         return self.correct / self.papers if self.papers else 0.0
+
+    recall = accuracy
+
+    @property
+    def precision(self) -> float:
+        return self.predicted_correct / self.predicted if self.predicted else 0.0
 
 
 @dataclass
@@ -62,6 +78,14 @@ class EvalReport:
     @property
     def accuracy(self) -> float:
         return self.correct / self.papers if self.papers else 0.0
+
+    def other_share(self, fallback: str = "other") -> float:
+        return self.predicted.get(fallback, 0) / self.papers if self.papers else 0.0
+
+    def confusions(self) -> list[tuple[str, str, int]]:
+        """(labelled, predicted, count) of the misses, most frequent first."""
+        pairs = Counter((m.topic, m.predicted) for m in self.misses)
+        return [(a, b, n) for (a, b), n in sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 def read_labels(text: str, origin: str = "labels") -> list[Label]:
@@ -78,7 +102,8 @@ def read_labels(text: str, origin: str = "labels") -> list[Label]:
         if not row.get("title") or not row.get("topic"):
             raise NewsletterError(f"{origin}, line {number}: a title and a topic are required.")
         acceptable = tuple(t.strip() for t in row.get("acceptable", "").split(";") if t.strip())
-        labels.append(Label(row["title"], row["topic"], acceptable, row.get("abstract", "")))
+        labels.append(Label(row["title"], row["topic"], acceptable, row.get("abstract", ""),
+                            row.get("arxiv_id", ""), row.get("day", "")))
     return labels
 
 
@@ -96,11 +121,14 @@ def score(labels: Sequence[Label], predictions: Mapping[int, str]) -> EvalReport
             continue
         predicted = predictions[i]
         stats = report.per_topic.setdefault(label.topic, TopicAccuracy(label.topic))
+        placed = report.per_topic.setdefault(predicted, TopicAccuracy(predicted))
         stats.papers += 1
+        placed.predicted += 1
         report.papers += 1
         report.predicted[predicted] += 1
         if predicted in label.accepted:
             stats.correct += 1
+            placed.predicted_correct += 1
             report.correct += 1
         else:
             report.misses.append(Miss(label.title, label.topic, predicted, label.acceptable))

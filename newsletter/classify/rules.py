@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Sequence
 
-from .text import Phrase, compile_phrase
+from .text import DocWords, Phrase, compile_phrase
 
 KEYWORD_WEIGHT = 3.0  # a configured keyword: strong evidence
 DESCRIPTION_WEIGHT = 2.0  # a phrase of the topic's name or description ...
@@ -72,7 +72,7 @@ BUILTIN: dict[str, dict[str, float]] = {
         "activation memory": 1.5, "zeroth-order": 1.5, "peft": 2.0, "adapter*": 1.0, "mfu": 2.0,
         "scaling law*": 0.75, "training cost": 1.0, "training efficiency": 2.0, "training throughput": 2.0,
         "model merging": 2.0, "merging": 1.0, "supercomputer*": 1.0, "learning rate": 1.0,
-        "batch size": 0.5, "reinforcement learning": 0.5, "rlhf": 1.0, "post-training": 1.0,
+        "batch size": 0.5, "reinforcement learning": 0.25, "rlhf": 1.0, "post-training": 1.0,
         "trainer": 1.0, "training job*": 2.0, "training run*": 1.5, "trained on": 0.25,
     },
     "hardware": {
@@ -180,6 +180,67 @@ BUILTIN: dict[str, dict[str, float]] = {
         "utterance*": 2.0, "speaker*": 2.0, "audio-visual": 1.0, "talking": 0.5, "noise suppression": 1.5,
         "enhancement": 0.25, "dialogue": 0.5, "pitch": 1.5, "timbre": 2.0, "sampling rate": 1.5, "khz": 2.0,
     },
+    "reasoning": {
+        "reasoning": 1.0, "reason": 0.75, "think*": 1.0, "thought*": 1.0, "math*": 1.0, "problem solving": 1.0,
+        "reinforcement learning": 1.0, "rl": 0.75, "reward*": 0.5, "verifier*": 1.0, "verification": 0.5,
+        "self-reflection": 1.0, "reflection": 0.75, "self-correction": 1.0, "step-by-step": 1.0,
+        "multi-step reasoning": 1.5, "exploration": 0.5, "entropy": 0.75, "rollout*": 1.0, "advantage*": 1.0,
+        "credit assignment": 1.0, "on-policy": 0.75, "off-policy": 0.75, "puzzle*": 1.0, "deepseek-r1": 2.0,
+        "r1": 1.0, "o1": 1.0, "answer*": 0.25, "inference compute": 1.5, "thinking budget": 2.0,
+        "reasoning length": 2.0, "response length": 1.5, "proof*": 1.0, "lean": 1.0, "geometry problem*": 1.5,
+    },
+    "agents": {
+        "agent*": 1.5, "tool*": 1.0, "environment*": 0.5, "planning": 0.75, "planner": 0.75, "workflow*": 1.0,
+        "trajectori*": 1.0, "long-horizon": 1.5, "multi-turn": 0.75, "interactive": 0.5, "autonomous*": 0.75,
+        "api*": 0.75, "browser*": 1.5, "webpage*": 1.5, "web": 0.75, "desktop": 1.5, "android": 1.5,
+        "smartphone*": 1.0, "app*": 0.5, "harness": 1.5, "scaffold*": 1.0, "orchestrat*": 1.0,
+        "information seeking": 1.5, "information-seeking": 1.5, "search": 0.5, "self-evolv*": 1.0,
+        "skill*": 1.0, "memory": 0.5, "action*": 0.5, "sandbox*": 1.0, "task completion": 1.0,
+        "collaborat*": 0.5, "role-play*": 1.0, "assistant*": 0.5,
+    },
+    "code": {
+        "code": 1.5, "program*": 1.0, "software": 1.5, "repositor*": 1.0, "github": 1.0, "developer*": 1.0,
+        "compiler": 0.5, "execution": 0.75, "executable": 1.0, "test case*": 1.5, "bug*": 1.5, "debug*": 1.5,
+        "python": 1.0, "java": 1.5, "sql": 1.5, "function*": 0.25, "library": 0.5, "html": 1.0,
+        "front-end": 1.0, "frontend": 1.0, "issue*": 0.5, "patch*": 0.75, "pull request*": 1.5,
+        "formal verification": 1.0, "terminal": 1.0, "coder": 2.0,
+    },
+    "safety": {
+        "attack*": 1.0, "adversarial": 1.0, "defense*": 1.0, "defend*": 1.0, "threat*": 1.0, "malicious": 1.5,
+        "vulnerab*": 1.5, "exploit*": 0.75, "alignment": 0.75, "aligned": 0.5, "harm*": 1.0, "unsafe": 1.5,
+        "bias*": 0.5, "fairness": 1.0, "ethic*": 1.0, "moral*": 0.75, "value*": 0.25, "audit*": 1.0,
+        "oversight": 1.5, "reliab*": 0.5, "factual*": 0.75, "faithful*": 0.75, "steering": 1.0,
+        "interpretab*": 1.0, "mechanistic": 1.5, "circuit*": 0.5, "probing": 0.75, "forget*": 0.5,
+        "copyright": 1.5, "leak*": 1.0, "poison*": 1.5, "robustness": 0.5, "secure": 1.0, "governance": 1.0,
+    },
+    "evaluation": {
+        "benchmark*": 1.5, "evaluat*": 1.0, "bench": 1.5, "assess*": 0.75, "judge*": 1.0, "metric*": 0.75,
+        "leaderboard": 1.5, "human expert*": 1.0, "gap*": 0.5, "reveal*": 0.5, "limitation*": 0.5,
+        "systematic study": 1.0, "analysis": 0.5, "dataset": 0.5, "task*": 0.25, "score*": 0.25,
+        "annotat*": 0.5, "rubric*": 1.0, "struggle*": 0.75, "fail*": 0.5, "frontier model*": 0.75,
+    },
+    "retrieval": {
+        "retriev*": 1.5, "search": 0.75, "query": 1.0, "queries": 1.0, "document*": 0.75, "corpus": 0.75,
+        "knowledge": 0.75, "embedding*": 1.0, "index*": 0.75, "passage*": 1.0, "memory": 1.0, "recall": 0.5,
+        "ranking": 1.0, "question answering": 0.5, "multi-hop": 1.0, "graph": 0.5, "user*": 0.25,
+        "item*": 0.5, "click-through": 2.0, "ctr": 1.5, "personaliz*": 0.5, "cache": 0.25,
+    },
+    "robotics": {
+        "robot": 2.0, "policy": 0.75, "policies": 0.75, "action*": 0.75, "control*": 0.5, "real-world": 0.5,
+        "simulation": 0.75, "simulator*": 1.0, "physical": 0.5, "trajectory": 0.75, "egocentric": 0.75,
+        "navigation": 1.5, "vehicle*": 1.5, "planning": 0.5, "end-effector": 2.0, "gripper": 2.0, "arm": 1.0,
+        "tabletop": 1.5, "demonstration*": 0.75, "world model*": 0.75, "lidar": 2.0, "bev": 1.5, "libero": 2.0,
+        "embodiment*": 1.5, "drone*": 1.5, "uav*": 1.5,
+    },
+    "science": {
+        "science": 1.0, "scientist*": 1.5, "research": 0.25, "discovery": 1.0, "health": 1.0, "disease*": 1.5,
+        "biomedic*": 1.5, "cell*": 1.0, "gene*": 0.5, "enzyme*": 2.0, "material*": 0.75, "atom*": 1.5,
+        "quantum": 1.0, "simulation*": 0.5, "equation*": 1.0, "pde*": 2.0, "fluid*": 1.5, "particle*": 1.0,
+        "astronom*": 2.0, "geospatial": 1.5, "earth observation": 2.0, "satellite": 1.0, "remote sensing": 2.0,
+        "ecg": 2.0, "mri": 2.0, "ct": 1.0, "x-ray": 1.5, "imaging": 0.75, "pet": 0.5, "doctor*": 1.5,
+        "hospital*": 1.5, "psychiatr*": 2.0, "mental health": 2.0, "therapy": 1.5, "mathematician*": 1.5,
+        "conjecture*": 1.5, "theorem*": 0.5, "physic*": 1.0, "microscopy": 2.0, "battery": 1.5, "traffic": 1.0,
+    },
 }
 
 
@@ -248,35 +309,83 @@ def combined(title: str, abstract: str, feed_keywords: Sequence[str]) -> str:
     return "|".join((title, abstract, *feed_keywords))
 
 
+class PhraseIndex:
+    """Every topic's phrases by first word (or first-word prefix), so a paper is tested only against the
+    phrases whose first word it contains, not against every phrase of every topic."""
+
+    def __init__(self, rules: Sequence[TopicRules]) -> None:
+        self.by_word: dict[str, list[tuple[str, int]]] = {}
+        self.by_prefix: dict[str, list[tuple[str, int]]] = {}
+        for r in rules:
+            for position, (phrase, _) in enumerate(r.phrases):
+                table = self.by_prefix if phrase.first_prefix else self.by_word
+                table.setdefault(phrase.first, []).append((r.slug, position))
+        # One regex finds, at each word start, the longest prefix there; the shorter prefixes of the same
+        # word are prefixes of that one (its "ancestors").
+        prefixes = sorted(self.by_prefix, key=lambda p: (-len(p), p))
+        self._prefix_re = re.compile(r"(?<= )(?:" + "|".join(map(re.escape, prefixes)) + ")") if prefixes else None
+        self._ancestors = {p: [q for q in prefixes if p.startswith(q)] for p in prefixes}
+
+    def candidates(self, words: DocWords) -> dict[str, list[int]]:
+        """Per topic slug, the positions (in its ``phrases``) of the phrases the document may contain."""
+        out: dict[str, list[int]] = {}
+        get = self.by_word.get
+        for w in words.words:
+            for slug, position in get(w, ()):
+                out.setdefault(slug, []).append(position)
+        if self._prefix_re is not None:
+            found = set(self._prefix_re.findall(" " + " ".join(words.words)))
+            for prefix in {q for p in found for q in self._ancestors[p]}:
+                for slug, position in self.by_prefix[prefix]:
+                    out.setdefault(slug, []).append(position)
+        for positions in out.values():
+            positions.sort()
+        return out
+
+
 def rule_evidence(rules: TopicRules, title: str, abstract: str, feed_keywords: Sequence[str],
-                  everything: str | None = None) -> Evidence:
-    """Score one topic for one paper; ``title``/``abstract``/``feed_keywords`` are ``joined()`` strings and
-    ``everything`` their ``combined()`` form (computed here when not given)."""
+                  everything: str | None = None, words: DocWords | None = None,
+                  candidates: Sequence[int] | None = None,
+                  fields: tuple[DocWords, DocWords] | None = None, explain: bool = True) -> Evidence:
+    """Score one topic for one paper; ``title``/``abstract``/``feed_keywords`` are ``joined()`` strings,
+    ``everything`` their ``combined()`` form and ``words`` its distinct words (computed when not given).
+    ``candidates``: positions of the only phrases worth testing (from ``PhraseIndex``); default all.
+    ``fields``: ``DocWords`` of the title and of the abstract, made once per paper (computed when not given).
+    ``explain``: list the matched phrases (``Evidence.matched``); off, only the score is computed."""
     everything = combined(title, abstract, feed_keywords) if everything is None else everything
+    words = DocWords(everything.replace("|", " ")) if words is None else words
+    if candidates is not None and not candidates and not rules.excludes:
+        return Evidence()  # no phrase of this topic can be in the paper
+    phrases = rules.phrases if candidates is None else [rules.phrases[i] for i in candidates]
     ev = Evidence()
     for phrase in rules.excludes:
-        if phrase.count(everything):
+        if phrase.possible(words) and phrase.count(everything):
             ev.excluded_by = phrase.text
             return ev
     from_abstract = 0.0
     found: list[tuple[float, str]] = []
-    for phrase, weight in rules.phrases:
-        if not phrase.count(everything):
+    title_words, abstract_words = fields if fields is not None else (DocWords(title), DocWords(abstract))
+    for phrase, weight in phrases:
+        if candidates is None and not phrase.possible(words):
             continue
-        in_title = phrase.count(title)
-        in_abstract = phrase.count(abstract)
+        if not phrase.single_prefix and not phrase.count(everything):
+            continue
+        in_title = title_words.count(phrase)
+        in_abstract = abstract_words.count(phrase)
         in_keywords = sum(1 for k in feed_keywords if phrase.count(k)) if feed_keywords else 0
         direct = weight * (TITLE_WEIGHT * bool(in_title) + FEED_KEYWORD_WEIGHT * min(in_keywords, 2))
         mentioned = weight * _REPEATS[min(in_abstract, len(_REPEATS) - 1)]
         ev.score += direct
         from_abstract += mentioned
-        where = "title" if in_title else "keywords" if in_keywords and not in_abstract else "abstract"
-        found.append((direct + mentioned, f"{phrase.text} ({where}, +{direct + mentioned:.1f})"))
+        if explain:
+            where = "title" if in_title else "keywords" if in_keywords and not in_abstract else "abstract"
+            found.append((direct + mentioned, f"{phrase.text} ({where}, +{direct + mentioned:.1f})"))
     ev.matched = [text for _, text in sorted(found, key=lambda f: (-f[0], f[1]))]
     ev.score += _damped(from_abstract)
-    if rules.requires and ev.score and not any(p.count(everything) for p in rules.requires):
+    if rules.requires and ev.score and not any(p.possible(words) and p.count(everything) for p in rules.requires):
         ev.score *= CONTEXT_PENALTY
-        ev.matched.append(f"(no mention of {rules.requires[0].text} or the like: x{CONTEXT_PENALTY})")
+        if explain:
+            ev.matched.append(f"(no mention of {rules.requires[0].text} or the like: x{CONTEXT_PENALTY})")
     return ev
 
 

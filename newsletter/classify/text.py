@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable
+from typing import Iterable, Sequence
 
 # Words, with numbers like 1.58 or 2:4 kept whole ("1.58-bit", "2:4 sparsity").
 _TOKEN = re.compile(r"[a-z0-9]+(?:[.:][0-9]+)*")
@@ -51,11 +52,21 @@ class Phrase:
     exact: str | None  # " kv cache " (padded) when there is no wildcard
     pattern: re.Pattern[str] | None
     probe: str = ""  # literal text every match of the pattern contains: a cheap test before the regex
+    first: str = ""  # the first word (or, when it ends in *, its prefix): a cheaper test still
+    first_prefix: bool = False
+    single_prefix: bool = False  # the phrase is one word ending in *
+    trailing: bool = False  # only the last word ends in *
+
+    def possible(self, words: "DocWords") -> bool:
+        """False when the document cannot contain the phrase (its first word is absent)."""
+        return words.has_prefix(self.first) if self.first_prefix else self.first in words.words
 
     def count(self, doc: str) -> int:
         """Occurrences in a ``joined()`` document."""
         if self.exact is not None:
             return doc.count(self.exact)
+        if self.trailing:  # only the last word is a prefix: every occurrence of the probe is a match
+            return doc.count(self.probe)
         assert self.pattern is not None
         if self.probe not in doc:
             return 0
@@ -81,12 +92,64 @@ def compile_phrase(text: str) -> Phrase | None:
         parts.extend(words)
     if not parts:
         return None
+    first, first_prefix = (parts[0][:-1], True) if parts[0].endswith("*") else (parts[0], False)
     if not wildcard:
-        return Phrase(text, " " + " ".join(parts) + " ", None)
+        return Phrase(text, " " + " ".join(parts) + " ", None, "", first, first_prefix)
     body = " ".join(re.escape(p[:-1]) + r"[a-z0-9.:]*" if p.endswith("*") else re.escape(p) for p in parts)
     first_wild = next(i for i, p in enumerate(parts) if p.endswith("*"))
     probe = " " + " ".join(parts[:first_wild] + [parts[first_wild][:-1]])
-    return Phrase(text, None, re.compile(r"(?<= )" + body + r"(?= )"), probe)
+    trailing = first_wild == len(parts) - 1
+    return Phrase(text, None, re.compile(r"(?<= )" + body + r"(?= )"), probe, first, first_prefix,
+                  len(parts) == 1 and first_prefix and first.isalnum(), trailing)
+
+
+class DocWords:
+    """The words of a ``joined()`` document, for ``Phrase.possible`` and fast counts of one-word phrases."""
+
+    __slots__ = ("doc", "words", "_sorted", "_counts")
+
+    def __init__(self, doc: str) -> None:
+        self.doc = doc
+        self.words = frozenset(doc.split())
+        self._sorted: list[str] | None = None
+        self._counts: dict[str, int] | None = None
+
+    @classmethod
+    def of(cls, *token_lists: Sequence[str]) -> "DocWords":
+        """The words of several token lists (``everything`` of a paper) without joining and splitting them."""
+        self = cls.__new__(cls)
+        self.doc = ""  # counts go through the per-field DocWords; this one only answers "is it there?"
+        self.words = frozenset(w for tl in token_lists for w in tl)
+        self._sorted = None
+        self._counts = None
+        return self
+
+    def _order(self) -> list[str]:
+        if self._sorted is None:
+            self._sorted = sorted(self.words)
+        return self._sorted
+
+    def has_prefix(self, prefix: str) -> bool:
+        order = self._order()
+        i = bisect_left(order, prefix)
+        return i < len(order) and order[i].startswith(prefix)
+
+    def count(self, phrase: Phrase) -> int:
+        """``phrase.count(doc)``, without a regex for a one-word wildcard phrase ("quantiz*")."""
+        if phrase.single_prefix:
+            if self._counts is None:
+                counts: dict[str, int] = {}
+                for w in self.doc.split():
+                    counts[w] = counts.get(w, 0) + 1
+                self._counts = counts
+            order = self._order()
+            i = bisect_left(order, phrase.first)
+            total = 0
+            while i < len(order) and order[i].startswith(phrase.first):
+                total += self._counts[order[i]]
+                i += 1
+            return total
+        return phrase.count(self.doc)
 
 
 def compile_phrases(texts: Iterable[str]) -> list[Phrase]:

@@ -27,10 +27,17 @@ def _bar(as_json: bool, total: int, label: str) -> Progress:
 def _semantic_line(nl: Any) -> str:
     from .. import embeddings
 
+    from ..classify import learned
+
     embedder = embeddings.default_embedder()
+    trained = learned.shipped()
+    model = f"learned model {trained.version}" if trained else "no learned model (rules only)"
     if embedder:
-        return escape(f"semantic similarity: sentence embeddings ({embedder.name})")
-    return escape(f"semantic similarity: lexical TF-IDF model ({embeddings.unavailable_reason()})")
+        return escape(f"{model}; semantic similarity: sentence embeddings ({embedder.name})")
+    if trained and set(nl.settings.topic_slugs()) <= set(trained.topics):
+        return escape(f"{model}; no similarity term: the learned model knows every topic "
+                      f"(embeddings: {embeddings.unavailable_reason()})")
+    return escape(f"{model}; semantic similarity: lexical TF-IDF model ({embeddings.unavailable_reason()})")
 
 
 def _classify_stale(nl: Any, as_json: bool) -> int:
@@ -106,7 +113,7 @@ def explain(obj: Context, paper: str, as_json: bool) -> None:
     nl = obj.nl
     found = nl.store.paper(paper)
     vectors = nl.paper_vectors([found])
-    result = topics.classify([found], nl.settings.topics, vectors)[found.id]
+    result = topics.classify([found], nl.settings.topics, vectors, explain=True)[found.id]
     ranked = sorted(result.details.items(), key=lambda kv: -kv[1].total)
     if as_json:
         print_json({"id": found.id, "title": found.title,
@@ -169,19 +176,23 @@ def reclassify(obj: Context, as_json: bool) -> None:
 @topics_group.command("eval")
 @config_option
 @click.argument("labels", type=click.Path(exists=True, dir_okay=False))
+@click.option("--papers", "papers", multiple=True, type=click.Path(exists=True),
+              help="A saved Daily Papers API response (or a folder of them) holding the labelled papers' texts.")
 @click.option("--misses/--no-misses", default=False, help="List the papers classified wrongly.")
 @json_option
 @click.pass_obj
-def eval_(obj: Context, labels: str, misses: bool, as_json: bool) -> None:
-    """Measure the classifier against hand labels: accuracy per topic and overall.
+def eval_(obj: Context, labels: str, papers: tuple[str, ...], misses: bool, as_json: bool) -> None:
+    """Measure the classifier against hand labels: precision and recall per topic, confusions, share of 'other'.
 
     LABELS is a CSV with columns title, topic, acceptable (';'-separated, may be empty) and optionally
-    abstract. A prediction counts as right when it is the topic or one of the acceptable ones. Papers
-    without an abstract column are looked up by title in the store, then in the bundled sample pages.
+    abstract, arxiv_id and day. A prediction counts as right when it is the topic or one of the acceptable
+    ones. Recall of a topic: of its labelled papers, the share placed acceptably; precision: of the papers
+    placed in it, the share where it is acceptable. A paper's text comes from its abstract column, else
+    --papers (matched by arXiv id, then title), else the store, else the bundled sample pages.
 
-    Example: newsletter topics eval tests/data/topic_labels.csv --misses
+    Example: newsletter topics eval tests/data/topic_labels_real_test.csv --papers ../shared/data/real/hf-api-days
     """
-    from .. import topics
+    from .. import labelled, topics
     from ..classify import evaluate
 
     nl = obj.nl
@@ -190,37 +201,48 @@ def eval_(obj: Context, labels: str, misses: bool, as_json: bool) -> None:
     if unknown:
         raise NewsletterError(f"{labels} names topics not in the settings: {', '.join(unknown)}.",
                               hint="label with the slugs of config.yaml's topics (see `newsletter topics`)")
-    papers = _labelled_papers(nl, rows)
+    indexes = [labelled.daily_papers(p) for p in papers]
+    found = labelled.resolve(rows, indexes, nl.store, [labelled.sample_index()])
     predictions: dict[int, str] = {}
-    with _bar(as_json, len(papers), "classifying") as bar:
-        task = bar.add_task("classify", total=len(papers))
-        for chunk in _chunks(list(papers.items()), 32):
+    with _bar(as_json, len(found), "classifying") as bar:
+        task = bar.add_task("classify", total=len(found))
+        for chunk in _chunks(list(found.items()), 32):
             chunk_papers = [p for _, p in chunk]
             result = topics.classify(chunk_papers, nl.settings.topics, _vectors(nl, chunk_papers))
             predictions.update({i: result[p.id].primary for i, p in chunk})
             bar.advance(task, len(chunk))
     report = evaluate.score(rows, predictions)
+    other = report.other_share(topics.FALLBACK)
+    per_topic = sorted(report.per_topic.values(), key=lambda t: t.topic)
     if as_json:
         print_json({"labels": labels, "papers": report.papers, "correct": report.correct,
-                    "accuracy": round(report.accuracy, 4), "semantic_model": _model_name(),
+                    "accuracy": round(report.accuracy, 4), "other_share": round(other, 4),
+                    "semantic_model": _model_name(),
                     "per_topic": {t.topic: {"papers": t.papers, "correct": t.correct,
-                                            "accuracy": round(t.accuracy, 4)}
-                                  for t in sorted(report.per_topic.values(), key=lambda t: t.topic)},
+                                            "recall": round(t.recall, 4), "accuracy": round(t.accuracy, 4),
+                                            "predicted": t.predicted, "precision": round(t.precision, 4)}
+                                  for t in per_topic},
+                    "confusions": [{"labelled": a, "predicted": b, "papers": n} for a, b, n in report.confusions()],
                     "predicted": dict(report.predicted), "missing": report.missing,
                     "misses": [m.__dict__ for m in report.misses]})
         return
-    table = Table("topic", "papers", "correct", "accuracy", box=None, header_style="bold")
-    for t in sorted(report.per_topic.values(), key=lambda t: t.topic):
-        table.add_row(t.topic, str(t.papers), str(t.correct), f"{t.accuracy:.1%}")
+    table = Table("topic", "labelled", "recall", "placed", "precision", box=None, header_style="bold")
+    for t in per_topic:
+        table.add_row(t.topic, str(t.papers), f"{t.recall:.1%}" if t.papers else "—",
+                      str(t.predicted), f"{t.precision:.1%}" if t.predicted else "—")
     console.print(table)
     console.print(f"[bold]overall accuracy: {report.accuracy:.1%}[/bold] "
                   f"({report.correct} of {report.papers} papers); "
-                  f"{report.predicted.get(topics.FALLBACK, 0)} put in '{topics.FALLBACK}'")
+                  f"{report.predicted.get(topics.FALLBACK, 0)} put in '{topics.FALLBACK}' ({other:.1%})")
+    confusions = report.confusions()
+    if confusions:
+        console.print("confusions (labelled → predicted): " + ", ".join(
+            f"{a} → {b} {n}" for a, b, n in confusions[:12]) + (
+            f", … {len(confusions) - 12} more pairs" if len(confusions) > 12 else ""), markup=False)
     console.print(f"[dim]{_semantic_line(nl)}[/dim]")
     if report.missing:
-        console.print(f"[yellow]{len(report.missing)} labelled papers not found "
-                      "(no abstract column, not in the "
-                      f"store nor the sample pages)[/yellow]")
+        console.print(f"[yellow]{len(report.missing)} labelled papers not found (no abstract column, "
+                      "not in --papers, the store nor the sample pages)[/yellow]")
     if misses:
         for m in report.misses:
             console.print(f"  ✗ {m.title} — labelled {m.topic}, got {m.predicted}", markup=False)
@@ -231,40 +253,6 @@ def _model_name() -> str:
 
     embedder = embeddings.default_embedder()
     return embedder.name if embedder else topics.LEXICAL
-
-
-def _labelled_papers(nl: Any, rows: list[Any]) -> dict[int, Paper]:
-    """The paper of each label (by label index): its own abstract, else the store, else the sample pages."""
-    sample = _sample_papers()
-    out: dict[int, Paper] = {}
-    for i, row in enumerate(rows):
-        if row.abstract:
-            out[i] = Paper(id=-(i + 1), key=f"label:{i}", title=row.title, abstract=row.abstract)
-            continue
-        try:
-            out[i] = nl.store.paper(row.title)
-            continue
-        except NotFound:
-            pass
-        from ..models import normalize_title
-
-        fetched = sample.get(normalize_title(row.title))
-        if fetched is not None:
-            out[i] = Paper(id=-(i + 1), key=fetched.key, title=fetched.title, abstract=fetched.abstract,
-                           ai_keywords=tuple(fetched.ai_keywords))
-    return out
-
-
-def _sample_papers() -> dict[str, Any]:
-    from ..models import normalize_title
-    from ..pipeline import sample_pages
-    from ..sources.hf_page import parse_page
-
-    out: dict[str, Any] = {}
-    for page in sample_pages():
-        for fetched in parse_page(page.read_text(encoding="utf-8"), origin=str(page)).papers:
-            out.setdefault(normalize_title(fetched.title), fetched)
-    return out
 
 
 def _vectors(nl: Any, papers: list[Paper]) -> Any:

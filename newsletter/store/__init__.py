@@ -271,10 +271,12 @@ class Store:
     def set_classification(self, assignments: Mapping[int, tuple[str, Sequence[str], Mapping[str, float]]],
                            fingerprint: str) -> None:
         """Store each paper's (primary topic, all topics, scores) computed with the given topic settings."""
+        rows = [{"id": pid, "topic": primary, "topics": list(topics), "topic_scores": dict(scores),
+                 "classified_with": fingerprint} for pid, (primary, topics, scores) in assignments.items()]
+        if not rows:
+            return
         with self.session() as s, s.begin():
-            for pid, (primary, topics, scores) in assignments.items():
-                s.execute(update(PaperRow).where(PaperRow.id == pid).values(
-                    topic=primary, topics=list(topics), topic_scores=dict(scores), classified_with=fingerprint))
+            s.execute(update(PaperRow), rows)  # ORM bulk update by primary key: one executemany
 
     def unclassified_ids(self, fingerprint: str) -> list[int]:
         with self.session() as s:

@@ -1,0 +1,170 @@
+"""Train the learned topic model from hand labels and write ``topic_model.json.gz``. Needs numpy.
+
+    pip install numpy
+    python -m newsletter.classify.train tests/data/topic_labels_real_dev.csv tests/data/topic_labels.csv \\
+        tests/data/topic_labels_heldout.csv --papers ../shared/data/real/hf-api-days
+
+Trains on the labels given (keep the test labels out), then prints a cross-validated accuracy by day group
+so the figure is not the training fit. The written file holds feature weights only, never texts. A paper's
+target is its labelled topic, with a smaller share for each other acceptable topic (``--acceptable-share``),
+so the model learns second choices too; those drive the secondary topics.
+
+This is a development tool: it reads files (labels, saved responses), unlike the rest of ``classify``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from . import learned
+
+DEFAULT_L2 = 3e-4
+DEFAULT_SHARE = 0.3
+DEFAULT_ITERATIONS = 400
+MIN_DF = 2
+
+
+@dataclass(frozen=True)
+class Example:
+    features: frozenset[str]
+    topic: str
+    acceptable: tuple[str, ...]
+    group: str  # the listing day (or the labels file), for cross-validation by group
+
+
+def paper_features(paper) -> frozenset[str]:  # type: ignore[no-untyped-def]
+    return frozenset(learned.features(paper.title, paper.abstract or "", paper.ai_keywords,
+                                      paper.ai_summary or "", paper.organization, bool(paper.github_repo)))
+
+
+def load_examples(label_files: Sequence[str], papers: Sequence[str]) -> list[Example]:
+    from .. import labelled
+    from .evaluate import read_labels
+
+    indexes = [labelled.daily_papers(p) for p in papers]
+    sample = [labelled.sample_index()]
+    out: list[Example] = []
+    for path in label_files:
+        rows = read_labels(Path(path).read_text(encoding="utf-8"), origin=path)
+        found = labelled.resolve(rows, indexes, None, sample)
+        missing = len(rows) - len(found)
+        if missing:
+            print(f"{path}: {missing} labelled papers have no text; left out", file=sys.stderr)
+        for i, paper in found.items():
+            row = rows[i]
+            out.append(Example(paper_features(paper), row.topic, row.acceptable, row.day or Path(path).name))
+    return out
+
+
+def fit(examples: Sequence[Example], topics: Sequence[str], l2: float = DEFAULT_L2,
+        share: float = DEFAULT_SHARE, iterations: int = DEFAULT_ITERATIONS,
+        min_df: int = MIN_DF) -> tuple[list[float], dict[str, list[float]]]:
+    """Softmax regression with an L2 penalty, full-batch Adam. Returns (bias, {feature: weights})."""
+    import numpy as np
+
+    df = Counter(f for ex in examples for f in ex.features)
+    vocab = sorted(f for f, n in df.items() if n >= min_df)
+    col = {f: j for j, f in enumerate(vocab)}
+    index = {t: k for k, t in enumerate(topics)}
+    x = np.zeros((len(examples), len(vocab)), dtype=np.float32)
+    y = np.zeros((len(examples), len(topics)), dtype=np.float32)
+    for i, ex in enumerate(examples):
+        for f in ex.features:
+            j = col.get(f)
+            if j is not None:
+                x[i, j] = 1.0
+        y[i, index[ex.topic]] = 1.0
+        for t in ex.acceptable:
+            if t in index and t != ex.topic:
+                y[i, index[t]] = share
+        y[i] /= y[i].sum()
+    w = np.zeros((len(vocab), len(topics)), dtype=np.float32)
+    b = np.zeros(len(topics), dtype=np.float32)
+    state = [np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b)]
+    rate, beta1, beta2, eps = 0.05, 0.9, 0.999, 1e-8
+    n = float(len(examples))
+    for step in range(1, iterations + 1):
+        z = x @ w + b
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        g = (p - y) / n
+        gw = x.T @ g + l2 * w
+        gb = g.sum(axis=0)
+        for grad, m, v, param in ((gw, state[0], state[1], w), (gb, state[2], state[3], b)):
+            m *= beta1
+            m += (1 - beta1) * grad
+            v *= beta2
+            v += (1 - beta2) * grad * grad
+            param -= rate * (m / (1 - beta1 ** step)) / (np.sqrt(v / (1 - beta2 ** step)) + eps)
+    # Softmax is unchanged by a constant added to every topic's weight of a feature: centre each row, so
+    # small weights can be dropped without shifting the others.
+    w -= w.mean(axis=1, keepdims=True)
+    b -= b.mean()
+    return [float(v) for v in b], {f: [float(v) for v in w[j]] for f, j in col.items()}
+
+
+def model_from(topics: Sequence[str], bias: Sequence[float], weights: dict[str, list[float]],
+               version: str) -> learned.LearnedModel:
+    return learned.decode(learned.encode(topics, bias, weights, version))
+
+
+def cross_validate(examples: Sequence[Example], topics: Sequence[str], folds: int = 4,
+                   **options: float) -> float:
+    """Accuracy (prediction among the acceptable topics) of the learned model alone, groups held out."""
+    groups = sorted({ex.group for ex in examples})
+    correct = total = 0
+    for k in range(folds):
+        held = set(groups[k::folds])
+        train = [ex for ex in examples if ex.group not in held]
+        test = [ex for ex in examples if ex.group in held]
+        bias, weights = fit(train, topics, **options)  # type: ignore[arg-type]
+        model = model_from(topics, bias, weights, "cv")
+        for ex in test:
+            logits = model.logits(ex.features)
+            best = max(logits, key=logits.__getitem__)
+            correct += best in (ex.topic, *ex.acceptable)
+            total += 1
+    return correct / total if total else 0.0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("labels", nargs="+", help="Labels CSV files to train on (never the test split).")
+    parser.add_argument("--papers", action="append", default=[],
+                        help="A Daily Papers JSON file or folder holding the labelled papers' texts.")
+    parser.add_argument("--config", default="config.yaml", help="Whose topics to train for (default: config.yaml).")
+    parser.add_argument("--out", default=str(Path(__file__).with_name(learned.MODEL_FILE)))
+    parser.add_argument("--l2", type=float, default=DEFAULT_L2)
+    parser.add_argument("--acceptable-share", type=float, default=DEFAULT_SHARE)
+    parser.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS)
+    parser.add_argument("--cv", type=int, default=4, help="Cross-validation folds by day group (0: none).")
+    args = parser.parse_args(argv)
+    from .. import config
+
+    topics = [t.slug for t in config.load(args.config).topics]
+    examples = load_examples(args.labels, args.papers)
+    unknown = sorted({t for ex in examples for t in (ex.topic, *ex.acceptable)} - set(topics))
+    if unknown:
+        parser.error(f"labels name topics not in {args.config}: {', '.join(unknown)}")
+    options = {"l2": args.l2, "share": args.acceptable_share, "iterations": args.iterations}
+    print(f"{len(examples)} labelled papers, {len({ex.group for ex in examples})} groups, {len(topics)} topics")
+    if args.cv:
+        acc = cross_validate(examples, topics, args.cv, **options)
+        print(f"cross-validated accuracy of the learned model alone ({args.cv} folds by day): {acc:.1%}")
+    bias, weights = fit(examples, topics, **options)
+    digest = hashlib.sha256(learned.encode(topics, bias, weights, "")).hexdigest()[:12]  # of the weights
+    blob = learned.encode(topics, bias, weights, digest)
+    Path(args.out).write_bytes(blob)
+    kept = len(learned.decode(blob).weights)
+    print(f"wrote {args.out}: {kept} features, {len(blob) / 1024:.0f} KiB, version {digest}")
+
+
+if __name__ == "__main__":
+    main()

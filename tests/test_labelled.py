@@ -1,0 +1,115 @@
+"""Labelled papers and their texts; the classifier measured on the real Daily Papers days.
+
+The real entries are read in place from the real-data folder (``<repo>/../shared/data/real``, or
+``$NEWSLETTER_REAL_DATA``); those tests skip when it is absent. The labels (arXiv id, title, topics) are in
+tests/data: ``topic_labels_real_dev.csv`` (36 days: the tuning set) and ``topic_labels_real_test.csv``
+(12 other days, every fourth of the 48: never used for tuning).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter import labelled, topics
+from newsletter.classify import evaluate
+from newsletter.cli import main
+
+from support import DATA, ROOT
+
+REAL = labelled.real_data_folder(ROOT)
+DAYS = REAL / "hf-api-days"
+needs_real = pytest.mark.skipif(not DAYS.is_dir(), reason=f"real data folder {DAYS} is absent "
+                                "(set NEWSLETTER_REAL_DATA to the folder holding hf-api-days/)")
+TEST_DAYS = {"2024-11-06", "2024-11-12", "2025-04-09", "2025-06-10", "2025-08-11", "2025-10-08", "2025-11-11",
+             "2025-12-08", "2026-02-06", "2026-04-09", "2026-06-10", "2026-08-06"}
+
+
+def rows(name: str) -> list[dict[str, str]]:
+    return list(csv.DictReader((DATA / name).open(encoding="utf-8")))
+
+
+def test_the_real_data_folder_is_beside_the_repo_unless_the_environment_says_otherwise(tmp_path: Path) -> None:
+    assert labelled.real_data_folder(tmp_path / "repo", {}) == tmp_path / "shared" / "data" / "real"
+    assert labelled.real_data_folder(tmp_path / "repo", {"NEWSLETTER_REAL_DATA": "/x/y"}) == Path("/x/y")
+
+
+def test_dev_and_test_labels_are_split_by_day_and_hold_no_texts() -> None:
+    dev, test = rows("topic_labels_real_dev.csv"), rows("topic_labels_real_test.csv")
+    assert len(dev) + len(test) == 806 and len(test) == 240
+    assert {r["day"] for r in test} == TEST_DAYS and not {r["day"] for r in dev} & TEST_DAYS
+    assert not {r["arxiv_id"] for r in dev} & {r["arxiv_id"] for r in test}
+    assert set(dev[0]) == {"day", "arxiv_id", "title", "topic", "acceptable"}  # no abstracts committed
+
+
+def test_a_saved_response_is_indexed_by_arxiv_id_and_title(tmp_path: Path) -> None:
+    item = {"paper": {"id": "2501.00001", "title": "A  Paper", "summary": "About agents.",
+                      "ai_keywords": ["agents"], "ai_summary": "Agents."}}
+    (tmp_path / "day.json").write_text(json.dumps([item]))
+    index = labelled.daily_papers(tmp_path)
+    assert index.find("2501.00001v2", "") is index.find("", "a paper") is not None
+    labels = [evaluate.Label("A paper", "agents", arxiv_id="2501.00001"), evaluate.Label("Missing", "agents")]
+    found = labelled.resolve(labels, [index])
+    assert list(found) == [0] and found[0].ai_keywords == ("agents",) and found[0].abstract == "About agents."
+
+
+def test_eval_reports_precision_recall_confusions_and_the_share_of_other(config_file: Path, tmp_path: Path) -> None:
+    item = {"paper": {"id": "2501.00002", "title": "Jailbreaking aligned chatbots with adversarial prompts",
+                      "summary": "We red-team safety guardrails of LLMs with jailbreak attacks."}}
+    (tmp_path / "day.json").write_text(json.dumps([item]))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("arxiv_id,title,topic,acceptable\n2501.00002,Jailbreaking aligned chatbots,safety,\n"
+                      "2501.00002,Jailbreaking aligned chatbots,code,\n")
+    args = ["--config", str(config_file), "topics", "eval", str(labels), "--papers", str(tmp_path)]
+    report = json.loads(CliRunner().invoke(main, [*args, "--json"]).output)
+    assert report["papers"] == 2 and report["correct"] == 1 and report["other_share"] == 0
+    assert report["per_topic"]["safety"] == {"papers": 1, "correct": 1, "recall": 1.0, "accuracy": 1.0,
+                                             "predicted": 2, "precision": 0.5}
+    assert report["confusions"] == [{"labelled": "code", "predicted": "safety", "papers": 1}]
+    text = CliRunner().invoke(main, args).output
+    assert "precision" in text and "recall" in text and "code → safety 1" in text and "(0.0%)" in text
+
+
+def measure(name: str) -> evaluate.EvalReport:
+    from newsletter import config
+
+    settings = config.load(ROOT / "config.yaml", {})
+    labels = evaluate.read_labels((DATA / name).read_text(encoding="utf-8"))
+    found = labelled.resolve(labels, [labelled.daily_papers(DAYS)])
+    assert len(found) == len(labels)
+    result = topics.classify(found.values(), settings.topics)
+    return evaluate.score(labels, {i: result[p.id].primary for i, p in found.items()})
+
+
+@needs_real
+def test_on_the_held_out_real_days_the_core_classifier_places_over_90_percent_and_few_in_other() -> None:
+    report = measure("topic_labels_real_test.csv")  # measured: 92.5%, 0.4% in other
+    assert report.papers == 240
+    assert report.accuracy >= 0.90, [(m.title, m.topic, m.predicted) for m in report.misses]
+    assert report.other_share() <= 0.05
+
+
+@needs_real
+def test_the_development_days_are_fitted_but_not_memorised_into_other() -> None:
+    report = measure("topic_labels_real_dev.csv")  # the training set: a fit, not a measure
+    assert report.papers == 566 and report.accuracy >= 0.95 and report.other_share() <= 0.05
+
+
+@needs_real
+def test_a_reader_of_agents_only_gets_agent_papers() -> None:
+    from newsletter import config
+
+    settings = config.load(ROOT / "config.yaml", {})
+    labels = evaluate.read_labels((DATA / "topic_labels_real_test.csv").read_text(encoding="utf-8"))
+    found = labelled.resolve(labels, [labelled.daily_papers(DAYS)])
+    result = topics.classify(found.values(), settings.topics)
+    tagged = [i for i, p in found.items() if "agents" in result[p.id].topics]
+    secondary = [i for i in tagged if result[found[i].id].primary != "agents"]
+    assert secondary, "some agent papers have another primary topic"
+    accepted = sum("agents" in labels[i].accepted for i in tagged)  # measured: 43 of 49
+    assert accepted / len(tagged) >= 0.85, [labels[i].title for i in tagged if "agents" not in labels[i].accepted]
+    assert all(len(result[p.id].topics) <= 1 + topics.MAX_SECONDARY for p in found.values())
