@@ -144,10 +144,13 @@ def test_diff_shows_the_next_issue_without_sending(config_file: Path) -> None:
     daily, weekly = out
     assert (daily["period"], daily["candidates"], daily["readers"]) == ("2025-03-14", 85, 1)
     assert (weekly["period"], weekly["readers"]) == ("2025-W11", 1)
-    # What the email lists (digest.max_papers: 60 of the 85), the rest counted as in the web copy.
+    # What the email lists (at most digest.max_papers, 60, of the 85, and what fits the size limit: 56),
+    # the rest counted as in the web copy.
     [digest] = daily["digests"]
-    assert (len(digest["papers"]), digest["listed"], digest["more"]) == (60, 60, 25)
-    assert digest["subject"].endswith("60 new in 11 topics, Mar 14")
+    assert (len(digest["papers"]), digest["listed"], digest["more"]) == (56, 56, 29)
+    shown_topics = [s for s in digest["sections"] if s["listed"]]
+    assert sum(s["listed"] for s in shown_topics) == 56 and len(shown_topics) == digest["topics"] == 14
+    assert digest["subject"].endswith("56 new in 14 topics, Mar 14")
     text = run(config_file, "diff", "--date", "2025-03-14", "--papers").output
     assert "SageAttention2" in text and "Subject: " in text
     # Nothing was recorded: running it again shows the same.
@@ -166,14 +169,14 @@ def test_diff_shows_what_send_sends_reader_by_reader(config_file: Path) -> None:
     assert daily["readers_with_news"] == 2 and len(daily["digests"]) == 2
     by_topics = {tuple(s["slug"] for s in d["sections"]): d for d in daily["digests"]}
     ada = by_topics[("quantization", "llm-inference")]
-    assert ada["readers"] == 1 and (ada["listed"], ada["topics"], ada["more"]) == (20, 2, 5)
-    assert [(s["listed"], s["more"]) for s in ada["sections"]] == [(12, 5), (8, 0)]  # max_per_topic: 12
+    assert ada["readers"] == 1 and (ada["listed"], ada["topics"], ada["more"]) == (17, 2, 6)
+    assert [(s["listed"], s["more"]) for s in ada["sections"]] == [(12, 6), (5, 0)]  # max_per_topic: 12
     assert sum(s["listed"] for s in ada["sections"]) == ada["listed"] == len(ada["papers"])
-    assert "20 new in 2 topics" in ada["subject"]
+    assert "17 new in 2 topics" in ada["subject"]
     bob = next(d for d in daily["digests"] if d is not ada)
     assert bob["papers"] and not any("diffusion" in (p["title"] + p["abstract"]).lower() for p in bob["papers"])
     text = run(config_file, "diff", "--cadence", "daily", "--date", "2025-03-14").output
-    assert "20 papers in 2 topics, 5 more only in the web copy, for 1 reader" in text
+    assert "17 papers in 2 topics, 6 more only in the web copy, for 1 reader" in text
     run(config_file, "send", "--cadence", "daily", "--date", "2025-03-14", "--no-fetch")
     nl = Newsletter.from_config(config_file, {})
     try:
