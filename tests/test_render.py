@@ -291,11 +291,20 @@ def test_a_digest_that_would_be_clipped_by_gmail_is_shortened_with_links_to_the_
     assert f">{content.sections[0].total}</td>" in html
 
 
-def test_the_size_guard_drops_whole_sections_last() -> None:
-    rendered = render_digest(bulky_digest(), settings(), EDITION, size_limit=30_000)
-    assert rendered.html_bytes < 30_000
-    assert any(n == 0 for n in rendered.shown.values()) or all(n == 1 for n in rendered.shown.values())
-    assert "more topic" in rendered.html or all(n >= 1 for n in rendered.shown.values())
+@pytest.mark.parametrize("limit", [30_000, 60_000])
+def test_the_size_guard_drops_whole_sections_last(limit: int) -> None:
+    """Sections are shortened first, down to one paper each; only then do whole sections go, from the end,
+    and the contents say how many topics are left for the web copy."""
+    content = bulky_digest()
+    rendered = render_digest(content, settings(), EDITION, size_limit=limit)
+    assert rendered.html_bytes < limit
+    order = [s.slug for s in content.sections]
+    shown = [rendered.shown[slug] for slug in order]
+    dropped = shown.count(0)
+    assert 0 < dropped < len(order)  # this limit does make the guard drop sections, and not all of them
+    assert shown == [1] * (len(order) - dropped) + [0] * dropped  # every kept section is down to one paper
+    hidden = f"{dropped} more topic{'s' if dropped > 1 else ''} in"
+    assert hidden in Page(rendered.html).all_text and hidden in rendered.text
 
 
 def test_a_small_digest_is_not_shortened() -> None:
