@@ -348,7 +348,7 @@ def test_an_unsubscribe_while_the_batch_is_being_sent_stops_that_reader(sqlite_s
         report = sender.run()
     finally:
         messenger.close()
-    assert (report.sent, report.suppressed) == (9, 1)
+    assert (report.sent, report.suppressed, report.lost_claims) == (9, 1, 0)  # its suppression was recorded
     assert reader(8) not in smtpd.handler.copies()
     row = rows(sqlite_store)[reader(8)]
     assert (row.state, row.attempts, row.last_error) == ("suppressed", 0, "not sent: the reader is unsubscribed")
@@ -434,6 +434,8 @@ def test_on_postgresql_rows_of_a_live_sender_are_taken_over_only_when_its_lease_
             assert len(late.deliveries) == 5
             assert not first.mark_sent(first_row := late.deliveries[0], T0)  # the first lost it: no record
             assert second.mark_sent(first_row, T0)
+            assert not first.mark_suppressed(late.deliveries[1], "unsubscribed", T0)  # nor for this one
+            assert second.mark_suppressed(late.deliveries[1], "unsubscribed", T0)
     store.close()
 
 
