@@ -173,7 +173,9 @@ def test_the_fast_path_header_shortcuts_match_the_email_package() -> None:
         email = "r" * rng.randint(1, 40) + "@" + "d" * rng.randint(1, 20) + ".org"
         assert to_field(name, email) == _fold("To", address(name, email)), (name, email)
     for message_id in ("<1.2.daily.2025-03-14@example.org>", "<a@b>", "<" + "x" * 80 + "@example.org>",
-                       "<1.2.weekly.2025-W11@mail.example.org>"):
+                       "<1.2.weekly.2025-W11@mail.example.org>",
+                       "<1.2 daily@example.org>", "<1.2\tdaily@example.org>",  # not simple: the long way
+                       "<" + "x" * 49 + "@example.org>", "<" + "x" * 50 + "@example.org>"):  # 64, 65 chars
         assert message_id_field(message_id) == _fold("Message-ID", message_id)
     for when in (WHEN, datetime(2025, 1, 2, 3, 4, 5), datetime(2025, 6, 1, 12, tzinfo=timezone(timedelta(hours=2)))):
         assert date_field(when) == _fold("Date", __import__("email.utils").utils.format_datetime(
