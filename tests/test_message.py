@@ -25,6 +25,7 @@ from newsletter.message import (
     _fold,
     address,
     build_message,
+    check_address,
     date_field,
     message_id_field,
     preparer,
@@ -135,6 +136,14 @@ def test_recipient_addresses_must_be_plain(rendered) -> None:  # type: ignore[no
                 "a@b@c.org", ""):
         with pytest.raises(DeliveryError):
             build_message(rendered, recipient(email=bad), settings(), WHEN)
+
+
+def test_an_address_goes_in_a_header_only_when_plain_ascii_and_at_most_320_characters() -> None:
+    longest = "a" * 308 + "@example.org"  # 320 characters: RFC 3696's longest address
+    assert check_address(longest) == longest
+    for bad in (longest + "x", "zoë@example.org", "ada@exämple.org", "李雷@example.org"):
+        with pytest.raises(DeliveryError, match="not a plain ASCII email address"):
+            check_address(bad)
 
 
 NAMES = [None, "", "Ada Lovelace", "Ada", "Dr. Ada Lovelace", "O'Brien", "Zoë Ångström", "李雷", "Ada \"The\" Countess",
