@@ -142,8 +142,10 @@ def test_an_address_goes_in_a_header_only_when_plain_ascii_and_at_most_320_chara
     longest = "a" * 308 + "@example.org"  # 320 characters: RFC 3696's longest address
     assert check_address(longest) == longest
     for bad in (longest + "x", "zoë@example.org", "ada@exämple.org", "李雷@example.org"):
-        with pytest.raises(DeliveryError, match="not a plain ASCII email address"):
+        with pytest.raises(DeliveryError, match="not a plain ASCII email address") as refused:
             check_address(bad)
+        hint = refused.value.hint or ""  # the operator is told what to do
+        assert hint.startswith("fix or remove the subscriber") and "(SMTPUTF8) are not supported" in hint
 
 
 NAMES = [None, "", "Ada Lovelace", "Ada", "Dr. Ada Lovelace", "O'Brien", "Zoë Ångström", "李雷", "Ada \"The\" Countess",
