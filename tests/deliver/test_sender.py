@@ -284,6 +284,60 @@ def test_temporary_failures_back_off_exponentially_then_fail_with_the_last_error
     assert smtpd.handler.received == []
 
 
+def test_a_retry_due_exactly_at_the_end_of_the_retry_window_is_still_made(sqlite_store: Store,
+                                                                          smtpd: MailServer) -> None:
+    queue_edition(sqlite_store, emails=["busy@example.org"], now=T0)
+    smtpd.handler.rcpt_replies["busy@example.org"] = "452 4.2.2 Mailbox full"
+    clock = Clock()
+    policy = dict(backoff_base=300, retry_window=timedelta(seconds=300))
+    send(sqlite_store, smtpd, clock=clock, **policy)
+    row = rows(sqlite_store)["busy@example.org"]
+    assert (row.state, as_utc(row.next_attempt_at)) == ("retry", T0 + timedelta(seconds=300))  # the last second
+    clock.now = T0 + timedelta(seconds=300)
+    send(sqlite_store, smtpd, clock=clock, **policy)
+    row = rows(sqlite_store)["busy@example.org"]
+    assert (row.state, row.attempts) == ("failed", 2)  # the next one would fall outside: it fails instead
+
+
+def test_with_a_rate_limit_a_batch_is_no_bigger_than_half_a_lease_can_send(sqlite_store: Store,
+                                                                          smtpd: MailServer) -> None:
+    """At 2 messages a second and a 10-second lease, a sender claims 10 at a time (half the lease), so a
+    batch always goes out before its lease runs out and no other sender takes over rows still being sent."""
+    queue_edition(sqlite_store, 25, now=T0)
+    claimed_while_sending: list[int] = []
+
+    def prepare(d: DueDelivery) -> OutgoingMessage:
+        claimed_while_sending.append(states(sqlite_store)["claimed"])
+        return build_message(d)
+
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:  # the rate limit's waits, on a clock the test owns
+        now[0] += seconds
+
+    messenger = SmtpMessenger("127.0.0.1", smtpd.port, rate_limit=2, clock=lambda: now[0], sleep=sleep)
+    try:
+        report = Sender(DeliveryQueue(sqlite_store.engine), messenger, prepare,
+                        DeliveryPolicy(lease_seconds=10, batch_size=200), clock=Clock()).run()
+    finally:
+        messenger.close()
+    assert report.sent == 25
+    # Each batch's first message sees the whole batch claimed: 10, then 10, then the last 5.
+    assert claimed_while_sending[0::10] == [10, 10, 5]
+
+
+def test_a_message_refused_after_its_data_fails_without_counting_a_bounce(sqlite_store: Store,
+                                                                         smtpd: MailServer) -> None:
+    """Only a refused address (5xx to RCPT TO) is a bounce; a server refusing the content (5xx after DATA)
+    says nothing about the address, so the reader's bounce count stays as it was."""
+    queue_edition(sqlite_store, emails=["picky@example.org"], now=T0)
+    smtpd.handler.data_replies["picky@example.org"] = "554 5.6.0 Message content rejected"
+    report = send(sqlite_store, smtpd, bounce_limit=1)
+    assert (report.failed, report.bounced) == (1, 0)
+    assert rows(sqlite_store)["picky@example.org"].state == "failed"
+    assert subscriber_rows(sqlite_store)["picky@example.org"] == ("active", 0)
+
+
 def test_a_digest_not_sent_within_the_retry_window_fails_instead_of_going_out_late(sqlite_store: Store,
                                                                                   smtpd: MailServer) -> None:
     queue_edition(sqlite_store, 3, now=T0 - timedelta(hours=49))
