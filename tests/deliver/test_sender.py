@@ -493,6 +493,40 @@ def test_on_postgresql_rows_of_a_live_sender_are_taken_over_only_when_its_lease_
     store.close()
 
 
+def test_a_sender_whose_rows_were_taken_over_counts_every_outcome_it_could_not_record(db_url: str,
+                                                                                     smtpd: MailServer) -> None:
+    """On PostgreSQL a sender whose lease ran out (by the other sender's clock) loses its rows mid-batch: it
+    records nothing for them, a suppression included, and its report counts each one as a lost claim."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one sender at a time: no other sender can take rows over mid-batch")
+    store = Store.open(db_url)
+    queue_edition(store, 5, now=T0)
+    other = DeliveryQueue(store.engine)
+    taken: list[int] = []
+
+    def prepare(d: DueDelivery) -> OutgoingMessage:
+        if not taken:  # as the first message is built: another sender takes the rows, then reader 2 leaves
+            claim = other.claim(5, lease_seconds=60, retry_window=timedelta(hours=48),
+                                now=T0 + timedelta(seconds=61))
+            taken.extend(x.id for x in claim.deliveries)
+            store.remove_subscriber(reader(2))
+        return build_message(d)
+
+    messenger = SmtpMessenger("127.0.0.1", smtpd.port, timeout=10)
+    sender = Sender(DeliveryQueue(store.engine), messenger, prepare, DeliveryPolicy(lease_seconds=60),
+                    clock=Clock())
+    sender.recheck_seconds = 0
+    try:
+        with other.running(lease_seconds=60):
+            report = sender.run()
+            assert len(taken) == 5
+            assert states(store) == Counter({"claimed": 5})  # all still the other sender's: nothing recorded
+    finally:
+        messenger.close()
+        store.close()
+    assert (report.sent, report.suppressed, report.lost_claims) == (4, 1, 5)
+
+
 def test_a_second_sender_on_sqlite_refuses_with_a_clear_message_or_waits(sqlite_store: Store) -> None:
     queue_edition(sqlite_store, 20, now=T0)
     handler = Handler()
