@@ -25,6 +25,7 @@ from newsletter.render.message import (
     _fold,
     address,
     build_message,
+    check_address,
     date_field,
     message_id_field,
     preparer,
@@ -137,6 +138,16 @@ def test_recipient_addresses_must_be_plain(rendered) -> None:  # type: ignore[no
             build_message(rendered, recipient(email=bad), settings(), WHEN)
 
 
+def test_an_address_goes_in_a_header_only_when_plain_ascii_and_at_most_320_characters() -> None:
+    longest = "a" * 308 + "@example.org"  # 320 characters: RFC 3696's longest address
+    assert check_address(longest) == longest
+    for bad in (longest + "x", "zoë@example.org", "ada@exämple.org", "李雷@example.org"):
+        with pytest.raises(DeliveryError, match="not a plain ASCII email address") as refused:
+            check_address(bad)
+        hint = refused.value.hint or ""  # the operator is told what to do
+        assert hint.startswith("fix or remove the subscriber") and "(SMTPUTF8) are not supported" in hint
+
+
 NAMES = [None, "", "Ada Lovelace", "Ada", "Dr. Ada Lovelace", "O'Brien", "Zoë Ångström", "李雷", "Ada \"The\" Countess",
          "Lovelace, Ada", "Ada (Countess)", "a" * 100, "Ada Lovelace " * 8, "=?UTF-8?Q?=0A?=Bcc: x@example.net",
          "Eve\r\nBcc: x@example.net", "back\\slash", "semi;colon", "<angle>", "x@y.org", "#!$%&'*+/^_`{|}~-",
@@ -173,7 +184,9 @@ def test_the_fast_path_header_shortcuts_match_the_email_package() -> None:
         email = "r" * rng.randint(1, 40) + "@" + "d" * rng.randint(1, 20) + ".org"
         assert to_field(name, email) == _fold("To", address(name, email)), (name, email)
     for message_id in ("<1.2.daily.2025-03-14@example.org>", "<a@b>", "<" + "x" * 80 + "@example.org>",
-                       "<1.2.weekly.2025-W11@mail.example.org>"):
+                       "<1.2.weekly.2025-W11@mail.example.org>",
+                       "<1.2 daily@example.org>", "<1.2\tdaily@example.org>",  # not simple: the long way
+                       "<" + "x" * 49 + "@example.org>", "<" + "x" * 50 + "@example.org>"):  # 64, 65 chars
         assert message_id_field(message_id) == _fold("Message-ID", message_id)
     for when in (WHEN, datetime(2025, 1, 2, 3, 4, 5), datetime(2025, 6, 1, 12, tzinfo=timezone(timedelta(hours=2)))):
         assert date_field(when) == _fold("Date", __import__("email.utils").utils.format_datetime(

@@ -2,8 +2,8 @@
 
 Everything is asserted from the rendered page, not from the source: every section is visible, card links
 resolve to the paper pages, nothing overflows at phone width, dark mode turns the colours, text keeps its
-contrast. Reference screenshots live in ``tests/data/screenshots/``; ``UPDATE_SCREENSHOTS=1`` rewrites them
-(look at them before committing).
+contrast. Each screenshot is compared with the committed one in ``tests/data/screenshots/`` (see
+``screenshots.py`` for the tolerance); ``UPDATE_SCREENSHOTS=1`` rewrites them (look at them before committing).
 
 Chromium is required: without ``/usr/bin/chromium`` (``apt-get install chromium``; ``NEWSLETTER_CHROMIUM``
 names another binary) these tests fail, unless ``NEWSLETTER_SKIP_BROWSER=1`` says to skip them.
@@ -12,23 +12,21 @@ Playwright's own browser download (``playwright install``) is never used.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import screenshots
 from render_sample import sample_digest, settings
-from support import DATA
 
 from newsletter import render
 from newsletter.models import DigestContent
 from newsletter.preview_server import PreviewServer, Rendering
 from newsletter.render import render_digest
 
-SHOTS = DATA / "screenshots"
-UPDATE = os.environ.get("UPDATE_SCREENSHOTS") == "1"
+SHOTS = screenshots.SHOTS
 EDITION = "https://papers.example.org/editions/7"
 VALUES = {"greeting": "Hi Ada,", "preferences_url": "https://papers.example.org/preferences?token=PREF",
           "unsubscribe_url": "https://papers.example.org/unsubscribe?token=UNSUB"}
@@ -44,12 +42,10 @@ def write_email(tmp_path: Path, content: DigestContent, name: str = "email.html"
 
 
 def screenshot(page: Any, name: str, tmp_path: Path, full_page: bool = True) -> Path:
+    """Take the picture and compare it with the committed one (``screenshots.check``)."""
     out = tmp_path / name
     page.screenshot(path=str(out), full_page=full_page)
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    if UPDATE:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(out, SHOTS / name)
+    screenshots.check(out, name, tmp_path)
     return out
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from dataclasses import replace
 from datetime import date
 from html.parser import HTMLParser
@@ -101,12 +100,15 @@ def test_summary_prefers_the_ai_summary_else_cuts_the_abstract_at_a_sentence() -
     assert cut_at_sentence("Short. Text.", 100) == "Short. Text."
 
 
-def test_a_one_megabyte_abstract_is_cheap() -> None:
-    huge = paper(abstract=("A sentence of an abstract. " * 40_000)[:1_000_000])
-    start = time.perf_counter()
-    text = summary(huge)
-    assert time.perf_counter() - start < 0.05
+def test_a_one_megabyte_abstract_is_cut_from_its_beginning_only() -> None:
+    """The summary reads a bounded prefix of the abstract (its cost does not grow with the abstract; the
+    time is printed by bench/bench_limits.py): what follows the first few KB cannot change it."""
+    head = ("A sentence of an abstract. " * 40_000)[:1_000_000]
+    text = summary(paper(abstract=head))
     assert len(text) <= SUMMARY_CHARS and text.endswith(".")
+    assert summary(paper(abstract=head[:SUMMARY_CHARS * 4])) == text
+    tail_changed = head[:SUMMARY_CHARS * 4] + "<" * (len(head) - SUMMARY_CHARS * 4)  # clean() would touch it
+    assert summary(paper(abstract=tail_changed)) == text
 
 
 def test_safe_url_lets_only_absolute_http_urls_through() -> None:
@@ -294,14 +296,22 @@ def test_a_digest_that_would_be_clipped_by_gmail_is_shortened_with_links_to_the_
     assert f">{rendered.shown[first.slug]} + {first.total - rendered.shown[first.slug]} on the web</td>" in html
 
 
-def test_the_size_guard_drops_whole_sections_last() -> None:
-    rendered = render_digest(bulky_digest(), settings(), EDITION, size_limit=30_000)
-    assert rendered.html_bytes < 30_000
-    assert any(n == 0 for n in rendered.shown.values()) or all(n == 1 for n in rendered.shown.values())
+@pytest.mark.parametrize("limit", [30_000, 60_000])
+def test_the_size_guard_drops_whole_sections_last(limit: int) -> None:
+    """Sections are shortened first, down to one paper each; only then do whole sections go, from the end,
+    and the contents say how many topics are left for the web copy."""
+    content = bulky_digest()
+    rendered = render_digest(content, settings(), EDITION, size_limit=limit)
+    assert rendered.html_bytes < limit
+    order = [s.slug for s in content.sections]
+    shown = [rendered.shown[slug] for slug in order]
+    dropped = shown.count(0)
+    assert 0 < dropped < len(order)  # this limit does make the guard drop sections, and not all of them
+    assert shown == [1] * (len(order) - dropped) + [0] * dropped  # every kept section is down to one paper
     # Sections left with nothing to show are still named in the contents, with their count in the web copy.
     page = Page(rendered.html)
-    for section in bulky_digest().sections:
-        assert section.name in page.all_text
+    for section in content.sections:
+        assert section.name in page.all_text and section.name in rendered.text
     assert "in your web copy" in page.all_text
 
 
@@ -383,15 +393,6 @@ def test_a_broken_template_names_the_file_and_line(tmp_path: Path) -> None:
     render.reset_template_cache()
     with pytest.raises(RenderError, match="no_such_variable"):
         rendered_for(sample_digest(), templates_dir=str(own))
-
-
-def test_rendering_is_fast_enough_to_do_once_per_distinct_digest() -> None:
-    content = sample_digest()
-    render_digest(content, settings(), EDITION)
-    start = time.perf_counter()
-    for _ in range(5):
-        render_digest(content, settings(), EDITION)
-    assert (time.perf_counter() - start) / 5 < 0.25
 
 
 def test_digest_of_sample_data_is_realistic() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 
 from newsletter import config
@@ -98,9 +100,45 @@ def test_window_counts_from_trending_not_publication(db_url: str, tmp_path: Path
     plan = nl.plan("daily", PAGE_DAYS["oct28"])
     assert len(plan.readers[0].papers) == 97  # papers published in 2020-2024 still count: they trended today
     assert nl.plan("daily", PAGE_DAYS["oct28"].replace(day=28 + 3)).readers[0].papers  # within 7 days
-    from datetime import timedelta
-
     assert not nl.plan("daily", PAGE_DAYS["oct28"] + timedelta(days=7)).readers[0].papers  # window passed
+    nl.close()
+
+
+@pytest.mark.parametrize("cadence, window", [("daily", 7), ("weekly", 14)])
+def test_a_paper_stays_eligible_to_the_last_day_of_its_cadence_window_and_not_one_day_more(
+        db_url: str, tmp_path: Path, cadence: str, window: int) -> None:
+    """The README's windows: 7 days for daily, 14 for weekly, counted from the day the paper trended. The
+    day it trended is day 1, so the last day inside the window is day +6 (daily) or +13 (weekly)."""
+    nl = newsletter_on(db_url, tmp_path)
+    nl.store.add_subscriber("reader@example.org", cadence=cadence)
+    trended = PAGE_DAYS["oct28"]
+    nl.import_file(PAGES["oct28"], trended)
+
+    def offered(days_later: int) -> int:
+        [mine] = nl.plan(cadence, trended + timedelta(days=days_later)).readers
+        return len(mine.papers)
+
+    assert offered(0) == 97
+    assert offered(window - 1) == 97  # the last day inside the window: every paper still there
+    assert offered(window) == 0  # one day later: the window has passed
+    nl.close()
+
+
+@pytest.mark.parametrize("state", ["pending", "claimed", "retry", "sent"])
+def test_papers_of_a_delivery_still_on_its_way_are_not_offered_again_the_next_day(
+        db_url: str, tmp_path: Path, state: str) -> None:
+    """A digest that is queued, being sent or waiting for a retry holds its papers: the next day's plan must
+    not offer them again, or they would go out twice once the retry succeeds."""
+    nl = newsletter_on(db_url, tmp_path)
+    reader = nl.store.add_subscriber("reader@example.org")
+    nl.import_file(PAGES["mar14"], PAGE_DAYS["mar14"])
+    first = nl.plan("daily", PAGE_DAYS["mar14"])
+    assert len(first.readers[0].papers) == 85
+    edition = nl.record_edition(first)
+    nl.store.set_delivery_state(edition, reader.id, state, error="451 4.3.0 try again later"
+                                if state == "retry" else None)
+    [nxt] = nl.plan("daily", PAGE_DAYS["mar14"] + timedelta(days=1)).readers
+    assert nxt.papers == ()
     nl.close()
 
 

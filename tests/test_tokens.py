@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from newsletter.render.links import LinkMaker, edition_url
 from newsletter.store import Store
-from newsletter.tokens import DAY, ExpiredToken, InvalidToken, Signer, signing_key
+from newsletter.tokens import DAY, MAX_AGE_SECONDS, ExpiredToken, InvalidToken, Signer, signing_key
 
 KEY = b"0123456789abcdef0123456789abcdef"
 T0 = 1_741_939_200  # 2025-03-14 08:00 UTC
@@ -89,3 +89,29 @@ def test_reader_links_have_the_documented_shapes() -> None:
     assert maker.signer.verify(token, "unsubscribe", now=T0).subscriber_id == 42
     assert edition_url("https://papers.example.org", 7) == "https://papers.example.org/editions/7"
     assert maker.edition(None) == "https://papers.example.org/editions"
+
+
+def test_a_link_is_valid_to_the_last_second_of_its_age_limit_and_a_little_clock_skew_is_forgiven() -> None:
+    signer = Signer(KEY)
+    token = signer.sign("unsubscribe", 7, T0)
+    limit = MAX_AGE_SECONDS["unsubscribe"]
+    assert signer.verify(token, "unsubscribe", now=T0 + limit).subscriber_id == 7  # the last second
+    with pytest.raises(ExpiredToken):
+        signer.verify(token, "unsubscribe", now=T0 + limit + 1)
+    # Signed on a machine whose clock is ahead: up to 5 minutes is skew, more is not a token of ours.
+    assert signer.verify(signer.sign("unsubscribe", 7, T0 + 300), "unsubscribe", now=T0).issued_at == T0 + 300
+    with pytest.raises(InvalidToken):
+        signer.verify(signer.sign("unsubscribe", 7, T0 + 301), "unsubscribe", now=T0)
+
+
+def test_times_may_be_given_as_datetimes_or_left_to_the_clock() -> None:
+    signer = Signer(KEY)
+    at = datetime.fromtimestamp(T0, timezone.utc)
+    token = signer.sign("confirm", 3, at)
+    assert signer.verify(token, "confirm", now=at + timedelta(days=6)).issued_at == T0
+    with pytest.raises(ExpiredToken):
+        signer.verify(token, "confirm", now=at + timedelta(days=8))
+    fresh = signer.sign("confirm", 3)  # now, by the clock
+    assert signer.verify(fresh, "confirm").subscriber_id == 3
+    with pytest.raises(ExpiredToken):  # the clock is used when no time is given: T0 was long ago
+        signer.verify(token, "confirm")

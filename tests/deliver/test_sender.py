@@ -104,12 +104,20 @@ def test_every_reader_gets_one_copy_and_each_outcome_is_recorded(db_url: str, sm
 # --- a sender killed mid-run -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("pool", [1, 2])
 def test_a_sender_killed_after_37_messages_and_restarted_sends_each_reader_one_copy(
-        db_url: str, smtpd: MailServer) -> None:
+        db_url: str, smtpd: MailServer, pool: int) -> None:
+    """A crash repeats at most the message in flight on each connection, with the same Message-ID.
+
+    Each "sent" commit is made slow (``--commit-delay``): with one connection the next message's envelope
+    goes out while the previous outcome is still being committed, and its content must wait for that commit
+    (``ready()``), or the kill would find two messages the server has and the store does not know of. With
+    two connections the messages really are on the wire side by side."""
     store = Store.open(db_url)
     queue_edition(store, 100)
-    cmd = [sys.executable, str(WORKER), db_url, str(smtpd.port), "--batch", "50"]
-    first = subprocess.Popen(cmd, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cmd = [sys.executable, str(WORKER), db_url, str(smtpd.port), "--batch", "50", "--pool", str(pool)]
+    first = subprocess.Popen(cmd + ["--commit-delay", "0.05"], env=worker_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
 
     def kill_at_37(count: int) -> None:
         if count == 37:  # the server has the 37th message; the sender dies before it hears 250
@@ -118,23 +126,34 @@ def test_a_sender_killed_after_37_messages_and_restarted_sends_each_reader_one_c
     smtpd.handler.on_message = kill_at_37
     assert first.wait(timeout=120) == -signal.SIGKILL
     smtpd.handler.on_message = None
-    assert len(smtpd.handler.received) == 37
+    received = list(smtpd.handler.received)
+    assert len(received) == 37
     after_crash = states(store)
-    assert after_crash["sent"] == 36
-    assert after_crash["claimed"] == 14  # the one in flight and the rest of its batch
+    if pool == 1:
+        assert after_crash["sent"] == 36  # every message before the one in flight is recorded
+        assert after_crash["claimed"] == 14  # the one in flight and the rest of its batch
+    else:
+        assert len({r.session for r in received}) == 2  # both connections carried messages before the kill
+        assert 37 - pool <= after_crash["sent"] <= 36
+        assert after_crash["sent"] + after_crash["claimed"] == 50
 
     if store.engine.dialect.name == "postgresql":
         wait_until_sessions_end(store)
     second = subprocess.run(cmd, env=worker_env(), capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr
-    assert json.loads(second.stdout)["sent"] == 64  # its own 50 + the 14 the dead sender had claimed
+    # Its own 50 and the ones the dead sender had claimed and not recorded.
+    assert json.loads(second.stdout)["sent"] == 100 - after_crash["sent"]
 
     copies = smtpd.handler.copies()
     assert set(copies) == {reader(i) for i in range(100)}
-    in_flight = smtpd.handler.received[36].rcpt  # the 37th message: the server had it, the sender never heard
-    assert [rcpt for rcpt, n in copies.items() if n > 1] == [in_flight] and copies[in_flight] == 2
-    ids = [r.message_id for r in smtpd.handler.received if r.rcpt == in_flight]
-    assert ids[0] == ids[1]  # with the same Message-ID, so the recipient's mail system can drop it
+    repeated = sorted(rcpt for rcpt, n in copies.items() if n > 1)
+    in_flight = received[36].rcpt  # the 37th message: the server had it, the sender never heard
+    assert in_flight in repeated and all(copies[rcpt] == 2 for rcpt in repeated)
+    assert len(repeated) == 37 - after_crash["sent"] <= pool  # at most one per connection
+    assert set(repeated) <= {r.rcpt for r in received[-pool:]}  # only the last message of a connection
+    for rcpt in repeated:
+        ids = [r.message_id for r in smtpd.handler.received if r.rcpt == rcpt]
+        assert ids[0] == ids[1]  # with the same Message-ID, so the recipient's mail system can drop it
     assert states(store) == Counter({"sent": 100})
     store.close()
 
@@ -265,6 +284,60 @@ def test_temporary_failures_back_off_exponentially_then_fail_with_the_last_error
     assert smtpd.handler.received == []
 
 
+def test_a_retry_due_exactly_at_the_end_of_the_retry_window_is_still_made(sqlite_store: Store,
+                                                                          smtpd: MailServer) -> None:
+    queue_edition(sqlite_store, emails=["busy@example.org"], now=T0)
+    smtpd.handler.rcpt_replies["busy@example.org"] = "452 4.2.2 Mailbox full"
+    clock = Clock()
+    policy = dict(backoff_base=300, retry_window=timedelta(seconds=300))
+    send(sqlite_store, smtpd, clock=clock, **policy)
+    row = rows(sqlite_store)["busy@example.org"]
+    assert (row.state, as_utc(row.next_attempt_at)) == ("retry", T0 + timedelta(seconds=300))  # the last second
+    clock.now = T0 + timedelta(seconds=300)
+    send(sqlite_store, smtpd, clock=clock, **policy)
+    row = rows(sqlite_store)["busy@example.org"]
+    assert (row.state, row.attempts) == ("failed", 2)  # the next one would fall outside: it fails instead
+
+
+def test_with_a_rate_limit_a_batch_is_no_bigger_than_half_a_lease_can_send(sqlite_store: Store,
+                                                                          smtpd: MailServer) -> None:
+    """At 2 messages a second and a 10-second lease, a sender claims 10 at a time (half the lease), so a
+    batch always goes out before its lease runs out and no other sender takes over rows still being sent."""
+    queue_edition(sqlite_store, 25, now=T0)
+    claimed_while_sending: list[int] = []
+
+    def prepare(d: DueDelivery) -> OutgoingMessage:
+        claimed_while_sending.append(states(sqlite_store)["claimed"])
+        return build_message(d)
+
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:  # the rate limit's waits, on a clock the test owns
+        now[0] += seconds
+
+    messenger = SmtpMessenger("127.0.0.1", smtpd.port, rate_limit=2, clock=lambda: now[0], sleep=sleep)
+    try:
+        report = Sender(DeliveryQueue(sqlite_store.engine), messenger, prepare,
+                        DeliveryPolicy(lease_seconds=10, batch_size=200), clock=Clock()).run()
+    finally:
+        messenger.close()
+    assert report.sent == 25
+    # Each batch's first message sees the whole batch claimed: 10, then 10, then the last 5.
+    assert claimed_while_sending[0::10] == [10, 10, 5]
+
+
+def test_a_message_refused_after_its_data_fails_without_counting_a_bounce(sqlite_store: Store,
+                                                                         smtpd: MailServer) -> None:
+    """Only a refused address (5xx to RCPT TO) is a bounce; a server refusing the content (5xx after DATA)
+    says nothing about the address, so the reader's bounce count stays as it was."""
+    queue_edition(sqlite_store, emails=["picky@example.org"], now=T0)
+    smtpd.handler.data_replies["picky@example.org"] = "554 5.6.0 Message content rejected"
+    report = send(sqlite_store, smtpd, bounce_limit=1)
+    assert (report.failed, report.bounced) == (1, 0)
+    assert rows(sqlite_store)["picky@example.org"].state == "failed"
+    assert subscriber_rows(sqlite_store)["picky@example.org"] == ("active", 0)
+
+
 def test_a_digest_not_sent_within_the_retry_window_fails_instead_of_going_out_late(sqlite_store: Store,
                                                                                   smtpd: MailServer) -> None:
     queue_edition(sqlite_store, 3, now=T0 - timedelta(hours=49))
@@ -329,7 +402,7 @@ def test_an_unsubscribe_while_the_batch_is_being_sent_stops_that_reader(sqlite_s
         report = sender.run()
     finally:
         messenger.close()
-    assert (report.sent, report.suppressed) == (9, 1)
+    assert (report.sent, report.suppressed, report.lost_claims) == (9, 1, 0)  # its suppression was recorded
     assert reader(8) not in smtpd.handler.copies()
     row = rows(sqlite_store)[reader(8)]
     assert (row.state, row.attempts, row.last_error) == ("suppressed", 0, "not sent: the reader is unsubscribed")
@@ -415,7 +488,43 @@ def test_on_postgresql_rows_of_a_live_sender_are_taken_over_only_when_its_lease_
             assert len(late.deliveries) == 5
             assert not first.mark_sent(first_row := late.deliveries[0], T0)  # the first lost it: no record
             assert second.mark_sent(first_row, T0)
+            assert not first.mark_suppressed(late.deliveries[1], "unsubscribed", T0)  # nor for this one
+            assert second.mark_suppressed(late.deliveries[1], "unsubscribed", T0)
     store.close()
+
+
+def test_a_sender_whose_rows_were_taken_over_counts_every_outcome_it_could_not_record(db_url: str,
+                                                                                     smtpd: MailServer) -> None:
+    """On PostgreSQL a sender whose lease ran out (by the other sender's clock) loses its rows mid-batch: it
+    records nothing for them, a suppression included, and its report counts each one as a lost claim."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one sender at a time: no other sender can take rows over mid-batch")
+    store = Store.open(db_url)
+    queue_edition(store, 5, now=T0)
+    other = DeliveryQueue(store.engine)
+    taken: list[int] = []
+
+    def prepare(d: DueDelivery) -> OutgoingMessage:
+        if not taken:  # as the first message is built: another sender takes the rows, then reader 2 leaves
+            claim = other.claim(5, lease_seconds=60, retry_window=timedelta(hours=48),
+                                now=T0 + timedelta(seconds=61))
+            taken.extend(x.id for x in claim.deliveries)
+            store.remove_subscriber(reader(2))
+        return build_message(d)
+
+    messenger = SmtpMessenger("127.0.0.1", smtpd.port, timeout=10)
+    sender = Sender(DeliveryQueue(store.engine), messenger, prepare, DeliveryPolicy(lease_seconds=60),
+                    clock=Clock())
+    sender.recheck_seconds = 0
+    try:
+        with other.running(lease_seconds=60):
+            report = sender.run()
+            assert len(taken) == 5
+            assert states(store) == Counter({"claimed": 5})  # all still the other sender's: nothing recorded
+    finally:
+        messenger.close()
+        store.close()
+    assert (report.sent, report.suppressed, report.lost_claims) == (4, 1, 5)
 
 
 def test_a_second_sender_on_sqlite_refuses_with_a_clear_message_or_waits(sqlite_store: Store) -> None:

@@ -4,8 +4,8 @@ Playwright, and ``newsletter send`` run for real in a subprocess.
 
 A person subscribes on the page choosing two topics, confirms from the email, gets a digest holding only those
 topics, changes topics on the preferences page, and leaves with an RFC 8058 one-click POST; the next send
-skips them. Screenshots of the subscribe, preferences and archive pages go to ``tests/data/screenshots/``
-when missing or with ``UPDATE_SCREENSHOTS=1`` (look at them before committing).
+skips them. Screenshots of the subscribe, preferences and archive pages are compared with the committed ones
+in ``tests/data/screenshots/``; ``UPDATE_SCREENSHOTS=1`` rewrites them (look at them before committing).
 
 Chromium is required: without ``/usr/bin/chromium`` (or ``NEWSLETTER_CHROMIUM``) this test fails, unless
 ``NEWSLETTER_SKIP_BROWSER=1``. Playwright's own browser download (``playwright install``) is never used.
@@ -24,26 +24,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from support import DATA, PAGE_DAYS, PAGES, ROOT, write_config
+import screenshots
+from support import PAGE_DAYS, PAGES, ROOT, write_config
 from web_support import LiveServer, MailCatcher, free_port, link_in, text_of
 
 from newsletter import config
 from newsletter.store import Store
 from newsletter.web import create_app
 
-SHOTS = DATA / "screenshots"
-UPDATE = os.environ.get("UPDATE_SCREENSHOTS") == "1"
 KEY = "e2e-signing-key-0123456789abcdef0123456789"
 PERSON = "grace@example.org"
 
 
 def screenshot(page: Any, name: str, tmp_path: Path, full_page: bool = True) -> Path:
-    target = SHOTS / name
-    if not UPDATE and target.exists():
-        target = tmp_path / name  # keep the committed picture; still take one, so a broken page fails here
-    target.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(target), full_page=full_page)
-    return target
+    """Take the picture and compare it with the committed one (``screenshots.check``)."""
+    out = tmp_path / name
+    page.screenshot(path=str(out), full_page=full_page)
+    screenshots.check(out, name, tmp_path)
+    return out
 
 
 class Cli:

@@ -120,7 +120,7 @@ def test_ticking_every_topic_means_every_topic_and_ticking_none_is_refused(web: 
 def test_malformed_addresses_are_refused_and_nothing_is_sent(web: Any, address: str) -> None:
     response = subscribe(web.client(), address, topics=web.settings.topic_slugs()[:1])
     assert response.status_code == 400
-    assert "valid email address" in response.text or "too long" in response.text
+    assert ("too long" if len(address) > 254 else "valid email address") in response.text, response.text[-2000:]
     assert outbox(web.settings) == [] and web.store.subscribers() == []
 
 
