@@ -44,9 +44,22 @@ class Sender(_Section):
     @field_validator("email", "reply_to")
     @classmethod
     def _looks_like_address(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", value):
+        if value is None:
+            return value
+        if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", value):
             raise ValueError("must be an email address like papers@example.org")
-        return value
+        local, domain = value.rsplit("@", 1)
+        if not local.isascii():
+            # A non-ASCII local part needs SMTPUTF8 from every server on the way, and cannot go in a
+            # Message-ID: refused here rather than at the first send.
+            raise ValueError(f"{value!r} has non-ASCII characters before the @; use an ASCII address")
+        if not domain.isascii():  # an internationalised domain is written in its ASCII (IDNA) form
+            try:
+                domain = domain.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise ValueError(f"{value!r}: the domain {domain!r} is not a valid internationalised domain "
+                                 "name") from None
+        return f"{local}@{domain}"
 
 
 class Smtp(_Section):

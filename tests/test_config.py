@@ -10,7 +10,7 @@ import yaml
 from newsletter import config
 from newsletter.errors import ConfigError
 
-from support import ROOT
+from support import ROOT, write_config
 
 
 def load_yaml(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> config.Settings:
@@ -144,3 +144,37 @@ def test_unset_references_are_remembered_with_their_variable(tmp_path: Path) -> 
     assert settings.unset_references == {"smtp.password": "SMTP_PASSWORD", "signing_key": "SIGNING"}
     assert "unset_references" not in config.masked(settings)
     assert config.needed_but_unset(settings, production=False) == []  # messenger: outbox needs no password
+
+
+def test_an_internationalised_sender_domain_is_written_in_its_ascii_form(tmp_path: Path) -> None:
+    """papers@bücher.example is accepted as papers@xn--bcher-kva.example, which every header, the envelope
+    and the Message-ID can carry (as given, building the Message-ID crashed with UnicodeEncodeError)."""
+    import email
+    from email.policy import default
+
+    from click.testing import CliRunner
+
+    from newsletter.cli import main
+    from support import PAGES
+
+    cfg = write_config(tmp_path, sender={"name": "Bücher Papers", "email": "papers@bücher.example",
+                                         "reply_to": "hilfe@bücher.example"})
+    settings = config.load(cfg)
+    assert (settings.sender.email, settings.sender.reply_to) == ("papers@xn--bcher-kva.example",
+                                                                 "hilfe@xn--bcher-kva.example")
+    runner = CliRunner()
+    assert runner.invoke(main, ["--config", str(cfg), "import", str(PAGES["mar14"]), "--date", "2025-03-14"]
+                         ).exit_code == 0
+    result = runner.invoke(main, ["--config", str(cfg), "preview", "--date", "2025-03-14", "--out",
+                                  str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    message = email.message_from_bytes((tmp_path / "p" / "preview.eml").read_bytes(), policy=default)
+    assert message["From"].addresses[0].addr_spec == "papers@xn--bcher-kva.example"
+    assert message["Message-ID"].endswith("@xn--bcher-kva.example>")
+
+
+@pytest.mark.parametrize("address", ["päpers@example.org", "papers@" + "ü" * 64 + ".example"])
+def test_a_sender_address_no_server_could_carry_is_refused(tmp_path: Path, address: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load(write_config(tmp_path, sender={"email": address}))
+    assert "sender.email" in str(info.value)
