@@ -372,7 +372,7 @@ class Newsletter:
     def link_maker(self) -> LinkMaker:
         """Each reader's signed links, with ``signing_key``; without one, a key generated once and kept in the
         database (so local runs work; the web app refuses to run in production without the variable)."""
-        key = signing_key(self.settings.signing_key, self.store.get_state, self.store.set_state)
+        key = signing_key(self.settings.signing_key, self.store.get_state, self.store.add_state)
         return LinkMaker(self.settings.site_url, self.settings.sender.email, Signer(key))
 
     def digest_content(self, papers: Sequence[Paper], subscriber: Subscriber | None, cadence: str, period: str,

@@ -89,7 +89,7 @@ def resolve_signing_key(settings: Settings, store: Store, *, production: bool) -
         raise ConfigError("Production mode needs a signing key from the environment, and none is set.",
                           hint="set `signing_key: ${NEWSLETTER_SIGNING_KEY}` in config.yaml and export "
                           "NEWSLETTER_SIGNING_KEY=$(openssl rand -hex 32)")
-    return signing_key(settings.signing_key, store.get_state, store.set_state)
+    return signing_key(settings.signing_key, store.get_state, store.add_state)
 
 
 def shipped_email_templates() -> Path:

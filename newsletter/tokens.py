@@ -115,18 +115,16 @@ class Signer:
 
 
 def signing_key(configured: str | None, get_state: Callable[[str], str | None],
-                set_state: Callable[[str, str], None]) -> bytes:
+                add_state: Callable[[str, str], str]) -> bytes:
     """The configured key; else a random key generated once and kept in the database, so local runs work.
 
-    Two processes creating the key at the same moment both re-read what was stored and use that, so they
-    agree unless one reads between the other's write and its own (then the first links made differ; a
-    production install sets NEWSLETTER_SIGNING_KEY and never gets here).
+    ``add_state`` stores a value only where none is stored yet and returns what is stored (``Store.add_state``:
+    an insert that does nothing on conflict, then a read), so senders starting together on a fresh database all
+    use the first key written, and a key that links were already signed with is never replaced.
     """
     if configured:
         return configured.encode("utf-8")
     stored = get_state(STATE_KEY)
     if not stored:
-        set_state(STATE_KEY, secrets.token_urlsafe(48))
-        stored = get_state(STATE_KEY)
-    assert stored
+        stored = add_state(STATE_KEY, secrets.token_urlsafe(48))
     return stored.encode("utf-8")

@@ -71,10 +71,10 @@ def test_short_keys_are_refused() -> None:
 def test_without_a_configured_key_one_is_generated_once_and_kept_in_the_database(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'k.db'}")
     try:
-        first = signing_key(None, store.get_state, store.set_state)
+        first = signing_key(None, store.get_state, store.add_state)
         assert len(first) >= 32
-        assert signing_key(None, store.get_state, store.set_state) == first
-        assert signing_key("from-the-environment-variable", store.get_state, store.set_state) == b"from-the-environment-variable"
+        assert signing_key(None, store.get_state, store.add_state) == first
+        assert signing_key("from-the-environment-variable", store.get_state, store.add_state) == b"from-the-environment-variable"
     finally:
         store.close()
 

@@ -49,7 +49,7 @@ class InboundProcessor:
 
     def __init__(self, settings: "Settings", store: "Store", clock: Callable[[], datetime] | None = None) -> None:
         self.settings, self.store, self.clock = settings, store, clock
-        key = signing_key(settings.signing_key, store.get_state, store.set_state)
+        key = signing_key(settings.signing_key, store.get_state, store.add_state)
         self.signer = Signer(key)
         self.verp = Verp(key, settings.sender.email)
 

@@ -498,7 +498,7 @@ class DeliveryMessages:
             from ..inbound.verp import Verp
             from ..tokens import signing_key
 
-            key = signing_key(self.settings.signing_key, newsletter.store.get_state, newsletter.store.set_state)
+            key = signing_key(self.settings.signing_key, newsletter.store.get_state, newsletter.store.add_state)
             self.verp = Verp(key, self.settings.sender.email)
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self._papers: dict[tuple[int, int], tuple[Any, list[Any]]] = {}

@@ -309,6 +309,24 @@ class Store:
         with self.session() as s, s.begin():
             s.merge(StateRow(key=key, value=value))
 
+    def add_state(self, key: str, value: str) -> str:
+        """Store ``value`` under ``key`` unless something is stored there already, and return what is stored.
+
+        One ``INSERT … ON CONFLICT DO NOTHING`` then a read, so processes starting together all end with the
+        first value written, and a value already stored (a signing key that links were made with) is never
+        replaced.
+        """
+        table = StateRow.__table__
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        with self.engine.begin() as conn:
+            conn.execute(dialect_insert(table).values(key=key, value=value).on_conflict_do_nothing(
+                index_elements=[table.c.key]))
+            stored = conn.execute(select(table.c.value).where(table.c.key == key)).scalar_one()
+        return stored
+
     # --- subscribers ----------------------------------------------------------------------------------
 
     def add_subscriber(self, email: str, *, cadence: str = "daily", topics: Sequence[str] | None = None,

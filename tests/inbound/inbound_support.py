@@ -51,7 +51,7 @@ def make_world(tmp_path: Path, db_url: str, emails: tuple[str, ...], environ: di
     nl.import_file(PAGES["mar14"], PAGE_DAYS["mar14"])
     nl.store.add_subscribers([{"email": e} for e in emails])
     edition = nl.record_edition(nl.plan("daily", PAGE_DAYS["mar14"]), subject="x")
-    key = signing_key(nl.settings.signing_key, nl.store.get_state, nl.store.set_state)
+    key = signing_key(nl.settings.signing_key, nl.store.get_state, nl.store.add_state)
     verp = Verp(key, nl.settings.sender.email)
     with nl.store.engine.connect() as conn:
         rows = conn.exec_driver_sql(
