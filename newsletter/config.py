@@ -202,6 +202,12 @@ class Web(_Section):
         20, ge=1, description="Subscribe requests one IP address may make per rate window (a token bucket).")
     subscribe_per_address: int = Field(
         3, ge=1, description="Subscribe requests for one email address per rate window, from any IP.")
+    max_body_bytes: int = Field(
+        65536, ge=1024, le=100_000_000, description="Largest request body accepted (forms, the API, webhooks); "
+        "a larger one is refused with 413 before it is read.")
+    trusted_hosts: tuple[str, ...] = Field(
+        (), description="Host names the pages answer to besides site_url's host and the loopback names; any other "
+        "Host header gets 400. '*' allows any.")
 
 
 class Inbound(_Section):

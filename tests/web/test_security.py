@@ -290,7 +290,7 @@ def test_security_headers_on_a_server_error(web: Any) -> None:
     from fastapi.testclient import TestClient
 
     web.app.state.web.store = None  # every page that reads the store now fails
-    client = TestClient(web.app, raise_server_exceptions=False)
+    client = TestClient(web.app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False)
     response = client.get("/editions")
     assert response.status_code == 500
     assert response.headers["content-security-policy"] and response.headers["x-content-type-options"] == "nosniff"
