@@ -192,10 +192,14 @@ def _allowed_methods(app: FastAPI, path: str) -> str:
 
 
 def _exception_handlers(app: FastAPI, web: Web) -> None:
+    def bad_link(request: Request) -> Response:
+        # One answer for every bad token: empty, over-long, malformed, forged, expired, wrong purpose, or for a
+        # reader who is gone. It never repeats the token.
+        return web.error(request, 400, "Invalid link", InvalidLink().message + " Use the link in your most recent email.")
+
     @app.exception_handler(InvalidLink)
     async def invalid_link(request: Request, exc: InvalidLink) -> Response:
-        # One answer for every bad token: forged, expired, wrong purpose, or for a reader who is gone.
-        return web.error(request, 400, "Invalid link", exc.message + " Use the link in your most recent email.")
+        return bad_link(request)
 
     @app.exception_handler(FormExpired)
     async def form_expired(request: Request, exc: FormExpired) -> Response:
@@ -216,6 +220,8 @@ def _exception_handlers(app: FastAPI, web: Web) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if any("token" in error.get("loc", ()) for error in exc.errors()):
+            return bad_link(request)  # a token the schema refuses (empty, too long, not a string) is a bad token
         if request.url.path.startswith("/api/"):
             return await request_validation_exception_handler(request, exc)
         return web.error(request, 400, "Bad request", "The request was not understood.")
