@@ -195,7 +195,12 @@ def _exception_handlers(app: FastAPI, web: Web) -> None:
     def bad_link(request: Request) -> Response:
         # One answer for every bad token: empty, over-long, malformed, forged, expired, wrong purpose, or for a
         # reader who is gone. It never repeats the token.
-        return web.error(request, 400, "Invalid link", InvalidLink().message + " Use the link in your most recent email.")
+        message = InvalidLink().message + " Use the link in your most recent email."
+        if _machine(request):
+            return web.error(request, 400, "Invalid link", message)
+        # A page offering a fresh link by email (POST /fresh-link), never a bare error.
+        return web.render(request, "fresh_link.html", {"state": "ask", "message": message, "email": "",
+                                                       "error": None}, status=400, private=True)
 
     @app.exception_handler(InvalidLink)
     async def invalid_link(request: Request, exc: InvalidLink) -> Response:
