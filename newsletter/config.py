@@ -197,7 +197,7 @@ class Web(_Section):
         15.0, gt=0, description="At most one confirmation email per address in this many minutes, however often "
         "the form is sent (persistent, in the database).")
     rate_window_minutes: float = Field(
-        60.0, gt=0, description="The period of the in-process subscribe rate limits below.")
+        60.0, gt=0, description="The period of the subscribe rate limits below (kept in the database, shared by every worker).")
     subscribe_per_ip: int = Field(
         20, ge=1, description="Subscribe requests one IP address may make per rate window (a token bucket).")
     subscribe_per_address: int = Field(

@@ -114,12 +114,13 @@ def _slug(title: str) -> str:
 
 def create_app(settings: Settings, store: Store | None = None, *, production: bool | None = None,
                environ: Mapping[str, str] | None = None, clock: Callable[[], datetime] | None = None,
-               monotonic: Callable[[], float] = time.monotonic,
+               monotonic: Callable[[], float] = time.time,
                messenger_factory: Callable[[], object] | None = None) -> FastAPI:
     """The ASGI app. Raises ConfigError in production mode without a signing key from the environment.
 
     ``store`` defaults to the configured database (opened now, closed when the app shuts down); ``clock``
-    and ``monotonic`` (rate limits) and ``messenger_factory`` are for tests.
+    and ``monotonic`` (the rate limits' seconds clock: wall-clock time, as every worker process shares the
+    buckets in the database) and ``messenger_factory`` are for tests.
     """
     environ = os.environ if environ is None else environ
     production = is_production(settings, environ) if production is None else production
@@ -128,7 +129,7 @@ def create_app(settings: Settings, store: Store | None = None, *, production: bo
     subs = Subscriptions(settings, store, clock=clock, production=production, messenger_factory=messenger_factory)
     secure = production or settings.site_url.startswith("https://")
     web = Web(settings, store, subs, Csrf(subs.key, secure=secure),
-              RateLimits.from_settings(settings.web, clock=monotonic), _environment(settings), production)
+              RateLimits.from_settings(settings.web, clock=monotonic, store=store), _environment(settings), production)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -3,8 +3,9 @@
 - CSRF: a signed double-submit cookie. The cookie holds a random nonce; each form carries HMAC(key, nonce).
   A forged cross-site POST has neither the cookie's value (the same-origin policy hides it) nor a way to sign a
   nonce of its own. The one-click unsubscribe POST is exempt: its signed token alone authenticates it.
-- Rate limits: token buckets in this process, keyed by client IP and by email address. They bound a burst;
-  the lasting "one confirmation email per address per window" rule is in the database (store/subscriptions).
+- Rate limits: token buckets keyed by client IP and by email address, kept in the database
+  (store/rate_limits), so every worker process spends from the same ones. They bound a burst; the lasting
+  "one confirmation email per address per window" rule is in the database too (store/subscriptions).
 - Request bodies: at most ``web.max_body_bytes``, checked before the app reads them (the declared
   Content-Length, and the bytes counted as they stream in, so a chunked upload is cut off too): 413.
 - Host header: only site_url's host, the loopback names and ``web.trusted_hosts``; anything else gets 400,
@@ -228,14 +229,44 @@ class TokenBucket:
                 del self._buckets[key]
 
 
+class SharedTokenBucket:
+    """The same bucket rule as TokenBucket, kept in the database (shared by every worker process).
+
+    ``clock`` must be one every process shares (wall-clock seconds). Addresses are stored as a hash only.
+    Buckets untouched for a whole period are full again and are forgotten now and then.
+    """
+
+    def __init__(self, store: Any, name: str, capacity: int, period: float, *,
+                 clock: Callable[[], float] = time.time, prune_every: int = 500) -> None:
+        self.store, self.name, self.capacity, self.period, self.clock = store, name, capacity, period, clock
+        self.prune_every = prune_every
+        self._count = 0
+
+    def take(self, key: str) -> float:
+        from ..store import rate_limits
+
+        now = self.clock()
+        digest = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:40]
+        wait = rate_limits.take(self.store, f"{self.name}:{digest}", capacity=self.capacity, period=self.period,
+                                now=now)
+        self._count += 1
+        if self._count % self.prune_every == 0:
+            rate_limits.prune(self.store, older_than=now - self.period)
+        return wait
+
+
 @dataclass
 class RateLimits:
-    per_ip: TokenBucket
-    per_address: TokenBucket
+    per_ip: TokenBucket | SharedTokenBucket
+    per_address: TokenBucket | SharedTokenBucket
 
     @classmethod
-    def from_settings(cls, web: Any, clock: Callable[[], float] = time.monotonic) -> "RateLimits":
+    def from_settings(cls, web: Any, clock: Callable[[], float] = time.time, store: Any = None) -> "RateLimits":
+        """Buckets in ``store`` (shared by every process on that database), or in this process without one."""
         period = web.rate_window_minutes * 60
+        if store is not None:
+            return cls(SharedTokenBucket(store, "ip", web.subscribe_per_ip, period, clock=clock),
+                       SharedTokenBucket(store, "address", web.subscribe_per_address, period, clock=clock))
         return cls(TokenBucket(web.subscribe_per_ip, period, clock=clock),
                    TokenBucket(web.subscribe_per_address, period, clock=clock))
 

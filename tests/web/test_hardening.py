@@ -176,3 +176,30 @@ def test_trusted_hosts_are_a_setting(make_web) -> None:  # type: ignore[no-untyp
     assert response.headers["location"] == "https://papers.example.org/editions"
     anywhere = make_web(web={"trusted_hosts": ["*"]})
     assert anywhere.client().get("/api/topics", headers={"host": "evil.example"}).status_code == 200
+
+
+# --- rate limits shared by every worker process -------------------------------------------------------------
+
+
+def test_rate_limits_hold_across_two_server_processes(tmp_path: Path, db_url: str) -> None:
+    """Two uvicorn processes on one database spend from the same buckets: alternating between them gets
+    exactly the configured number through, not twice as many."""
+    make_settings(tmp_path, web={"subscribe_per_ip": 6, "subscribe_per_address": 2}, database_url=db_url)
+    first = Server(tmp_path / "config.yaml")
+    try:
+        second = Server(tmp_path / "config.yaml")
+    except Exception:
+        first.stop()
+        raise
+    try:
+        servers = [first, second]
+        statuses = []
+        emails = ["ada@example.org"] * 4 + [f"reader{i}@example.org" for i in range(4)]
+        for i, email in enumerate(emails):
+            response = httpx.post(servers[i % 2].url + "/api/subscriptions", json={"email": email}, timeout=30)
+            statuses.append(response.status_code)
+        # ada: 2 per address (from both processes together); then the IP's 6 are spent after 2 more.
+        assert statuses == [202, 202, 429, 429, 202, 202, 429, 429]
+    finally:
+        first.stop()
+        second.stop()
