@@ -210,11 +210,17 @@ class Web(_Section):
         15.0, gt=0, description="At most one confirmation email per address in this many minutes, however often "
         "the form is sent (persistent, in the database).")
     rate_window_minutes: float = Field(
-        60.0, gt=0, description="The period of the in-process subscribe rate limits below.")
+        60.0, gt=0, description="The period of the subscribe rate limits below (kept in the database, shared by every worker).")
     subscribe_per_ip: int = Field(
         20, ge=1, description="Subscribe requests one IP address may make per rate window (a token bucket).")
     subscribe_per_address: int = Field(
         3, ge=1, description="Subscribe requests for one email address per rate window, from any IP.")
+    max_body_bytes: int = Field(
+        65536, ge=1024, le=100_000_000, description="Largest request body accepted (forms, the API, webhooks); "
+        "a larger one is refused with 413 before it is read.")
+    trusted_hosts: tuple[str, ...] = Field(
+        (), description="Host names the pages answer to besides site_url's host and the loopback names; any other "
+        "Host header gets 400. '*' allows any.")
 
 
 class Inbound(_Section):

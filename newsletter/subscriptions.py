@@ -33,7 +33,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from .config import Settings
 from .errors import ConfigError, NewsletterError
-from .models import CADENCES, SUBSCRIBER_ACTIVE, Subscriber
+from .models import CADENCES, SUBSCRIBER_ACTIVE, SUBSCRIBER_PENDING, SUBSCRIBER_UNSUBSCRIBED, Subscriber
 from .readers import InvalidReader, normalize_email, split_list
 from .store import Store
 from .store import subscriptions as queries
@@ -226,6 +226,35 @@ class Subscriptions:
             raise InvalidLink()
         return reader
 
+    def fresh_link(self, address: str, meta: RequestMeta) -> bool:
+        """For a reader whose link expired or broke: a pending sign-up gets its confirmation email again (at
+        most once per confirmation window, as on subscribing), an active or unsubscribed reader an email with
+        fresh preferences and unsubscribe links. An unknown or bounced address gets nothing. The caller answers
+        the same whatever this returns (whether an email went out). Raises InvalidReader, SendFailed."""
+        email = self.normalize(address)
+        try:
+            reader = self.store.subscriber(email)
+        except NewsletterError:  # no such reader
+            return False
+        if reader.status == SUBSCRIBER_PENDING:
+            choices = Choices(reader.cadence, reader.topics, reader.excluded_keywords)
+            return self.subscribe(email, choices, meta).emailed
+        if reader.status not in (SUBSCRIBER_ACTIVE, SUBSCRIBER_UNSUBSCRIBED):
+            return False
+        links = {p: f"{self.settings.site_url}/{p}?token={t}" for p, t in self.tokens_for(reader.id).items()}
+        context = {"email": email, "subscribed": reader.status == SUBSCRIBER_ACTIVE, "links": links,
+                   "valid_days": MAX_AGE_SECONDS["preferences"] // DAY}
+        try:
+            self._send(self._message(email, f"Your links for {self.settings.list_name}", "fresh_link", context,
+                                     self.clock(), kind="links"))
+        except NewsletterError:
+            raise
+        except Exception as exc:
+            log.error("fresh link: the email to subscriber %s was not sent: %s", reader.id, exc)
+            raise SendFailed("The email could not be sent just now.", hint="please try again in a few minutes") from exc
+        log.info("fresh link: preferences and unsubscribe links sent to subscriber %s", reader.id)
+        return True
+
     def tokens_for(self, subscriber_id: int) -> dict[str, str]:
         """Fresh preferences and unsubscribe tokens, for the forms of a page reached with another one."""
         now = int(self.clock().timestamp())
@@ -245,15 +274,20 @@ class Subscriptions:
     def confirmation_message(self, email: str, confirm_url: str, now: datetime, *,
                              already_subscribed: bool = False) -> "OutgoingMessage":
         """The confirmation email as an ``OutgoingMessage`` (text, plus HTML when the template exists)."""
+        context = {"confirm_url": confirm_url, "email": email, "valid_days": MAX_AGE_SECONDS["confirm"] // DAY,
+                   "window_minutes": int(self.settings.web.confirmation_window_minutes),
+                   "already_subscribed": already_subscribed}
+        return self._message(email, f"Confirm your subscription to {self.settings.list_name}", "confirm", context,
+                             now, kind="confirm")
+
+    def _message(self, email: str, subject: str, template: str, values: Mapping[str, object], now: datetime, *,
+                 kind: str) -> "OutgoingMessage":
+        """A one-off email to ``email`` from ``template``.txt (and .html when it exists)."""
         from .deliver import OutgoingMessage
         from .render.message import POLICY, address, sanitize_header_text
 
         s = self.settings
-        context = {"list_name": s.list_name, "confirm_url": confirm_url, "email": email,
-                   "site_url": s.site_url, "postal_address": s.postal_address,
-                   "valid_days": MAX_AGE_SECONDS["confirm"] // DAY,
-                   "window_minutes": int(s.web.confirmation_window_minutes),
-                   "already_subscribed": already_subscribed}
+        context = {"list_name": s.list_name, "site_url": s.site_url, "postal_address": s.postal_address, **values}
         msg = EmailMessage(policy=POLICY)
         domain = s.sender.email.rpartition("@")[2]
         # The message module's header rules: display names and the subject cleaned of line breaks, control
@@ -262,22 +296,22 @@ class Subscriptions:
         msg["To"] = address(None, email)
         if s.sender.reply_to:
             msg["Reply-To"] = address(None, s.sender.reply_to)
-        msg["Subject"] = sanitize_header_text(f"Confirm your subscription to {s.list_name}")
+        msg["Subject"] = sanitize_header_text(subject)
         msg["Date"] = format_datetime(now)
-        message_id = make_msgid("confirm", domain=domain or "newsletter.invalid")
+        message_id = make_msgid(kind, domain=domain or "newsletter.invalid")
         msg["Message-ID"] = message_id
         msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
         try:
-            msg.set_content(self._mail_templates.get_template("confirm.txt").render(context))
+            msg.set_content(self._mail_templates.get_template(f"{template}.txt").render(context))
             try:
-                html = self._mail_templates.get_template("confirm.html").render(context)
+                html = self._mail_templates.get_template(f"{template}.html").render(context)
             except jinja2.TemplateNotFound:
                 html = None
             if html:
                 msg.add_alternative(html, subtype="html")
         except jinja2.TemplateError as exc:
-            raise NewsletterError(f"The confirmation email template is broken: {exc}",
-                                  hint="check confirm.txt / confirm.html in templates_dir") from None
+            raise NewsletterError(f"The {template} email template is broken: {exc}",
+                                  hint=f"check {template}.txt / {template}.html in templates_dir") from None
         return OutgoingMessage(envelope_from=s.sender.email, recipient=email, message_id=message_id,
                                data=msg.as_bytes())
 

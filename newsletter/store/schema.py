@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -272,3 +273,14 @@ class InboundEventRow(Base):
     original_message_id: Mapped[str | None] = mapped_column(String(300))
     effect: Mapped[str] = mapped_column(String(30))  # what it did: counted, bounced, unsubscribed, recorded, ...
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class RateBucketRow(Base):
+    """A token bucket of the web app's rate limits, shared by every worker process: ``tokens`` left at
+    ``at`` (seconds since the epoch). Keyed by limit and client (an IP address, or a hash of an address)."""
+
+    __tablename__ = "rate_buckets"
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    at: Mapped[float] = mapped_column(Float, index=True)

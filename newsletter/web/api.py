@@ -112,7 +112,8 @@ class EditionDetail(EditionOut):
     sections: list[SectionOut]
 
 
-BAD_TOKEN: Responses = {400: {"model": Error, "description": "The token is invalid or has expired (one answer for every case), "
+BAD_TOKEN: Responses = {400: {"model": Error, "description": "The token is invalid or has expired (one answer for every case: empty, "
+                   "too long, forged, expired or for another purpose; the token is never repeated), "
                    "or the body is not valid JSON."}}
 Responses = dict[int | str, dict[str, Any]]
 MALFORMED: Responses = {400: {"model": Error, "description": "The body is not valid JSON."}}

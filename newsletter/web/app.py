@@ -28,7 +28,7 @@ import jinja2
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -38,11 +38,14 @@ from ..store import Store
 from ..subscriptions import InvalidLink, SendFailed, Subscriptions, is_production
 from .security import (
     SECURITY_HEADERS,
+    BodyLimitMiddleware,
     Csrf,
     FormExpired,
     RateLimited,
     RateLimits,
     SecurityHeadersMiddleware,
+    TrustedHostMiddleware,
+    allowed_hosts,
     no_store,
 )
 
@@ -80,10 +83,29 @@ class Web:
 
     def error(self, request: Request, status: int, title: str, message: str, *,
               headers: Mapping[str, str] | None = None) -> Response:
-        if request.url.path.startswith("/api/"):
+        if _machine(request):
             return JSONResponse({"error": _slug(title), "message": message}, status_code=status, headers=dict(headers or {}))
         return self.render(request, "error.html", {"title": title, "message": message, "status": status},
                            status=status, private=True, headers=headers)
+
+
+    def too_large(self, request: Request) -> Response:
+        limit = self.settings.web.max_body_bytes
+        size = f"{limit // 1024} KB" if limit >= 1024 else f"{limit} bytes"
+        return self.error(request, 413, "Request too large", f"The request is larger than this site accepts ({size}).",
+                          headers={"connection": "close"})
+
+    def unknown_host(self, request: Request) -> Response:
+        return self.error(request, 400, "Bad request", "This site is not served under that name.")
+
+    def site_redirect(self, path: str, query: str = "") -> Response:
+        """A redirect to ``path`` of this site, built from site_url (never from the request's Host header)."""
+        return RedirectResponse(self.settings.site_url.rstrip("/") + path + (f"?{query}" if query else ""), 307)
+
+
+def _machine(request: Request) -> bool:
+    """The API and the webhooks answer errors as JSON; the pages as a page."""
+    return request.url.path.startswith(("/api/", "/webhooks/"))
 
 
 def _slug(title: str) -> str:
@@ -92,12 +114,13 @@ def _slug(title: str) -> str:
 
 def create_app(settings: Settings, store: Store | None = None, *, production: bool | None = None,
                environ: Mapping[str, str] | None = None, clock: Callable[[], datetime] | None = None,
-               monotonic: Callable[[], float] = time.monotonic,
+               monotonic: Callable[[], float] = time.time,
                messenger_factory: Callable[[], object] | None = None) -> FastAPI:
     """The ASGI app. Raises ConfigError in production mode without a signing key from the environment.
 
     ``store`` defaults to the configured database (opened now, closed when the app shuts down); ``clock``
-    and ``monotonic`` (rate limits) and ``messenger_factory`` are for tests.
+    and ``monotonic`` (the rate limits' seconds clock: wall-clock time, as every worker process shares the
+    buckets in the database) and ``messenger_factory`` are for tests.
     """
     environ = os.environ if environ is None else environ
     production = is_production(settings, environ) if production is None else production
@@ -106,7 +129,7 @@ def create_app(settings: Settings, store: Store | None = None, *, production: bo
     subs = Subscriptions(settings, store, clock=clock, production=production, messenger_factory=messenger_factory)
     secure = production or settings.site_url.startswith("https://")
     web = Web(settings, store, subs, Csrf(subs.key, secure=secure),
-              RateLimits.from_settings(settings.web, clock=monotonic), _environment(settings), production)
+              RateLimits.from_settings(settings.web, clock=monotonic, store=store), _environment(settings), production)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -121,6 +144,13 @@ def create_app(settings: Settings, store: Store | None = None, *, production: bo
         openapi_url="/api/openapi.json", docs_url=None, redoc_url=None, lifespan=lifespan,
     )
     app.state.web = web
+    # Starlette's own trailing-slash redirect builds its Location from the Host header; ours uses site_url.
+    app.router.redirect_slashes = False
+    # add_middleware wraps what is there: the last one added runs first, so the security headers go on every
+    # answer, the Host check comes before anything else, and no body is read before its size is checked.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.web.max_body_bytes, refuse=web.too_large)
+    app.add_middleware(TrustedHostMiddleware, hosts=allowed_hosts(settings.site_url, settings.web.trusted_hosts),
+                       refuse=web.unknown_host)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.site_url.startswith("https://"))
     app.mount("/static", StaticFiles(directory=shipped_web_templates() / "static"), name="static")
     _exception_handlers(app, web)
@@ -146,7 +176,7 @@ def _environment(settings: Settings) -> jinja2.Environment:
     return env
 
 
-def _allowed_methods(app: FastAPI, request: Request) -> str:
+def _allowed_methods(app: FastAPI, path: str) -> str:
     """Every method some route accepts at this path (routers included into the app are looked into)."""
 
     def routes(router: Any) -> Any:
@@ -154,7 +184,6 @@ def _allowed_methods(app: FastAPI, request: Request) -> str:
             inner = getattr(route, "original_router", None)
             yield from routes(inner) if inner is not None else (route,)
 
-    path = request.url.path
     methods: set[str] = set()
     for route in routes(app.router):
         regex = getattr(route, "path_regex", None)
@@ -164,10 +193,19 @@ def _allowed_methods(app: FastAPI, request: Request) -> str:
 
 
 def _exception_handlers(app: FastAPI, web: Web) -> None:
+    def bad_link(request: Request) -> Response:
+        # One answer for every bad token: empty, over-long, malformed, forged, expired, wrong purpose, or for a
+        # reader who is gone. It never repeats the token.
+        message = InvalidLink().message + " Use the link in your most recent email."
+        if _machine(request):
+            return web.error(request, 400, "Invalid link", message)
+        # A page offering a fresh link by email (POST /fresh-link), never a bare error.
+        return web.render(request, "fresh_link.html", {"state": "ask", "message": message, "email": "",
+                                                       "error": None}, status=400, private=True)
+
     @app.exception_handler(InvalidLink)
     async def invalid_link(request: Request, exc: InvalidLink) -> Response:
-        # One answer for every bad token: forged, expired, wrong purpose, or for a reader who is gone.
-        return web.error(request, 400, "Invalid link", exc.message + " Use the link in your most recent email.")
+        return bad_link(request)
 
     @app.exception_handler(FormExpired)
     async def form_expired(request: Request, exc: FormExpired) -> Response:
@@ -188,16 +226,23 @@ def _exception_handlers(app: FastAPI, web: Web) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if any("token" in error.get("loc", ()) for error in exc.errors()):
+            return bad_link(request)  # a token the schema refuses (empty, too long, not a string) is a bad token
         if request.url.path.startswith("/api/"):
             return await request_validation_exception_handler(request, exc)
         return web.error(request, 400, "Bad request", "The request was not understood.")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        path = request.url.path
+        if exc.status_code == 404 and len(path) > 1 and path.endswith("/") and _allowed_methods(app, path.rstrip("/")):
+            return web.site_redirect(path.rstrip("/"), request.url.query)
+        if exc.status_code == 413:
+            return web.too_large(request)
         if exc.status_code == 405:  # Starlette names only the first matching route's methods
-            exc.headers = {**(exc.headers or {}), "Allow": _allowed_methods(app, request)}
-        if request.url.path.startswith("/api/"):  # the API's one error shape: {"error", "message"}
-            error = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+            exc.headers = {**(exc.headers or {}), "Allow": _allowed_methods(app, request.url.path)}
+        if _machine(request):  # the API's one error shape: {"error", "message"}
+            error = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "error")
             return JSONResponse({"error": error, "message": str(exc.detail)}, status_code=exc.status_code,
                                 headers=exc.headers)
         titles = {404: "Page not found", 405: "Method not allowed"}

@@ -17,6 +17,7 @@ from starlette.datastructures import FormData
 from ..models import SUBSCRIBER_ACTIVE, SUBSCRIBER_UNSUBSCRIBED, Subscriber
 from ..readers import InvalidReader
 from ..store.subscriptions import RequestMeta, published_editions
+from ..subscriptions import InvalidLink
 from .app import Web
 from .feeds import atom_feed, edition_view, json_feed
 from .security import FormExpired, RateLimited, client_ip
@@ -195,6 +196,28 @@ async def resubscribe(request: Request) -> Response:
     reader = await run_in_threadpool(web.subscriptions.resubscribe, token, meta_of(request))
     return web.render(request, "unsubscribe.html", {"state": "back", "reader": reader, "token": token,
                                                     "links": web.subscriptions.tokens_for(reader.id)}, private=True)
+
+
+@router.post("/fresh-link")
+async def fresh_link(request: Request) -> Response:
+    """The form of an expired or invalid link's page: new links by email, rate-limited like subscribing (the
+    same buckets), with the same answer whether or not the address is on the list."""
+    web = web_of(request)
+    form = await checked_form(web, request)
+    if wait := web.limits.per_ip.take(client_ip(request)):
+        raise RateLimited(wait)
+    subs = web.subscriptions
+    typed = str(form.get("email") or "")[:320]
+    try:
+        email = subs.normalize(typed)
+    except InvalidReader as exc:
+        return web.render(request, "fresh_link.html", {"state": "ask", "email": typed, "error": exc.message,
+                                                       "message": InvalidLink().message},
+                          status=400, private=True)
+    if wait := web.limits.per_address.take(email):
+        raise RateLimited(wait)
+    await run_in_threadpool(subs.fresh_link, email, meta_of(request))
+    return web.render(request, "fresh_link.html", {"state": "sent", "email": email}, private=True)
 
 
 # --- archive ------------------------------------------------------------------------------------------

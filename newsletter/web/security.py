@@ -3,8 +3,13 @@
 - CSRF: a signed double-submit cookie. The cookie holds a random nonce; each form carries HMAC(key, nonce).
   A forged cross-site POST has neither the cookie's value (the same-origin policy hides it) nor a way to sign a
   nonce of its own. The one-click unsubscribe POST is exempt: its signed token alone authenticates it.
-- Rate limits: token buckets in this process, keyed by client IP and by email address. They bound a burst;
-  the lasting "one confirmation email per address per window" rule is in the database (store/subscriptions).
+- Rate limits: token buckets keyed by client IP and by email address, kept in the database
+  (store/rate_limits), so every worker process spends from the same ones. They bound a burst; the lasting
+  "one confirmation email per address per window" rule is in the database too (store/subscriptions).
+- Request bodies: at most ``web.max_body_bytes``, checked before the app reads them (the declared
+  Content-Length, and the bytes counted as they stream in, so a chunked upload is cut off too): 413.
+- Host header: only site_url's host, the loopback names and ``web.trusted_hosts``; anything else gets 400,
+  and every redirect is built from site_url, never from the Host header.
 - Headers: a strict Content-Security-Policy (no scripts at all, styles from this site only), nosniff, no
   Referer (links carry tokens), no framing; on every response, errors included.
 """
@@ -19,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, MutableMapping
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -63,6 +69,84 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class BodyTooLarge(HTTPException):
+    """A request body over the limit (raised while it streams in; answered 413)."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "The request is too large.")
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over ``max_bytes`` before they are read into memory.
+
+    A declared ``Content-Length`` over the limit is answered by ``refuse(request)`` at once, without calling the
+    app; a body without one (chunked) is counted as it streams in, and the app's next read raises BodyTooLarge
+    (an HTTPException the app's handlers answer 413) once the count passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, refuse: Callable[[Request], Response]) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.refuse = refuse
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = [v for k, v in scope.get("headers", ()) if k.lower() == b"content-length"]
+        if declared:
+            value = declared[0].strip()
+            if not value.isdigit() or len(value) > 18 or int(value) > self.max_bytes:
+                await self.refuse(Request(scope))(scope, receive, send)
+                return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            if seen > self.max_bytes:
+                raise BodyTooLarge()
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge()
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def allowed_hosts(site_url: str, extra: tuple[str, ...] = ()) -> frozenset[str]:
+    """The host names the app answers to: site_url's, the loopback names, and the configured extra ones."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(site_url).hostname or "").lower()
+    return frozenset({host, "127.0.0.1", "localhost", "::1", *(h.lower() for h in extra)} - {""})
+
+
+class TrustedHostMiddleware:
+    """Answers ``refuse(request)`` (400) to a Host header naming none of ``hosts`` (``*`` allows any)."""
+
+    def __init__(self, app: ASGIApp, *, hosts: frozenset[str], refuse: Callable[[Request], Response]) -> None:
+        self.app = app
+        self.hosts = hosts
+        self.refuse = refuse
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "*" not in self.hosts and host_of(scope) not in self.hosts:
+            await self.refuse(Request(scope))(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def host_of(scope: Scope) -> str:
+    """The Host header's name, lower case, without its port (brackets kept off an IPv6 address)."""
+    raw = next((v for k, v in scope.get("headers", ()) if k.lower() == b"host"), b"")
+    host = raw.decode("latin-1").strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 # --- CSRF ---------------------------------------------------------------------------------------------------
@@ -145,14 +229,44 @@ class TokenBucket:
                 del self._buckets[key]
 
 
+class SharedTokenBucket:
+    """The same bucket rule as TokenBucket, kept in the database (shared by every worker process).
+
+    ``clock`` must be one every process shares (wall-clock seconds). Addresses are stored as a hash only.
+    Buckets untouched for a whole period are full again and are forgotten now and then.
+    """
+
+    def __init__(self, store: Any, name: str, capacity: int, period: float, *,
+                 clock: Callable[[], float] = time.time, prune_every: int = 500) -> None:
+        self.store, self.name, self.capacity, self.period, self.clock = store, name, capacity, period, clock
+        self.prune_every = prune_every
+        self._count = 0
+
+    def take(self, key: str) -> float:
+        from ..store import rate_limits
+
+        now = self.clock()
+        digest = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:40]
+        wait = rate_limits.take(self.store, f"{self.name}:{digest}", capacity=self.capacity, period=self.period,
+                                now=now)
+        self._count += 1
+        if self._count % self.prune_every == 0:
+            rate_limits.prune(self.store, older_than=now - self.period)
+        return wait
+
+
 @dataclass
 class RateLimits:
-    per_ip: TokenBucket
-    per_address: TokenBucket
+    per_ip: TokenBucket | SharedTokenBucket
+    per_address: TokenBucket | SharedTokenBucket
 
     @classmethod
-    def from_settings(cls, web: Any, clock: Callable[[], float] = time.monotonic) -> "RateLimits":
+    def from_settings(cls, web: Any, clock: Callable[[], float] = time.time, store: Any = None) -> "RateLimits":
+        """Buckets in ``store`` (shared by every process on that database), or in this process without one."""
         period = web.rate_window_minutes * 60
+        if store is not None:
+            return cls(SharedTokenBucket(store, "ip", web.subscribe_per_ip, period, clock=clock),
+                       SharedTokenBucket(store, "address", web.subscribe_per_address, period, clock=clock))
         return cls(TokenBucket(web.subscribe_per_ip, period, clock=clock),
                    TokenBucket(web.subscribe_per_address, period, clock=clock))
 
