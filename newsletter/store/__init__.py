@@ -349,8 +349,15 @@ class Store:
         return out
 
     def remove_subscriber(self, email: str, *, forget: bool = False, now: datetime | None = None) -> Subscriber:
-        """Unsubscribe (kept, so nothing is re-sent on return), or with ``forget`` delete every trace."""
+        """Unsubscribe (kept, so nothing is re-sent on return), or with ``forget`` delete every trace (the GDPR
+        erasure, ``store.readers.erase``)."""
         now = now or utcnow()
+        if forget:
+            from .readers import erase
+
+            result = self.subscriber(email)
+            erase(self, email)
+            return result
         with self.session() as s, s.begin():
             row = s.scalar(select(SubscriberRow).where(SubscriberRow.email == email.strip().lower()))
             if row is None:
