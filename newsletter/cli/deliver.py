@@ -13,6 +13,7 @@ from rich.text import Text
 
 from ..models import (
     CADENCES,
+    DELIVERY_CANCELLED,
     DELIVERY_CLAIMED,
     DELIVERY_FAILED,
     DELIVERY_PENDING,
@@ -26,7 +27,7 @@ from . import Context, config_option, console, err_console, json_option, main, p
 # The columns of `newsletter deliveries` and its --json keys: the stored delivery states, the words --state
 # takes.
 SUMMARY_STATES = (DELIVERY_SENT, DELIVERY_PENDING, DELIVERY_CLAIMED, DELIVERY_RETRY, DELIVERY_FAILED,
-                  DELIVERY_SUPPRESSED)
+                  DELIVERY_SUPPRESSED, DELIVERY_CANCELLED)
 
 
 @contextmanager
@@ -172,7 +173,7 @@ def send(obj: Context, cadence: str, day: str | None, dry_run: bool, no_fetch: b
 @click.pass_obj
 def deliveries(obj: Context, edition: int | None, cadence: str | None, state: str | None, limit: int,
                as_json: bool) -> None:
-    """Show how many deliveries of each edition are sent, pending, claimed, retry, failed or suppressed.
+    """Show how many deliveries of each edition are sent, pending, claimed, retry, failed, suppressed or cancelled.
 
     The words are the stored states, the same in the table, in --json and in --state. With --edition, one
     line per reader: state, attempts, next attempt and the last error. An edition that does not exist is an
@@ -213,11 +214,13 @@ def deliveries(obj: Context, edition: int | None, cadence: str | None, state: st
         console.print("[dim]No editions yet; `newsletter send` makes one.[/dim]")
         return
     # claimed: held by a sender now, or by one that crashed (taken over by the next run)
-    table = Table("edition", "cadence", "period", *SUMMARY_STATES, box=None, header_style="bold",
+    # cancelled: only when an edition listed has such deliveries (the table fits 80 columns without it)
+    shown = [s for s in SUMMARY_STATES if s != DELIVERY_CANCELLED or any(row[s] for row in out)]
+    table = Table("edition", "cadence", "period", *shown, box=None, header_style="bold",
                   pad_edge=False)
     for row in out:
         table.add_row(str(row["edition"]), row["cadence"], row["period"],
-                      *(str(row[s]) for s in SUMMARY_STATES))
+                      *(str(row[s]) for s in shown))
     console.print(table)
 
 
