@@ -288,6 +288,8 @@ class Settings(_Section):
     )
     smtp: Smtp = Field(default_factory=Smtp, description="SMTP transport settings.")
     signing_key: str | None = Field(None, description="Key for signed links; must be an environment reference like ${NEWSLETTER_SIGNING_KEY}.")
+    test_recipients: tuple[str, ...] = Field((), description="Addresses `newsletter send --to` may send a test "
+                                             "issue to; empty: any address.")
     sample_fallback: bool = Field(True, description="When every source fails (no network), fetch the bundled sample pages instead.")
     sources: tuple[SourceSpec, ...] = Field(
         (SourceSpec(type="huggingface"),), description="Where trending papers come from, tried in order."

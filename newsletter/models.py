@@ -27,6 +27,7 @@ DELIVERY_SENT = "sent"
 DELIVERY_RETRY = "retry"
 DELIVERY_FAILED = "failed"
 DELIVERY_SUPPRESSED = "suppressed"
+DELIVERY_CANCELLED = "cancelled"  # its edition was cancelled before it went out
 DELIVERY_STATES = (
     DELIVERY_PENDING,
     DELIVERY_CLAIMED,
@@ -34,9 +35,15 @@ DELIVERY_STATES = (
     DELIVERY_RETRY,
     DELIVERY_FAILED,
     DELIVERY_SUPPRESSED,
+    DELIVERY_CANCELLED,
 )
+# An edition's state: its deliveries go out only while it is active; a paused one waits for `edition resume`
+# (the scheduler does not resume it), a cancelled one is over and its unsent papers stay eligible.
+EDITION_ACTIVE, EDITION_PAUSED, EDITION_CANCELLED = "active", "paused", "cancelled"
+EDITION_STATES = (EDITION_ACTIVE, EDITION_PAUSED, EDITION_CANCELLED)
 # A paper in a delivery in one of these states is taken: it was sent, or is on its way, so no later
-# digest may carry it. A failed or suppressed delivery gives its papers back (they carry over).
+# digest may carry it. A failed, suppressed or cancelled delivery gives its papers back (they carry over), and so
+# does any delivery not sent of a cancelled edition.
 TAKEN_DELIVERY_STATES = (DELIVERY_PENDING, DELIVERY_CLAIMED, DELIVERY_SENT, DELIVERY_RETRY)
 
 

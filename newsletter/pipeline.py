@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .deliver.sender import DeliveryReport, Prepare
     from .deliver.sender import Progress as DeliveryProgress
     from .embeddings import Embedder
+    from .sendtest import TestSendReport
     from .topics import Vectors
 
 log = logging.getLogger(__name__)
@@ -455,6 +456,18 @@ class Newsletter:
         return Preview(cadence, period, day, content, rendered, html, text, message, reader, edition_id)
 
     # --- deliver ------------------------------------------------------------------------------------------
+
+    def send_test(self, to: str, subscriber: str | int | None = None, cadence: str | None = None,
+                  day: date | None = None, *, messenger: "Messenger | None" = None,
+                  now: datetime | None = None) -> "TestSendReport":
+        """The next issue, as ``subscriber`` (default: a reader of every topic) would get it, sent to ``to`` only
+        with a ``[test]`` subject; nothing is recorded (``newsletter.sendtest``).
+
+        Example: ``nl.send_test("me@example.org", "ada@example.org")``
+        """
+        from .sendtest import send_test
+
+        return send_test(self, to, subscriber, cadence, day, messenger=messenger, now=now)
 
     def deliver(self, progress: "DeliveryProgress | None" = None, messenger: "Messenger | None" = None,
                 prepare: "Prepare | None" = None, *, edition_id: int | None = None,

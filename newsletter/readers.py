@@ -1,21 +1,24 @@
-"""Reader (subscriber) input: address checks and the CSV import format. Pure: parsing and validation only."""
+"""Reader (subscriber) input and output: address checks, the CSV and JSON import formats and the export that
+writes them. Pure: parsing, validation and formatting only."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import NewsletterError
-from .models import CADENCES, SUBSCRIBER_ACTIVE, SUBSCRIBER_STATUSES
+from .models import CADENCES, SUBSCRIBER_ACTIVE, SUBSCRIBER_STATUSES, Subscriber
 
 # Deliberately strict: one @, a dot in the domain, no spaces, quotes, angle brackets or control characters,
 # so an address can never smuggle a second header or recipient into a message.
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
 
 CSV_COLUMNS = ("email", "cadence", "topics", "excluded_keywords", "name", "status")
+EXPORT_EXTRA = ("id", "created_at")  # in the JSON export, for a person reading it; ignored on import
 
 
 class InvalidReader(NewsletterError):
@@ -71,13 +74,17 @@ def parse_csv(text: str, known_topics: Sequence[str]) -> list[ReaderSpec]:
     unknown = [f for f in reader.fieldnames if f.strip().lower() not in CSV_COLUMNS]
     if unknown:
         raise InvalidReader(f"Unknown CSV column {unknown[0]!r}.", hint="columns: " + ", ".join(CSV_COLUMNS))
+    return _specs(((reader.line_num, {k.strip().lower(): (v or "").strip() for k, v in row.items() if k})
+                   for row in reader), known_topics, "line")
+
+
+def _specs(rows: Iterable[tuple[int, Mapping[str, Any]]], known_topics: Sequence[str], where: str) -> list[ReaderSpec]:
+    """Check every row (a mapping of the CSV columns) before anything is stored; the first bad one raises."""
     specs: list[ReaderSpec] = []
     seen: set[str] = set()
-    for row in reader:
-        line = reader.line_num
-        data = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+    for line, data in rows:
         try:
-            email = normalize_email(data.get("email", ""))
+            email = normalize_email(str(data.get("email") or ""))
             cadence = data.get("cadence") or "daily"
             if cadence not in CADENCES:
                 raise InvalidReader(f"cadence must be daily or weekly, not {cadence!r}")
@@ -86,10 +93,44 @@ def parse_csv(text: str, known_topics: Sequence[str]) -> list[ReaderSpec]:
                 raise InvalidReader(f"status must be one of {', '.join(SUBSCRIBER_STATUSES)}, not {status!r}")
             topics = check_topics(split_list(data.get("topics")), known_topics)
         except InvalidReader as exc:
-            raise InvalidReader(f"line {line}: {exc.message}", exc.hint) from None
+            raise InvalidReader(f"{where} {line}: {exc.message}", exc.hint) from None
         if email in seen:
-            raise InvalidReader(f"line {line}: {email} appears twice in the file.")
+            raise InvalidReader(f"{where} {line}: {email} appears twice in the file.")
         seen.add(email)
+        name = data.get("name")
         specs.append(ReaderSpec(email, cadence, topics, split_list(data.get("excluded_keywords")),
-                                data.get("name") or None, status))
+                                str(name).strip() or None if name else None, status))
     return specs
+
+
+def parse_json(text: str, known_topics: Sequence[str]) -> list[ReaderSpec]:
+    """Parse a list of readers in ``subscribers export --json``'s shape: objects with the CSV's keys (topics and
+    excluded_keywords as lists; topics null for every topic). Checked like the CSV, all rows first."""
+    try:
+        data = json.loads(text.lstrip("\ufeff"))
+    except ValueError as exc:
+        raise InvalidReader(f"The file is not JSON: {exc}.", hint="export it with `subscribers export --json`") from None
+    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+        raise InvalidReader("The JSON file must hold a list of readers (objects with an 'email' key).")
+    unknown = sorted({k for d in data for k in d if k not in CSV_COLUMNS + EXPORT_EXTRA})
+    if unknown:
+        raise InvalidReader(f"Unknown key {unknown[0]!r} in the JSON file.", hint="keys: " + ", ".join(CSV_COLUMNS))
+    return _specs(enumerate(data, 1), known_topics, "reader")
+
+
+def to_csv(subscribers: Iterable[Subscriber]) -> str:
+    """Readers in the import CSV's columns (``parse_csv`` reads it back to the same readers)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for s in subscribers:
+        writer.writerow([s.email, s.cadence, ";".join(s.topics or ()), ";".join(s.excluded_keywords), s.name or "",
+                         s.status])
+    return out.getvalue()
+
+
+def to_records(subscribers: Iterable[Subscriber]) -> list[dict[str, Any]]:
+    """Readers as ``subscribers export --json`` prints them (``parse_json`` reads them back)."""
+    return [{"email": s.email, "cadence": s.cadence, "topics": list(s.topics) if s.topics is not None else None,
+             "excluded_keywords": list(s.excluded_keywords), "name": s.name, "status": s.status,
+             "id": s.id, "created_at": s.created_at.isoformat() if s.created_at else None} for s in subscribers]

@@ -136,4 +136,4 @@ def parse_day(value: str | None) -> date | None:
 
 
 # Command modules register themselves on ``main``.
-from . import admin, deliver, inbound, papers, preview, run, subscribers, topics, web  # noqa: E402,F401
+from . import admin, deliver, editions, inbound, papers, preview, run, subscribers, topics, web  # noqa: E402,F401

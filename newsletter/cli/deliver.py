@@ -13,6 +13,7 @@ from rich.text import Text
 
 from ..models import (
     CADENCES,
+    DELIVERY_CANCELLED,
     DELIVERY_CLAIMED,
     DELIVERY_FAILED,
     DELIVERY_PENDING,
@@ -26,7 +27,7 @@ from . import Context, config_option, console, err_console, json_option, main, p
 # The columns of `newsletter deliveries` and its --json keys: the stored delivery states, the words --state
 # takes.
 SUMMARY_STATES = (DELIVERY_SENT, DELIVERY_PENDING, DELIVERY_CLAIMED, DELIVERY_RETRY, DELIVERY_FAILED,
-                  DELIVERY_SUPPRESSED)
+                  DELIVERY_SUPPRESSED, DELIVERY_CANCELLED)
 
 
 @contextmanager
@@ -93,17 +94,55 @@ def show_errors(report: Any) -> None:
 @click.option("--dry-run", is_flag=True,
               help="Fetch and plan only: show who would get what; write and send nothing.")
 @click.option("--no-fetch", is_flag=True, help="Use the papers already stored instead of fetching first.")
+@click.option("--to", "test_to", metavar="ADDRESS",
+              help="Test send: the next issue to this one address, subject prefixed [test]; nothing recorded.")
+@click.option("--subscriber", metavar="EMAIL",
+              help="With --to: render it as this reader gets it (default: a reader of every topic).")
 @json_option
 @click.pass_obj
-def send(obj: Context, cadence: str, day: str | None, dry_run: bool, no_fetch: bool, as_json: bool) -> None:
+def send(obj: Context, cadence: str, day: str | None, dry_run: bool, no_fetch: bool, test_to: str | None,
+         subscriber: str | None, as_json: bool) -> None:
     """Build this period's edition (fetch → diff → group → render) and deliver it, with a progress bar.
 
     One edition per cadence and period: running it again, or after a crash, resumes that edition and sends
     nobody a second copy. Transport settings come from `messenger` and `smtp` in config.yaml.
 
+    With --to, a test send: the next issue (after a fetch, unless --no-fetch), rendered as --subscriber gets
+    it, goes to ADDRESS only, through the configured messenger, with a [test] subject. No edition or delivery
+    is recorded and nothing is marked sent. An address outside `test_recipients` is refused when that is set.
+
     Example: newsletter send --cadence daily --dry-run
+
+    Example: newsletter send --to me@example.org --subscriber ada@example.org --no-fetch
     """
     nl = obj.nl
+    if subscriber is not None and test_to is None:
+        raise click.UsageError("--subscriber needs --to ADDRESS (a test send).")
+    if test_to is not None:
+        if dry_run:
+            raise click.UsageError("--to is a test send already; leave out --dry-run.")
+        from ..sendtest import check_recipient
+
+        check_recipient(test_to, nl.settings.test_recipients)  # refused before anything is fetched
+        given = click.get_current_context().get_parameter_source("cadence") is not click.core.ParameterSource.DEFAULT
+        test_cadence = cadence if given else None  # default: the reader's own cadence (daily for no reader)
+        if not no_fetch:
+            fetched = nl.fetch(parse_day(day))
+            for entry in fetched.sources:
+                if entry.error and not as_json:
+                    err_console.print(f"[yellow]fetch {entry.source}:[/yellow] ", end="")
+                    err_console.print(entry.error, markup=False)
+        report = nl.send_test(test_to, subscriber, test_cadence, parse_day(day))
+        if as_json:
+            print_json(report)
+            return
+        who = report.rendered_for or "a reader of every topic"
+        console.print(f"[green]✓[/green] test {report.cadence} {report.period} sent to ", end="")
+        console.print(f"{report.to} by {report.messenger}, as {who}: {report.papers} papers; nothing recorded.",
+                      markup=False)
+        console.print("  subject: ", end="", style="dim")
+        console.print(report.subject, markup=False)
+        return
     with progress_bar(f"sending {cadence}", disabled=as_json or dry_run) as update:
         report = nl.send(cadence, parse_day(day), dry_run=dry_run, fetch=not no_fetch, progress=update)
     if as_json:
@@ -134,7 +173,7 @@ def send(obj: Context, cadence: str, day: str | None, dry_run: bool, no_fetch: b
 @click.pass_obj
 def deliveries(obj: Context, edition: int | None, cadence: str | None, state: str | None, limit: int,
                as_json: bool) -> None:
-    """Show how many deliveries of each edition are sent, pending, claimed, retry, failed or suppressed.
+    """Show how many deliveries of each edition are sent, pending, claimed, retry, failed, suppressed or cancelled.
 
     The words are the stored states, the same in the table, in --json and in --state. With --edition, one
     line per reader: state, attempts, next attempt and the last error. An edition that does not exist is an
@@ -175,11 +214,13 @@ def deliveries(obj: Context, edition: int | None, cadence: str | None, state: st
         console.print("[dim]No editions yet; `newsletter send` makes one.[/dim]")
         return
     # claimed: held by a sender now, or by one that crashed (taken over by the next run)
-    table = Table("edition", "cadence", "period", *SUMMARY_STATES, box=None, header_style="bold",
+    # cancelled: only when an edition listed has such deliveries (the table fits 80 columns without it)
+    shown = [s for s in SUMMARY_STATES if s != DELIVERY_CANCELLED or any(row[s] for row in out)]
+    table = Table("edition", "cadence", "period", *shown, box=None, header_style="bold",
                   pad_edge=False)
     for row in out:
         table.add_row(str(row["edition"]), row["cadence"], row["period"],
-                      *(str(row[s]) for s in SUMMARY_STATES))
+                      *(str(row[s]) for s in shown))
     console.print(table)
 
 

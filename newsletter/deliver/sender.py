@@ -111,6 +111,7 @@ class DeliveryReport:
     suppressed: int = 0
     expired: int = 0  # failed because the retry window had passed
     lost_claims: int = 0  # outcomes not recorded because another sender had taken the row over
+    halted: dict[int, str] = field(default_factory=dict)  # editions paused or cancelled while this run sent them
     errors: list[str] = field(default_factory=list)  # the first few failures, for the CLI
 
     @property
@@ -149,6 +150,7 @@ class Sender:
         self.report = DeliveryReport()
         self.recheck_seconds = 0.5  # how stale a reader's "still subscribed" may be while a batch goes out
         self._gone: dict[int, str] = {}
+        self._halted: dict[int, str] = {}
         self._gone_batch: Sequence[DueDelivery] | None = None
         self._gone_at = 0.0
         # Messengers that call ``ready()`` just before handing over the content let the previous message's
@@ -238,6 +240,10 @@ class Sender:
                         wait_for_previous()
                         self.queue.release(batch[i:])
                         return
+                    if self._edition_halted(batch, d):  # paused or cancelled since the claim
+                        wait_for_previous()
+                        self.queue.release(batch[i:])
+                        return
                     outcome: TemporaryFailure | PermanentFailure | None = None
                     left = self._left(batch, d)
                     if left:  # unsubscribed (or bounced) since the claim: this one does not go out
@@ -278,11 +284,15 @@ class Sender:
         pending.reverse()  # pop() from the end keeps the claim order
         inflight: dict[Future[None], DueDelivery] = {}
         fatal: BaseException | None = None
+        halted = False
         with ThreadPoolExecutor(self.workers, thread_name_prefix="send") as pool:
             try:
                 while pending or inflight:
-                    while (pending and len(inflight) < self.workers and fatal is None
+                    while (pending and len(inflight) < self.workers and fatal is None and not halted
                            and not self.stop.is_set() and self.clock() < deadline):
+                        if self._edition_halted(batch, pending[-1]):  # paused or cancelled since the claim
+                            halted = True
+                            break
                         d = pending.pop()
                         left = self._left(batch, d)
                         if left:  # unsubscribed (or bounced) since the claim: this one does not go out
@@ -365,15 +375,33 @@ class Sender:
                         d.id, d.email)
         self._progress()
 
-    def _left(self, batch: Sequence[DueDelivery], d: DueDelivery) -> str | None:
-        """The reader's status when they are no longer active. A batch is claimed with its readers active; an
-        unsubscribe can arrive while it is being sent, so the batch's readers are looked at again, at most
-        every ``recheck_seconds`` (one small query, not one per message)."""
+    def _recheck(self, batch: Sequence[DueDelivery]) -> None:
+        """A batch is claimed with its readers and editions active; an unsubscribe, a pause or a cancel can
+        arrive while it is being sent, so they are looked at again, at most every ``recheck_seconds`` (two
+        small queries, not one per message)."""
         tick = time.monotonic()
         if self._gone_batch is not batch or tick - self._gone_at >= self.recheck_seconds:
             self._gone = self.queue.inactive_readers([x.subscriber_id for x in batch])
+            self._halted = self.queue.halted_editions([x.edition_id for x in batch])
             self._gone_batch, self._gone_at = batch, tick
+
+    def _left(self, batch: Sequence[DueDelivery], d: DueDelivery) -> str | None:
+        """The reader's status when they are no longer active (see ``_recheck``)."""
+        self._recheck(batch)
         return self._gone.get(d.subscriber_id)
+
+    def _edition_halted(self, batch: Sequence[DueDelivery], d: DueDelivery) -> bool:
+        """The delivery's edition was paused or cancelled since the claim: the rest of the batch goes back (the
+        next claim leaves that edition out) and it is noted in the report."""
+        self._recheck(batch)
+        state = self._halted.get(d.edition_id)
+        if state is None:
+            return False
+        if d.edition_id not in self.report.halted:
+            self.report.halted[d.edition_id] = state
+            log.info("edition %d was %s: its deliveries not sent yet go back to the queue", d.edition_id,
+                     "paused" if state == "paused" else "cancelled")
+        return True
 
     def _suppress(self, d: DueDelivery, status: str) -> None:
         if not self.queue.mark_suppressed(d, status, self.clock()):

@@ -23,7 +23,9 @@ from ..errors import NotFound, StoreError
 from ..models import (
     CADENCES,
     DELIVERY_PENDING,
+    DELIVERY_SENT,
     DELIVERY_STATES,
+    EDITION_CANCELLED,
     SUBSCRIBER_ACTIVE,
     SUBSCRIBER_STATUSES,
     TAKEN_DELIVERY_STATES,
@@ -367,8 +369,15 @@ class Store:
         return out
 
     def remove_subscriber(self, email: str, *, forget: bool = False, now: datetime | None = None) -> Subscriber:
-        """Unsubscribe (kept, so nothing is re-sent on return), or with ``forget`` delete every trace."""
+        """Unsubscribe (kept, so nothing is re-sent on return), or with ``forget`` delete every trace (the GDPR
+        erasure, ``store.readers.erase``)."""
         now = now or utcnow()
+        if forget:
+            from .readers import erase
+
+            result = self.subscriber(email)
+            erase(self, email)
+            return result
         with self.session() as s, s.begin():
             row = s.scalar(select(SubscriberRow).where(SubscriberRow.email == email.strip().lower()))
             if row is None:
@@ -406,7 +415,8 @@ class Store:
         """For each subscriber: papers already taken (sent or on their way) and papers given back by failed
         or suppressed deliveries that no later delivery took (they carry over), from editions since ``since``."""
         q = (
-            select(DeliveryRow.subscriber_id, DeliveryRow.state, DigestRow.paper_ids, DigestRow.listed_ids)
+            select(DeliveryRow.subscriber_id, DeliveryRow.state, DigestRow.paper_ids, DigestRow.listed_ids,
+                   EditionRow.state.label("edition_state"))
             .join(DigestRow, DigestRow.id == DeliveryRow.digest_id)
             .join(EditionRow, EditionRow.id == DeliveryRow.edition_id)
             .where(EditionRow.day >= since)
@@ -417,8 +427,10 @@ class Store:
         returned: dict[int, set[int]] = defaultdict(set)
         with self.session() as s:
             # Only what the email listed is taken: papers it cut stay eligible for the reader's next digest.
-            for sid, state, paper_ids, listed in s.execute(q):
-                (taken if state in TAKEN_DELIVERY_STATES else returned)[sid].update(
+            # A cancelled edition's deliveries that were not sent give their papers back, whatever their state.
+            for sid, state, paper_ids, listed, edition_state in s.execute(q):
+                held = state in TAKEN_DELIVERY_STATES and (state == DELIVERY_SENT or edition_state != EDITION_CANCELLED)
+                (taken if held else returned)[sid].update(
                     paper_ids if listed is None else listed)
         for sid in list(returned):
             returned[sid] -= taken.get(sid, set())

@@ -63,10 +63,11 @@ from ..models import (
     DELIVERY_RETRY,
     DELIVERY_SENT,
     DELIVERY_SUPPRESSED,
+    EDITION_ACTIVE,
     SUBSCRIBER_ACTIVE,
     SUBSCRIBER_BOUNCED,
 )
-from .schema import DeliveryRow, StateRow, SubscriberRow
+from .schema import DeliveryRow, EditionRow, StateRow, SubscriberRow
 
 SQLITE_LOCK_KEY = "deliver.sender_lock"
 _PG_LOCK_CLASS = 0x6E6C  # "nl": the first key of the two-key advisory lock, so other apps' locks do not clash
@@ -364,6 +365,8 @@ class DeliveryQueue:
                  or_(D.next_attempt_at.is_(None), D.next_attempt_at <= now)),
             and_(D.state == DELIVERY_CLAIMED, D.lease_until < now),  # a lease that ran out
         )
+        # Only an active edition's deliveries go out: a paused one waits for `edition resume`.
+        cond = and_(cond, D.edition_id.not_in(select(EditionRow.id).where(EditionRow.state != EDITION_ACTIVE)))
         return and_(cond, D.edition_id == edition_id) if edition_id is not None else cond
 
     def due_count(self, now: datetime, edition_id: int | None = None) -> int:
@@ -477,6 +480,13 @@ class DeliveryQueue:
         with self.engine.connect() as conn:
             q = select(S.id, S.status).where(S.id.in_(list(subscriber_ids)), S.status != SUBSCRIBER_ACTIVE)
             return {sid: status for sid, status in conn.execute(q)}
+
+    def halted_editions(self, edition_ids: Sequence[int]) -> dict[int, str]:
+        """Which of these editions are paused or cancelled (``store.control``), on its own connection too."""
+        with self.engine.connect() as conn:
+            q = select(EditionRow.id, EditionRow.state).where(EditionRow.id.in_(list(set(edition_ids))),
+                                                              EditionRow.state != EDITION_ACTIVE)
+            return {eid: state for eid, state in conn.execute(q)}
 
     def release(self, deliveries: Sequence[DueDelivery]) -> None:
         """Give back claimed rows that were not attempted: due again at once, attempts unchanged."""

@@ -149,6 +149,8 @@ class EditionRow(Base):
     day: Mapped[date] = mapped_column(Date)  # the day the edition is for
     subject: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # active | paused | cancelled (models.EDITION_STATES): only an active edition's deliveries are claimed
+    state: Mapped[str] = mapped_column(String(12), default="active", server_default="active")
 
     papers: Mapped[list["EditionPaperRow"]] = relationship(
         back_populates="edition", order_by="EditionPaperRow.position", cascade="all, delete-orphan"

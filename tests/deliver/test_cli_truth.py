@@ -199,7 +199,7 @@ def test_deliveries_speak_the_stored_state_names_in_json_the_table_and_state(thr
     stored = set(DELIVERY_STATES)
     assert stored <= set(summary[0]) and not {"retrying", "in_flight"} & set(summary[0])
     assert {s: summary[0][s] for s in stored} == {"sent": 2, "retry": 1, "pending": 0, "claimed": 0,
-                                                   "failed": 0, "suppressed": 0}
+                                                   "failed": 0, "suppressed": 0, "cancelled": 0}
     header = run(three_readers, "deliveries").output.splitlines()[0].split()
     assert header == ["edition", "cadence", "period", "sent", "pending", "claimed", "retry", "failed",
                       "suppressed"]
