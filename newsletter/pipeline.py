@@ -540,8 +540,12 @@ class Newsletter:
                     report.readers = 0
                     if report.edition_id is None:
                         raise
+        from .store.control import edition_state
+
+        report.edition_state = edition_state(self.store.engine, report.edition_id) or "active"
         log.info("%s edition %s (%s): %s", cadence, report.period, report.edition_id,
-                 "made" if report.created else "exists; resuming its deliveries")
+                 "made" if report.created else f"exists ({report.edition_state}); resuming its deliveries"
+                 if report.edition_state == "active" else f"exists, {report.edition_state}: nothing of it is sent")
         report.delivery = self.deliver(progress, messenger, prepare, edition_id=report.edition_id, stop=stop,
                                        clock=clock)
         report.others = self._deliver_others(progress, messenger, prepare, stop, clock, report.delivery.done)

@@ -87,6 +87,7 @@ class SendReport:
     day: date | None = None
     edition_id: int | None = None
     created: bool = False  # False: the period's edition already existed and its deliveries were resumed
+    edition_state: str = "active"  # paused or cancelled: the operator stopped it, and nothing of it was sent
     readers: int = 0  # readers with something new in this edition (when it was made now)
     dry_run: bool = False
     fetch: FetchReport | None = None

@@ -139,6 +139,8 @@ def sent_summary(report: SendReport) -> str:
         state = "made" if report.created else "resumed"
         sent = report.delivery.summary() if report.delivery else "0 sent"
         what = f"edition {report.edition_id} {state}, {sent}"
+        if report.edition_state != "active":
+            what = f"edition {report.edition_id} is {report.edition_state}; nothing of it sent"
     if report.others is not None and report.others.done:
         what += f"; other editions' due deliveries: {report.others.summary()}"
     return what

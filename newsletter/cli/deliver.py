@@ -66,6 +66,12 @@ def send_line(report: Any) -> str:
     else:
         state = "made" if report.created else "resumed"
         line = head + f"edition {report.edition_id} {state}; {delivery_line(report.delivery)}"
+        halted = getattr(report, "edition_state", "active")
+        if halted == "paused":
+            line = head + (f"edition {report.edition_id} is paused; nothing of it sent "
+                           f"(`newsletter edition resume {report.edition_id}` lets it go on)")
+        elif halted != "active":
+            line = head + f"edition {report.edition_id} is {halted}; nothing of it sent"
     others = getattr(report, "others", None)
     if others is not None and others.done:
         line += f"; other editions' due deliveries: {delivery_line(others)}"

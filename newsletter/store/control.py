@@ -70,6 +70,12 @@ def edition_states(engine: Engine, *, state: str | None = None, limit: int | Non
             for r in rows]
 
 
+def edition_state(engine: Engine, edition_id: int) -> str | None:
+    """The state of one edition (``active``, ``paused``, ``cancelled``), None when there is no such edition."""
+    with engine.connect() as conn:
+        return conn.execute(select(E.state).where(E.id == edition_id)).scalar_one_or_none()
+
+
 def change_state(engine: Engine, edition_id: int, action: str, now: datetime | None = None) -> StateChange:
     """``pause``, ``resume`` or ``cancel`` one edition, in one transaction. Pausing or resuming twice changes
     nothing; a cancelled edition stays cancelled."""

@@ -307,3 +307,16 @@ def test_a_send_counts_its_edition_apart_from_the_retries_of_earlier_ones(three_
     second = editions[next_day]["edition"]
     expected = f"daily {next_day}: edition {second} made; 3 sent; other editions' due deliveries: 1 sent"
     assert expected in out, out
+
+
+def test_a_send_for_a_paused_editions_period_says_it_is_paused_not_resumed(three_readers: Path,
+                                                                             smtpd: MailServer) -> None:
+    smtpd.handler.rcpt_replies["reader001@example.org"] = "451 4.3.2 Try again later"
+    first = json.loads(run(three_readers, "send", "--date", DAY, "--json").output)
+    eid = first["edition_id"]
+    run(three_readers, "edition", "pause", str(eid))
+    smtpd.handler.rcpt_replies.clear()
+    out = flat(run(three_readers, "send", "--date", DAY))
+    assert f"edition {eid} is paused; nothing of it sent" in out and "resumed" not in out.split("(")[0], out
+    run(three_readers, "edition", "cancel", str(eid))
+    assert f"edition {eid} is cancelled; nothing of it sent" in flat(run(three_readers, "send", "--date", DAY))
