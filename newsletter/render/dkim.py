@@ -24,6 +24,7 @@ The key comes from ``dkim.private_key`` (an environment reference holding the PE
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from datetime import datetime
@@ -42,6 +43,7 @@ OVERSIGNED = ("From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Un
 MIN_KEY_BITS = 1024  # RFC 8301: verifiers refuse shorter keys; 2048 is what to generate
 
 _WSP_RUN = re.compile(rb"[ \t]+")
+_WSP_TO_FIX = re.compile(rb"\t[ \t]*| [ \t]+")  # the runs relaxed canonicalization changes: not a lone space
 _FOLD = re.compile(rb"\r\n(?=[ \t])")
 
 
@@ -51,7 +53,7 @@ _FOLD = re.compile(rb"\r\n(?=[ \t])")
 def relaxed_chunk(chunk: bytes) -> bytes:
     """Relaxed body canonicalization of whole lines (each ending in CRLF), without the end-of-body rule:
     runs of spaces and tabs become one space, and spaces at the end of a line go."""
-    return _WSP_RUN.sub(b" ", chunk).replace(b" \r\n", b"\r\n")
+    return _WSP_TO_FIX.sub(b" ", chunk).replace(b" \r\n", b"\r\n")
 
 
 def relaxed_body(body: bytes) -> bytes:
@@ -64,6 +66,7 @@ def relaxed_body(body: bytes) -> bytes:
     return b"" if canon == b"\r\n" else canon
 
 
+@functools.lru_cache(maxsize=4096)  # the fields every reader of a digest shares are canonicalized once
 def relaxed_header(field: bytes) -> bytes:
     """``name:value`` lower-cased name, unfolded, runs of spaces as one, trimmed; CRLF at the end."""
     name, _, value = field.partition(b":")
