@@ -144,6 +144,8 @@ class Newsletter:
                 except Exception as exc:  # noqa: BLE001 - whatever one upstream does, the others are stored
                     log.debug("source %s failed", spec.label, exc_info=True)
                     entry.error = f"{spec.label}: unexpected {type(exc).__name__}: {_one_line(exc)}"
+                if entry.error:
+                    log.info("source %s failed: %s", spec.label, entry.error)
             if got:
                 entry.papers = sum(len(b.papers) for b in got)
                 entry.trending_date = max(b.trending_date for b in got)

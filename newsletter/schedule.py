@@ -181,10 +181,13 @@ def digest_job(cadence: str, config_path: str | None = None) -> None:
 
 def run_fetch(nl: Newsletter) -> None:
     """What the fetch job does: fetch every source (catching up the Daily Papers days) and log the result."""
+    from .monitor.logs import log_context
+
     report = nl.fetch()
     for entry in report.sources:
         if entry.error:
-            log.warning("fetch: %s", entry.error)
+            with log_context(source=entry.source):
+                log.warning("fetch: %s", entry.error)
     if report.ingest is not None:
         log.info("fetch: %d new papers, %d updated", report.ingest.new, report.ingest.updated)
 
