@@ -497,10 +497,8 @@ class Newsletter:
         """
         from .deliver import build_messenger
         from .deliver.sender import DeliveryPolicy, Sender
-        from .store.deliveries import DeliveryQueue, utcnow
-
         from .monitor import MeteredMessenger, record_send
-        from .store.deliveries import SenderBusy
+        from .store.deliveries import DeliveryQueue, SenderBusy, utcnow
 
         prepare = prepare or self.message_preparer()
         own = messenger is None

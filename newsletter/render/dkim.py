@@ -53,7 +53,9 @@ _FOLD = re.compile(rb"\r\n(?=[ \t])")
 def relaxed_chunk(chunk: bytes) -> bytes:
     """Relaxed body canonicalization of whole lines (each ending in CRLF), without the end-of-body rule:
     runs of spaces and tabs become one space, and spaces at the end of a line go."""
-    return _WSP_TO_FIX.sub(b" ", chunk).replace(b" \r\n", b"\r\n")
+    if b"  " in chunk or b"\t" in chunk:
+        chunk = _WSP_TO_FIX.sub(b" ", chunk)
+    return chunk.replace(b" \r\n", b"\r\n") if b" \r\n" in chunk else chunk
 
 
 def relaxed_body(body: bytes) -> bytes:

@@ -417,13 +417,12 @@ class PreparedDigest:
             return b"".join(self._fill(self._pieces, recipient, date, slot_values))
         head = b"".join(self._fill(self._head, recipient, date, slot_values))
         body_parts = self._fill(self._body, recipient, date, slot_values)
-        body = b"".join(body_parts)
         if self._shared_body is not None:
             personal = [part for piece, part in zip(self._body, body_parts) if type(piece) is not bytes]
             body_hash = self._shared_body.hash(personal)
         else:
-            body_hash = self.signer.body_hash(body)
-        return self.signer.signature(head, body_hash, date) + head + body
+            body_hash = self.signer.body_hash(b"".join(body_parts))
+        return b"".join([self.signer.signature(head, body_hash, date), head, *body_parts])
 
     def _fill(self, pieces: Sequence[bytes | str | _SlotLine], recipient: Recipient, date: datetime,
               slot_values: tuple[Mapping[str, str], Mapping[str, str]]) -> list[bytes]:
