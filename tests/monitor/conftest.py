@@ -25,3 +25,17 @@ def processes() -> Iterator[list[Process]]:
         p.stop()
 
 
+
+
+@pytest.fixture(autouse=True)
+def _plain_logs_after() -> Iterator[None]:
+    """A CLI run in this process with ``log.format: json`` installs the JSON handler on the root logger:
+    remove it after each test, so later tests' output is not mixed with JSON lines."""
+    import logging
+
+    from newsletter.monitor.logs import unconfigure
+
+    level = logging.getLogger().level
+    yield
+    unconfigure()
+    logging.getLogger().setLevel(level)
