@@ -13,7 +13,9 @@ The two loops alternate every ``--chunk`` messages (the send loop's chunk is mad
 10,000 stays in the table as sent history), so a change in the machine's load hits both alike. Printed:
 each loop's rate over all chunks and the ratio (target: at least 0.8), with the spread of per-chunk ratios.
 ``--postgres URL`` (an admin URL: a private database is created and dropped) runs the send loop on
-PostgreSQL too, where each commit waits for a WAL flush.
+PostgreSQL too, where each commit waits for a WAL flush. ``--metered``: the send loop's messenger counts each
+outcome for /metrics (``newsletter.monitor.MeteredMessenger``, as ``Newsletter.deliver`` does), to see what
+the counting costs.
 """
 
 from __future__ import annotations
@@ -129,12 +131,17 @@ def bare_loop(port: int, messages: list[OutgoingMessage]) -> float:
     return time.perf_counter() - start
 
 
-def send_loop(store: Store, port: int, messages: dict[int, OutgoingMessage], pool: int, batch: int) -> float:
+def send_loop(store: Store, port: int, messages: dict[int, OutgoingMessage], pool: int, batch: int,
+              metered: bool = False) -> float:
     """Seconds for the real send loop to deliver every due delivery (``messages`` holds their bytes)."""
     def prepare(d: DueDelivery) -> OutgoingMessage:
         return messages[d.id]
 
-    messenger = SmtpMessenger("127.0.0.1", port, pool_size=pool, local_hostname="example.org")
+    messenger: Any = SmtpMessenger("127.0.0.1", port, pool_size=pool, local_hostname="example.org")
+    if metered:
+        from newsletter.monitor import MeteredMessenger
+
+        messenger = MeteredMessenger(messenger, store.engine)
     start = time.perf_counter()
     report = Sender(DeliveryQueue(store.engine), messenger, prepare, DeliveryPolicy(batch_size=batch)).run()
     messenger.close()
@@ -153,6 +160,7 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=1, help="SMTP connections of the send loop")
     parser.add_argument("--batch", type=int, default=200, help="deliveries claimed at a time")
     parser.add_argument("--postgres", metavar="URL", help="also run the send loop on PostgreSQL (admin URL)")
+    parser.add_argument("--metered", action="store_true", help="count each outcome for /metrics, as a real send does")
     args = parser.parse_args()
 
     port = free_port()
@@ -181,7 +189,8 @@ def main() -> None:
         size = sum(len(m.data) for m in messages.values()) / len(messages)
         print(f"{args.readers} readers, messages of {size / 1000:.1f} KB, "
               f"SMTP server in process {server.pid}; "
-              f"send loop: {args.pool} connection(s), claims of {args.batch}, one commit per message; "
+              f"send loop: {args.pool} connection(s), claims of {args.batch}, one commit per message"
+              f"{', metered' if args.metered else ''}; "
               f"the loops alternate every {args.chunk} messages")
         bare_loop(port, [messages[i] for i in ids[:200]])  # warm up both sides
         elapsed = {"bare": 0.0, **{name: 0.0 for name, _ in stores}}
@@ -200,7 +209,7 @@ def main() -> None:
                 if name == "bare":
                     took[name] = bare_loop(port, list(batch.values()))
                 else:
-                    took[name] = send_loop(dict(stores)[name], port, batch, args.pool, args.batch)
+                    took[name] = send_loop(dict(stores)[name], port, batch, args.pool, args.batch, args.metered)
                 elapsed[name] += took[name]
             for name, _ in stores:
                 ratios[name].append(took["bare"] / took[name])

@@ -22,11 +22,12 @@ DEFAULT_CONFIG = "config.yaml"
 ENV_CONFIG = "NEWSLETTER_CONFIG"
 ENV_DATABASE_URL = "NEWSLETTER_DATABASE_URL"
 SECRET_KEYS = ("smtp.password", "signing_key", "inbound.password", "webhooks.postmark_password",
-               "webhooks.mailgun_signing_key")
+               "webhooks.mailgun_signing_key", "dkim.private_key", "metrics.token")
 # The variable each secret's "write ${...}" hint suggests.
 _SECRET_VARS = {"smtp.password": "SMTP_PASSWORD", "signing_key": "NEWSLETTER_SIGNING_KEY",
                 "inbound.password": "INBOUND_PASSWORD", "webhooks.postmark_password": "POSTMARK_WEBHOOK_PASSWORD",
-                "webhooks.mailgun_signing_key": "MAILGUN_SIGNING_KEY"}
+                "webhooks.mailgun_signing_key": "MAILGUN_SIGNING_KEY", "dkim.private_key": "DKIM_PRIVATE_KEY",
+                "metrics.token": "METRICS_TOKEN"}
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SLUG = r"^[a-z0-9][a-z0-9-]*$"
@@ -274,6 +275,66 @@ class Webhooks(_Section):
                                  "are refused, so a captured request cannot be replayed later.")
 
 
+class Dkim(_Section):
+    """DKIM signing of every digest (``newsletter/render/dkim.py``); off while ``domain`` is empty."""
+
+    domain: str | None = Field(None, description="Signing domain (d=), normally the sender's domain; empty: "
+                               "messages are not signed.")
+    selector: str | None = Field(None, description="Selector (s=): the public key is the TXT record "
+                                 "<selector>._domainkey.<domain>.")
+    private_key: str | None = Field(None, description="The RSA private key (PEM); must be an environment "
+                                    "reference like ${DKIM_PRIVATE_KEY}.")
+    private_key_file: str | None = Field(None, description="Or a file holding the PEM key; relative to "
+                                         "config.yaml.")
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        value = value.strip().rstrip(".").lower()
+        try:
+            value = value.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError(f"{value!r} is not a domain name") from None
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+", value):
+            raise ValueError(f"{value!r} is not a domain name like example.org")
+        return value
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*"
+                                      r"[A-Za-z0-9])?)*", value):
+            raise ValueError(f"{value!r} is not a selector (letters, digits, '-' and '.')")
+        return value or None
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Dkim":
+        if self.domain:
+            if not self.selector:
+                raise ValueError("dkim.selector is not set; signing with dkim.domain needs the selector the "
+                                 "public key is published under")
+            if not self.private_key and not self.private_key_file:
+                raise ValueError("dkim.private_key (an environment reference like ${DKIM_PRIVATE_KEY}) or "
+                                 "dkim.private_key_file is needed to sign with dkim.domain")
+            if self.private_key and self.private_key_file:
+                raise ValueError("dkim.private_key and dkim.private_key_file are both set; keep one")
+        return self
+
+
+class Log(_Section):
+    format: Literal["text", "json"] = Field("text", description="Log lines as text, or as one JSON object per "
+                                             "line (with edition, delivery and source where they apply).")
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "warning", description="Least severe level logged (-v makes it info, -vv debug).")
+
+
+class Metrics(_Section):
+    token: str | None = Field(None, description="Bearer token /metrics requires; must be an environment reference "
+                              "like ${METRICS_TOKEN}. Empty: /metrics answers loopback clients only.")
+
+
 class Settings(_Section):
     database_url: str = Field("sqlite:///newsletter.db", description="SQLAlchemy URL; a relative SQLite path is next to config.yaml.")
     site_url: str = Field("http://127.0.0.1:8000", description="Public base URL of the web pages (links in every email).")
@@ -305,6 +366,9 @@ class Settings(_Section):
     delivery: Delivery = Field(default_factory=Delivery, description="Retries, leases and bounces of the send loop.")
     inbound: Inbound = Field(default_factory=Inbound, description="The bounce and unsubscribe mailbox.")
     webhooks: Webhooks = Field(default_factory=Webhooks, description="Bounce and complaint webhooks.")
+    dkim: Dkim = Field(default_factory=Dkim, description="DKIM signing of the digests.")
+    log: Log = Field(default_factory=Log, description="Log output.")
+    metrics: Metrics = Field(default_factory=Metrics, description="The /metrics endpoint.")
 
     # Where the file was loaded from; relative paths are resolved against it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="(internal) folder of config.yaml.")

@@ -28,6 +28,7 @@ from .errors import NetworkUnavailable, NewsletterError, SourceError
 from .render.links import LinkMaker, edition_url
 from .render.message import Recipient, build_message
 from .models import CADENCES, SUBSCRIBER_ACTIVE, DigestContent, Paper, SourceBatch, Subscriber
+from .monitor.logs import log_context
 from .readers import ReaderSpec
 from .render import RenderedDigest, reader_values, render_digest
 from .reports import FetchReport, Plan, PlannedDigest, Preview, RunReport, SendReport, SourceReport
@@ -57,6 +58,14 @@ Progress = Callable[[str], None]
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200] or "no message"
+
+
+def _record_quietly(record: Callable[..., None], *args: object) -> None:
+    """A monitoring record (newsletter/monitor) that cannot be written is logged; the work it records stands."""
+    try:
+        record(*args)
+    except Exception as exc:  # noqa: BLE001 - e.g. the database went away at the end of a send
+        log.warning("could not store the monitoring record (%s): %s", getattr(record, "__name__", record), exc)
 
 
 def sample_pages() -> list[Path]:
@@ -105,6 +114,7 @@ class Newsletter:
         trending today, so a machine with no network still gets a digest.
         """
         report = FetchReport()
+        started = datetime.now(timezone.utc)
         batches: list[SourceBatch] = []
         reads: dict[str, list[ListingRead]] = {}
         offline = 0
@@ -119,20 +129,23 @@ class Newsletter:
                 progress(spec.label)
             entry = SourceReport(spec.label)
             got: list[SourceBatch] = []
-            try:
-                source = build_source(spec)
-                if getattr(source, "dated_listing", False):
-                    self._catch_up(source, spec.label, as_of, got, reads.setdefault(spec.label, []), progress)
-                else:
-                    got.append(source.fetch(day))
-            except NetworkUnavailable as exc:
-                offline += 1
-                entry.error = str(exc)
-            except SourceError as exc:
-                entry.error = str(exc)
-            except Exception as exc:  # noqa: BLE001 - whatever one upstream does, the others are stored
-                log.debug("source %s failed", spec.label, exc_info=True)
-                entry.error = f"{spec.label}: unexpected {type(exc).__name__}: {_one_line(exc)}"
+            with log_context(source=spec.label):  # each log record of this source says which
+                try:
+                    source = build_source(spec)
+                    if getattr(source, "dated_listing", False):
+                        self._catch_up(source, spec.label, as_of, got, reads.setdefault(spec.label, []), progress)
+                    else:
+                        got.append(source.fetch(day))
+                except NetworkUnavailable as exc:
+                    offline += 1
+                    entry.error = str(exc)
+                except SourceError as exc:
+                    entry.error = str(exc)
+                except Exception as exc:  # noqa: BLE001 - whatever one upstream does, the others are stored
+                    log.debug("source %s failed", spec.label, exc_info=True)
+                    entry.error = f"{spec.label}: unexpected {type(exc).__name__}: {_one_line(exc)}"
+                if entry.error:
+                    log.info("source %s failed: %s", spec.label, entry.error)
             if got:
                 entry.papers = sum(len(b.papers) for b in got)
                 entry.trending_date = max(b.trending_date for b in got)
@@ -149,6 +162,9 @@ class Newsletter:
             batches.append(batch)
         if batches:
             report.ingest = self.ingest(batches, listing_reads={k: v for k, v in reads.items() if v})
+        from .monitor import record_fetch
+
+        _record_quietly(record_fetch, self.store.engine, report, started)  # for /metrics and /healthz
         return report
 
     def catch_up_days(self, source: str, as_of: date) -> list[date]:
@@ -481,17 +497,31 @@ class Newsletter:
         """
         from .deliver import build_messenger
         from .deliver.sender import DeliveryPolicy, Sender
-        from .store.deliveries import DeliveryQueue, utcnow
+        from .monitor import MeteredMessenger, record_send
+        from .store.deliveries import DeliveryQueue, SenderBusy, utcnow
 
         prepare = prepare or self.message_preparer()
         own = messenger is None
         messenger = messenger or build_messenger(self.settings)
+        # Each message's outcome and send time is counted in the database, for the web process's /metrics.
+        metered = MeteredMessenger(messenger, self.store.engine)
+        started = datetime.now(timezone.utc)
+        sender: "Sender | None" = None
+        error: BaseException | None = None
         try:
-            sender = Sender(DeliveryQueue(self.store.engine), messenger, prepare,
-                            DeliveryPolicy.from_settings(self.settings.delivery),
-                            clock=clock or utcnow, progress=progress, stop=stop)
-            return sender.run(edition_id)
+            with log_context(edition=edition_id):
+                sender = Sender(DeliveryQueue(self.store.engine), metered, prepare,  # type: ignore[arg-type]
+                                DeliveryPolicy.from_settings(self.settings.delivery),
+                                clock=clock or utcnow, progress=progress, stop=stop)
+                return sender.run(edition_id)
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
+            metered.flush()
+            if not isinstance(error, SenderBusy):  # another sender at work: this run sent nothing
+                _record_quietly(record_send, self.store.engine, sender.report if sender else None, error,
+                                started, edition_id)
             if own:
                 messenger.close()
 

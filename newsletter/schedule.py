@@ -45,7 +45,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, inspect, text
 
-from . import cron
+from . import cron, monitor
 from .config import Settings
 from .errors import ConfigError
 from .models import CADENCES
@@ -61,6 +61,7 @@ JOB_IDS = {cadence: f"digest-{cadence}" for cadence in CADENCES}
 DELIVERIES_JOB_ID = "deliveries"  # retries whose backoff has passed, and whatever a failed run left queued
 FETCH_JOB_ID = "fetch"  # reads the sources between sends, so late papers and scrolling feeds are not missed
 INBOUND_JOB_ID = "inbound"  # one pass over the bounce mailbox (schedule.inbound), when inbound.host is set
+HEARTBEAT_JOB_ID = "heartbeat"  # the scheduler says it is alive, in the database, for /healthz (newsletter/monitor)
 JOBSTORE_TABLE = "apscheduler_jobs"
 
 
@@ -180,10 +181,13 @@ def digest_job(cadence: str, config_path: str | None = None) -> None:
 
 def run_fetch(nl: Newsletter) -> None:
     """What the fetch job does: fetch every source (catching up the Daily Papers days) and log the result."""
+    from .monitor.logs import log_context
+
     report = nl.fetch()
     for entry in report.sources:
         if entry.error:
-            log.warning("fetch: %s", entry.error)
+            with log_context(source=entry.source):
+                log.warning("fetch: %s", entry.error)
     if report.ingest is not None:
         log.info("fetch: %d new papers, %d updated", report.ingest.new, report.ingest.updated)
 
@@ -268,9 +272,24 @@ class DigestScheduler:
         global _active
         _active = self
         self.register_jobs(now)
+        self.started = utcnow()
+        self.scheduler.add_job(self.beat, IntervalTrigger(seconds=monitor.HEARTBEAT_SECONDS), id=HEARTBEAT_JOB_ID,
+                               name="heartbeat", jobstore="memory", replace_existing=True, coalesce=True,
+                               max_instances=1, misfire_grace_time=int(monitor.HEARTBEAT_SECONDS))
         self.scheduler.start()
+        self.beat()
         for job in self.scheduler.get_jobs():
             log.info("scheduled %s (%s): next run %s", job.id, job.trigger, job.next_run_time)
+
+    def beat(self, stopped: bool = False) -> None:
+        """Write the heartbeat /healthz reads (every ``monitor.HEARTBEAT_SECONDS``); a failed write is logged."""
+        try:
+            next_runs = {job.id: job.next_run_time.isoformat() if job.next_run_time else None
+                         for job in self.scheduler.get_jobs() if job.id != HEARTBEAT_JOB_ID}
+            monitor.heartbeat(self.nl.store.engine, started=getattr(self, "started", utcnow()),
+                              next_runs=next_runs if not stopped else {}, stopped=stopped)
+        except Exception as exc:  # noqa: BLE001 - the database may be down; the jobs say so themselves
+            log.warning("could not write the scheduler heartbeat: %s", exc)
 
     def register_jobs(self, now: datetime | None = None) -> None:
         """Add or update the job of each cadence, and the deliveries job. A run that was due while the
@@ -317,8 +336,10 @@ class DigestScheduler:
         """Stop: a send in progress finishes its current message, gives the rest back, and the job ends."""
         global _active
         self.stopping.set()
-        if self.scheduler.running:
+        was_running = self.scheduler.running
+        if was_running:
             self.scheduler.shutdown(wait=True)
+            self.beat(stopped=True)
         if _active is self:
             _active = None
 

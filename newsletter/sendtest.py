@@ -73,8 +73,10 @@ def send_test(nl: "Newsletter", to: str, subscriber: str | int | None = None, ca
     links = replace(links, web_copy=links.web_copy or edition_url(nl.settings.site_url, shown.edition_id))
     domain = nl.settings.sender.email.rpartition("@")[2] or "newsletter.invalid"
     message_id = f"<test.{shown.cadence}.{shown.period}.{secrets.token_hex(6)}@{domain}>"
+    from .render.dkim import signer_from_settings
+
     data = build_message(rendered, Recipient(address, message_id, links, reader.name if reader else None),
-                         nl.settings, now)
+                         nl.settings, now, signer_from_settings(nl.settings))  # signed like the real send
     outgoing = OutgoingMessage(envelope_from=nl.settings.sender.email, recipient=address,
                                message_id=message_id, data=data)
     own = messenger is None

@@ -37,7 +37,10 @@ class Context:
         if self._nl is None:
             from ..pipeline import Newsletter
 
+            from ..monitor.logs import configure
+
             self._nl = Newsletter.from_config(self.config_path)
+            configure(self._nl.settings.log, self.verbose)  # log.format (text or json) and log.level
         return self._nl
 
     def close(self) -> None:

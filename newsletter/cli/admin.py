@@ -29,7 +29,8 @@ def config_check(obj: Context, as_json: bool) -> None:
 
     Environment references (${VAR}) are substituted and NEWSLETTER_DATABASE_URL applied first. A setting
     that is needed but empty fails the check: the SMTP password with smtp.username and messenger: smtp, and
-    signing_key in production mode; the message names the key and the variable to export.
+    signing_key in production mode; the message names the key and the variable to export. A DKIM key
+    (dkim.private_key or dkim.private_key_file) is read and checked too.
 
     Example: SMTP_PASSWORD=x newsletter config check --config config.yaml
     """
@@ -38,6 +39,9 @@ def config_check(obj: Context, as_json: bool) -> None:
     problems = config_mod.needed_but_unset(settings, production=is_production(settings))
     if problems:
         raise ConfigError(f"{path}: " + "\n  ".join(problems))
+    from ..render.dkim import signer_from_settings
+
+    signer_from_settings(settings)  # a DKIM key that cannot be read or used fails here, naming its key
     data = config_mod.masked(settings)
     if as_json:
         print_json(data)

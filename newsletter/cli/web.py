@@ -50,8 +50,11 @@ def serve(obj: Context, host: str, port: int, no_scheduler: bool, production: bo
     previous = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        # log.format: json: uvicorn's own records go through the same JSON handler (its config would add a
+        # text handler of its own).
+        json_logs = {"log_config": None} if nl.settings.log.format == "json" else {}
         uvicorn.run(app, host=host, port=port, log_level="info" if obj.verbose else "warning",
-                    proxy_headers=True, server_header=False)
+                    proxy_headers=True, server_header=False, **json_logs)
     finally:
         if scheduler is not None:
             scheduler.shutdown()

@@ -355,11 +355,12 @@ class Sender:
             if next_at > d.created_at + self.policy.retry_window:
                 ours = self.queue.mark_failed(d, error, now)
                 report.failed += 1
-                log.warning("giving up on %s after %d attempts: %s", d.email, d.attempts + 1, error)
+                log.warning("giving up on %s after %d attempts: %s", d.email, d.attempts + 1, error, extra=_ids(d))
             else:
                 ours = self.queue.mark_retry(d, error, next_at, now)
                 report.retry += 1
-                log.info("will retry %s at %s: %s", d.email, next_at.isoformat(timespec="seconds"), error)
+                log.info("will retry %s at %s: %s", d.email, next_at.isoformat(timespec="seconds"), error,
+                         extra=_ids(d))
             self._note(error)
         else:
             error = failure.message
@@ -367,12 +368,12 @@ class Sender:
             ours = self.queue.mark_failed(d, error, now, bounce_limit=limit)
             report.failed += 1
             report.bounced += int(failure.bounce)
-            log.warning("failed %s: %s", d.email, error)
+            log.warning("failed %s: %s", d.email, error, extra=_ids(d))
             self._note(error)
         if not ours:
             report.lost_claims += 1
             log.warning("delivery %d to %s was taken over by another sender before its outcome was recorded",
-                        d.id, d.email)
+                        d.id, d.email, extra=_ids(d))
         self._progress()
 
     def _recheck(self, batch: Sequence[DueDelivery]) -> None:
@@ -406,12 +407,12 @@ class Sender:
     def _suppress(self, d: DueDelivery, status: str) -> None:
         if not self.queue.mark_suppressed(d, status, self.clock()):
             self.report.lost_claims += 1
-        log.info("delivery %d to %s: not sent, the reader is %s", d.id, d.email, status)
+        log.info("delivery %d to %s: not sent, the reader is %s", d.id, d.email, status, extra=_ids(d))
         self.report.suppressed += 1
         self._progress()
 
     def _erased(self, d: DueDelivery) -> None:
-        log.info("delivery %d: the reader was erased after it was claimed; skipped", d.id)
+        log.info("delivery %d: the reader was erased after it was claimed; skipped", d.id, extra=_ids(d))
         self.report.suppressed += 1
 
     def _note(self, error: str) -> None:
@@ -421,6 +422,11 @@ class Sender:
     def _progress(self) -> None:
         if self.progress is not None:
             self.progress(self.report.done, max(self.report.due, self.report.done))
+
+
+def _ids(d: DueDelivery) -> dict[str, int]:
+    """The delivery and edition of a log record (``log.format: json`` shows them as fields)."""
+    return {"delivery": d.id, "edition": d.edition_id}
 
 
 __all__ = ["DeliveryPolicy", "DeliveryReport", "Prepare", "Progress", "Sender"]

@@ -34,6 +34,7 @@ from typing import Any, Mapping, Sequence
 
 from ..config import Settings
 from ..errors import DeliveryError
+from .dkim import DkimSigner, SharedBody, signer_from_settings
 from .links import ReaderLinks
 from . import SLOTS, RenderedDigest, reader_values
 
@@ -248,12 +249,15 @@ def _personal(rendered: RenderedDigest, recipient: Recipient) -> dict[str, str]:
     return values
 
 
-def build_message(rendered: RenderedDigest, recipient: Recipient, settings: Settings, date: datetime) -> bytes:
-    """The whole message for one reader, built with the email package (the reference for the fast path)."""
+def build_message(rendered: RenderedDigest, recipient: Recipient, settings: Settings, date: datetime,
+                  signer: DkimSigner | None = None) -> bytes:
+    """The whole message for one reader, built with the email package (the reference for the fast path);
+    DKIM-signed by ``signer`` when given."""
     html, text = rendered.fill(_personal(rendered, recipient))
     msg = _compose(rendered.subject, boundary_for(rendered), settings, to=address(recipient.name, recipient.email),
                    date=date, message_id=recipient.message_id, links=recipient.links, html=html, text=text)
-    return msg.as_bytes(policy=POLICY)
+    data = msg.as_bytes(policy=POLICY)
+    return signer.sign(data, date) if signer is not None else data
 
 
 # --- the fast path ------------------------------------------------------------------------------------------------
@@ -366,8 +370,9 @@ class PreparedDigest:
     """One digest encoded once; ``message()`` gives each reader's bytes, identical to ``build_message``."""
 
     def __init__(self, rendered: RenderedDigest, settings: Settings, cache: LineCache | None = None,
-                 frame: _Frame | None = None) -> None:
+                 frame: _Frame | None = None, signer: DkimSigner | None = None) -> None:
         cache = cache or LineCache()
+        self.signer = signer
         frame = frame or _Frame.compose(settings)
         self.rendered = rendered
         self.settings = settings
@@ -388,14 +393,18 @@ class PreparedDigest:
         pieces.append(frame.between.replace(stand_in, boundary))
         pieces.extend(_encode_part(rendered.html, markers, html=True, cache=cache))
         pieces.append(frame.after_html.replace(stand_in, boundary))
-        # Merge neighbouring constant pieces: fewer, larger pieces join faster.
-        merged: list[bytes | str | _SlotLine] = []
-        for piece in pieces:
-            if isinstance(piece, bytes) and merged and isinstance(merged[-1], bytes):
-                merged[-1] = merged[-1] + piece
-            else:
-                merged.append(piece)
-        self._pieces = merged
+        head_count = len(frame.headers)
+        self._pieces = _merged(pieces)
+        # DKIM (newsletter/render/dkim.py): the body's canonical form is made once here; per reader only the
+        # personal lines are canonicalized and the hash goes on from the state before the first of them.
+        self._head = _merged(pieces[:head_count])
+        self._body = _merged(pieces[head_count:])
+        self._shared_body: SharedBody | None = None
+        if signer is not None:
+            try:
+                self._shared_body = SharedBody([p if isinstance(p, bytes) else None for p in self._body])
+            except ValueError:  # not line-aligned (a template of unusual shape): hash each body whole
+                self._shared_body = None
 
     @property
     def body_bytes(self) -> int:
@@ -403,11 +412,24 @@ class PreparedDigest:
 
     def message(self, recipient: Recipient, date: datetime) -> bytes:
         values = _personal(self.rendered, recipient)
-        html_values = self.rendered.html_values(values)
-        text_values = self.rendered.text_values(values)
+        slot_values = (self.rendered.html_values(values), self.rendered.text_values(values))
+        if self.signer is None:
+            return b"".join(self._fill(self._pieces, recipient, date, slot_values))
+        head = b"".join(self._fill(self._head, recipient, date, slot_values))
+        body_parts = self._fill(self._body, recipient, date, slot_values)
+        if self._shared_body is not None:
+            personal = [part for piece, part in zip(self._body, body_parts) if type(piece) is not bytes]
+            body_hash = self._shared_body.hash(personal)
+        else:
+            body_hash = self.signer.body_hash(b"".join(body_parts))
+        return b"".join([self.signer.signature(head, body_hash, date), head, *body_parts])
+
+    def _fill(self, pieces: Sequence[bytes | str | _SlotLine], recipient: Recipient, date: datetime,
+              slot_values: tuple[Mapping[str, str], Mapping[str, str]]) -> list[bytes]:
+        html_values, text_values = slot_values
         headers: dict[str, bytes | None] = {"To": None, "Date": None, "Message-ID": None, "List-Unsubscribe": None}
         out: list[bytes] = []
-        for piece in self._pieces:
+        for piece in pieces:
             if type(piece) is bytes:
                 out.append(piece)
             elif type(piece) is str:
@@ -422,7 +444,7 @@ class PreparedDigest:
                     if marker in line:
                         line = line.replace(marker, value)
                 out.append(qp_encode_lines([line.encode("utf-8")]))
-        return b"".join(out)
+        return out
 
     @staticmethod
     def _header(name: str, recipient: Recipient, date: datetime) -> bytes:
@@ -433,6 +455,17 @@ class PreparedDigest:
         if name == "Message-ID":
             return message_id_field(recipient.message_id)
         return list_unsubscribe_field(recipient.links)
+
+
+def _merged(pieces: Sequence[bytes | str | _SlotLine]) -> list[bytes | str | _SlotLine]:
+    """Neighbouring constant pieces joined: fewer, larger pieces join faster."""
+    merged: list[bytes | str | _SlotLine] = []
+    for piece in pieces:
+        if isinstance(piece, bytes) and merged and isinstance(merged[-1], bytes):
+            merged[-1] = merged[-1] + piece
+        else:
+            merged.append(piece)
+    return merged
 
 
 def _header_fields(head: bytes) -> list[bytes]:
@@ -456,17 +489,18 @@ class MessageFactory:
         raw = prepared.message(Recipient("ada@example.org", "<7.1.daily.2026-03-14@example.org>", links), now)
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, signer: DkimSigner | None = None) -> None:
         self.settings = settings
+        self.signer = signer  # DKIM: every message signed (newsletter/render/dkim.py)
         self.lines = LineCache()
         self.frame = _Frame.compose(settings)
 
     def prepare(self, rendered: RenderedDigest) -> PreparedDigest:
-        return PreparedDigest(rendered, self.settings, self.lines, self.frame)
+        return PreparedDigest(rendered, self.settings, self.lines, self.frame, self.signer)
 
     def build(self, rendered: RenderedDigest, recipient: Recipient, date: datetime) -> bytes:
         """The straightforward path (the email package end to end) for one reader."""
-        return build_message(rendered, recipient, self.settings, date)
+        return build_message(rendered, recipient, self.settings, date, self.signer)
 
 
 def personal_values(rendered: RenderedDigest, recipient: Recipient) -> Mapping[str, str]:
@@ -489,7 +523,8 @@ class DeliveryMessages:
     def __init__(self, newsletter: Any, clock: Any = None) -> None:
         self.nl = newsletter
         self.settings: Settings = newsletter.settings
-        self.factory = MessageFactory(self.settings)
+        # DKIM (dkim.domain): built here, so a key that cannot be used stops the send before any message goes.
+        self.factory = MessageFactory(self.settings, signer_from_settings(self.settings))
         self.links = newsletter.link_maker()
         # VERP (inbound.verp): the envelope sender names the delivery, so a bounce that quotes nothing else
         # still says whose message it was (newsletter/inbound/verp.py).

@@ -286,3 +286,14 @@ class RateBucketRow(Base):
     key: Mapped[str] = mapped_column(String(120), primary_key=True)
     tokens: Mapped[float] = mapped_column(Float)
     at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class MetricCounterRow(Base):
+    """A counter of what senders and fetches did (``newsletter/monitor``), shared by every process: a sender
+    adds to it, the web app's ``/metrics`` reads it. ``labels`` is the label set as sorted JSON."""
+
+    __tablename__ = "metric_counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    labels: Mapped[str] = mapped_column(String(300), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, default=0.0)

@@ -155,8 +155,9 @@ def create_app(settings: Settings, store: Store | None = None, *, production: bo
     app.mount("/static", StaticFiles(directory=shipped_web_templates() / "static"), name="static")
     _exception_handlers(app, web)
 
-    from . import api, pages, webhooks
+    from . import api, monitor, pages, webhooks
 
+    app.include_router(monitor.router)  # /healthz and /metrics
     app.include_router(pages.router)
     app.include_router(api.router)
     app.include_router(webhooks.router)  # bounce and complaint webhooks of sending services
