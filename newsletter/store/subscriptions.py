@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Sequence
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import extract, func, or_, select, update
 
 from ..models import (
     CADENCES,
@@ -302,13 +302,15 @@ def edition_info(store: Store, edition_id: int, *, published: bool = False) -> E
         return _edition(found[0], found[1]) if found else None
 
 
-EditionVersion = tuple  # (id, state, subject, day, cadence, period, created_at, papers, newest paper update)
+EditionVersion = tuple  # (id, state, subject, day, cadence, period, created_at, papers, newest update, sum of updates)
 
 
 def _version_query():  # type: ignore[no-untyped-def]
     E, EP, P = EditionRow, EditionPaperRow, PaperRow
+    # The newest update, and the sum of every update's second: a row set back in time (another machine's clock)
+    # changes the sum though not the newest.
     return (select(E.id, E.state, E.subject, E.day, E.cadence, E.period, E.created_at, func.count(EP.paper_id),
-                   func.max(P.updated_at))
+                   func.max(P.updated_at), func.sum(extract("epoch", P.updated_at)))
             .outerjoin(EP, EP.edition_id == E.id).outerjoin(P, P.id == EP.paper_id).group_by(E.id))
 
 
