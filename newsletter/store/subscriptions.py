@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Sequence
+from typing import Any, Sequence
 
-from sqlalchemy import extract, func, or_, select, update
+from sqlalchemy import bindparam, extract, func, or_, select, update
 
 from ..models import (
     CADENCES,
@@ -314,19 +314,28 @@ def _version_query():  # type: ignore[no-untyped-def]
             .outerjoin(EP, EP.edition_id == E.id).outerjoin(P, P.id == EP.paper_id).group_by(E.id))
 
 
+_ONE_VERSION = _version_query().where(EditionRow.id == bindparam("edition_id"))  # built once: it runs per request
+_RECENT_VERSIONS: dict[int, Any] = {}
+
+
 def edition_version(store: Store, edition_id: int) -> EditionVersion | None:
     """What an edition's page is made of, in one small aggregate query (the web page cache's key): the
-    edition's row, its paper count and its papers' newest ``updated_at`` (every change of a paper's text or
-    counts sets it, an erasure's scrub included). An edition's papers are written once, with the edition."""
+    edition's row, its paper count and its papers' newest ``updated_at`` and their sum (every change of a
+    paper's text or counts sets it, an erasure's scrub included). An edition's papers are written once, with
+    the edition."""
     with store.engine.connect() as conn:
-        row = conn.execute(_version_query().where(EditionRow.id == edition_id)).first()
+        row = conn.execute(_ONE_VERSION, {"edition_id": edition_id}).first()
     return tuple(row) if row is not None else None
 
 
 def published_versions(store: Store, limit: int) -> list[EditionVersion]:
     """``edition_version`` of the newest ``limit`` published editions (what the feeds show), newest first."""
-    q = (_version_query().where(EditionRow.state != EDITION_CANCELLED).having(func.count(EditionPaperRow.paper_id) > 0)
-         .order_by(EditionRow.day.desc(), EditionRow.id.desc()).limit(limit))
+    q = _RECENT_VERSIONS.get(limit)
+    if q is None:
+        q = _RECENT_VERSIONS[limit] = (
+            _version_query().where(EditionRow.state != EDITION_CANCELLED)
+            .having(func.count(EditionPaperRow.paper_id) > 0)
+            .order_by(EditionRow.day.desc(), EditionRow.id.desc()).limit(limit))
     with store.engine.connect() as conn:
         return [tuple(r) for r in conn.execute(q)]
 
