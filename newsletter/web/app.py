@@ -77,7 +77,9 @@ class Web:
                media_type: str = "text/html; charset=utf-8", private: bool = False) -> Response:
         """The page of ``key`` (everything it is made of), rendered by ``make`` on a miss; answered with ETag,
         304, gzip and, unless ``private``, a public Cache-Control. No CSRF cookie: these pages hold no form."""
-        page = self.pages.page((self.fingerprint, *key), lambda: Page.of(make(), media_type))
+        # With the cache off (web.page_cache_mb 0) a page serves one answer: not worth gzipping at level 9.
+        page = self.pages.page((self.fingerprint, *key),
+                               lambda: Page.of(make(), media_type, compress=self.pages.max_bytes > 0))
         max_age = self.settings.web.cache_max_age
         return respond(request, page, cache_control=PRIVATE if private else f"public, max-age={max_age}")
 

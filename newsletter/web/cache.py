@@ -47,9 +47,12 @@ class Page:
     digest: str  # a hash of the body
 
     @classmethod
-    def of(cls, body: bytes | str, media_type: str) -> "Page":
+    def of(cls, body: bytes | str, media_type: str, *, compress: bool = True) -> "Page":
+        """``compress`` False: no gzipped copy (a page made for one answer is not worth level 9)."""
         data = body.encode("utf-8") if isinstance(body, str) else body
-        packed = gzip.compress(data, compresslevel=9, mtime=0) if len(data) >= GZIP_MIN_BYTES else None
+        packed = None
+        if compress and len(data) >= GZIP_MIN_BYTES:
+            packed = gzip.compress(data, compresslevel=9, mtime=0)
         if packed is not None and len(packed) >= len(data):
             packed = None
         return cls(data, packed, media_type, hashlib.sha256(data).hexdigest()[:32])

@@ -15,9 +15,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from ..models import SUBSCRIBER_ACTIVE, SUBSCRIBER_UNSUBSCRIBED, Subscriber
+from ..models import EDITION_CANCELLED, SUBSCRIBER_ACTIVE, SUBSCRIBER_UNSUBSCRIBED, Subscriber
 from ..readers import InvalidReader
-from ..models import EDITION_CANCELLED
 from ..store.editions import delivery_digest_id
 from ..store.subscriptions import RequestMeta, edition_version, published_editions, published_versions
 from ..subscriptions import InvalidLink

@@ -321,3 +321,14 @@ def test_two_worker_processes_serve_the_same_bytes_and_etags(two_servers: tuple[
             a, b = first.request("GET", path, headers), second.request("GET", path, headers)
             assert a[1]["etag"] == b[1]["etag"] and a[2] == b[2], path
             assert second.request("GET", path, {**headers, "if-none-match": a[1]["etag"]})[0] == 304
+
+
+def test_with_the_cache_off_every_request_renders_and_still_revalidates(make_web: Any) -> None:
+    web = make_web(web={"page_cache_mb": 0})
+    eid = add_edition(web.store, web.settings)
+    client = web.client()
+    first, second = client.get(f"/editions/{eid}", headers=GZ), client.get(f"/editions/{eid}", headers=GZ)
+    assert web.app.state.web.pages.misses == 2 and len(web.app.state.web.pages) == 0
+    assert first.text == second.text and first.headers["etag"] == second.headers["etag"]
+    assert "content-encoding" not in first.headers  # not worth compressing for one answer
+    assert client.get(f"/editions/{eid}", headers={"if-none-match": first.headers["etag"]}).status_code == 304
