@@ -232,10 +232,11 @@ def test_the_key_holds_the_settings_and_the_templates(tmp_path: Path, make_web: 
     (templates / "edition.html").write_text("one")
     before = fingerprint(one.settings, templates)
     (templates / "edition.html").write_text("two")
-    assert fingerprint(one.settings, templates) != before
+    changed = fingerprint(one.settings, templates)
+    assert changed != before
     (templates / "static").mkdir()
-    (templates / "static" / "site.css").write_text("x")  # not part of any page
-    assert fingerprint(one.settings, templates) == fingerprint(one.settings, templates)
+    (templates / "static" / "site.css").write_text("x")  # served as a file with its own ETag, in no page
+    assert fingerprint(one.settings, templates) == changed
 
 
 # --- a real server --------------------------------------------------------------------------------------
