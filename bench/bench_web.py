@@ -14,7 +14,8 @@ For each it prints wrk's requests/s and latency (mean, p50, p99) and the server'
 /proc: user + system of the server process over the run, so it says what one core does whatever else the
 machine runs). Every target runs ``--runs`` times (median and range printed) and `uptime` is printed before
 and after, since the machine may be shared. ``--page-cache-mb 0`` turns the page cache off (every request
-renders, as before the cache) for a comparison.
+renders) for a comparison; ``PYTHONPATH=/path/to/older/checkout python bench/bench_web.py`` measures older code
+(a checkout from before the cache, say) the same way.
 
 Run: ``python bench/bench_web.py`` (about 2 minutes), ``--duration 10 --runs 3 --connections 8``.
 """
@@ -47,12 +48,13 @@ SAMPLES = [("mar14", date(2025, 3, 14)), ("mar25", date(2025, 3, 25)), ("oct28",
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def make_site(folder: Path, page_cache_mb: float) -> tuple[Path, int, int]:
+def make_site(folder: Path, page_cache_mb: float | None) -> tuple[Path, int, int]:
     """config.yaml and a database with the sample editions; returns (config, first edition id, its papers)."""
     data = yaml.safe_load((ROOT / "config.yaml").read_text())
     data.update(database_url="sqlite:///newsletter.db", sample_fallback=False, sources=[], messenger="outbox",
                 outbox_dir=str(folder / "outbox"))
-    data["web"] = {**data.get("web", {}), "page_cache_mb": page_cache_mb}
+    if page_cache_mb is not None:  # None: the default (and a checkout from before the setting runs too)
+        data["web"] = {**data.get("web", {}), "page_cache_mb": page_cache_mb}
     config = folder / "config.yaml"
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     nl = Newsletter(load(config, {}))
@@ -128,7 +130,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--runs", type=int, default=3, help="runs per target")
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--page-cache-mb", type=float, default=64.0, help="web.page_cache_mb (0: no cache)")
+    parser.add_argument("--page-cache-mb", type=float, default=None, help="web.page_cache_mb (0: no cache; "
+                        "default: the setting's default)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
@@ -154,7 +157,8 @@ def main() -> None:
                 ("subscribe", "/subscribe", gz),
             ]
             print(f"edition {eid}: {papers} papers, {size} bytes ({gz_size} gzipped), ETag {etag}")
-            print(f"newsletter serve (1 worker, pid {proc.pid}), page_cache_mb={args.page_cache_mb}; "
+            cache = "default" if args.page_cache_mb is None else args.page_cache_mb
+            print(f"newsletter serve (1 worker, pid {proc.pid}), page_cache_mb={cache}; "
                   f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.runs} runs per target")
             print(f"uptime before: {uptime()}")
             for _, path, headers in targets:  # warm up: first renders, imports, connections
