@@ -222,6 +222,12 @@ class Web(_Section):
     trusted_hosts: tuple[str, ...] = Field(
         (), description="Host names the pages answer to besides site_url's host and the loopback names; any other "
         "Host header gets 400. '*' allows any.")
+    page_cache_mb: float = Field(
+        64.0, ge=0, le=100_000, description="Memory each server process keeps for rendered public pages (edition "
+        "pages, the archive, the feeds; plain and gzipped); 0 renders every request.")
+    cache_max_age: int = Field(
+        300, ge=0, le=31_536_000, description="Seconds browsers and shared caches may keep a public page (edition, "
+        "archive, feeds) before asking again; they revalidate with its ETag.")
 
 
 class Inbound(_Section):

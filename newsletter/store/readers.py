@@ -148,12 +148,16 @@ def erase(store: Store, email: str) -> Erased:
         gone_deliveries = s.execute(delete(DeliveryRow).where(DeliveryRow.subscriber_id == sid)).rowcount
         s.execute(delete(SubscriberRow).where(SubscriberRow.id == sid))
         scrubbed = 0
+        now = utcnow()
         for table, column, keys in _text_columns():  # what else mentions the address: scrubbed, not deleted
             hits = s.execute(select(*keys, column).where(
                 func.lower(column).contains(address, autoescape=True))).all()
             for hit in hits:
                 where = [k == v for k, v in zip(keys, hit[:-1])]
-                s.execute(update(table).where(*where).values({column.name: pattern.sub(ERASED, hit[-1])}))
+                values: dict[str, Any] = {column.name: pattern.sub(ERASED, hit[-1])}
+                if "updated_at" in table.c:  # a changed row says so (the web pages' cache keys on it)
+                    values["updated_at"] = now
+                s.execute(update(table).where(*where).values(values))
                 scrubbed += 1
         if sqlite:
             s.execute(text("PRAGMA secure_delete=OFF"))

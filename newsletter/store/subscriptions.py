@@ -10,19 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Sequence
+from typing import Any, Sequence
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, extract, func, or_, select, update
 
 from ..models import (
     CADENCES,
+    EDITION_CANCELLED,
     SUBSCRIBER_ACTIVE,
     SUBSCRIBER_PENDING,
     SUBSCRIBER_UNSUBSCRIBED,
     Subscriber,
 )
 from . import Store, _check_choice, _subscriber, utcnow
-from .schema import ConsentRow, EditionPaperRow, EditionRow, SubscriberRow
+from .schema import ConsentRow, EditionPaperRow, EditionRow, PaperRow, SubscriberRow
 
 ACTION_SUBSCRIBE = "subscribe"
 ACTION_RESUBSCRIBE = "resubscribe"
@@ -281,9 +282,9 @@ def _edition(row: EditionRow, n: int) -> EditionInfo:
 
 
 def published_editions(store: Store, *, limit: int = 50, offset: int = 0, cadence: str | None = None) -> list[EditionInfo]:
-    """Editions that hold papers, newest first."""
+    """Editions that hold papers, newest first; a cancelled edition (called off) is not published."""
     count = _paper_count()
-    q = (select(EditionRow, count).where(count > 0)
+    q = (select(EditionRow, count).where(count > 0, EditionRow.state != EDITION_CANCELLED)
          .order_by(EditionRow.day.desc(), EditionRow.id.desc()).limit(limit).offset(offset))
     if cadence:
         q = q.where(EditionRow.cadence == cadence)
@@ -291,10 +292,52 @@ def published_editions(store: Store, *, limit: int = 50, offset: int = 0, cadenc
         return [_edition(r, n) for r, n in s.execute(q)]
 
 
-def edition_info(store: Store, edition_id: int) -> EditionInfo | None:
+def edition_info(store: Store, edition_id: int, *, published: bool = False) -> EditionInfo | None:
+    """One edition; with ``published``, None for a cancelled one too (its public page and the API's)."""
+    q = select(EditionRow, _paper_count()).where(EditionRow.id == edition_id)
+    if published:
+        q = q.where(EditionRow.state != EDITION_CANCELLED)
     with store.session() as s:
-        found = s.execute(select(EditionRow, _paper_count()).where(EditionRow.id == edition_id)).first()
+        found = s.execute(q).first()
         return _edition(found[0], found[1]) if found else None
+
+
+EditionVersion = tuple  # (id, state, subject, day, cadence, period, created_at, papers, newest update, sum of updates)
+
+
+def _version_query():  # type: ignore[no-untyped-def]
+    E, EP, P = EditionRow, EditionPaperRow, PaperRow
+    # The newest update, and the sum of every update's second: a row set back in time (another machine's clock)
+    # changes the sum though not the newest.
+    return (select(E.id, E.state, E.subject, E.day, E.cadence, E.period, E.created_at, func.count(EP.paper_id),
+                   func.max(P.updated_at), func.sum(extract("epoch", P.updated_at)))
+            .outerjoin(EP, EP.edition_id == E.id).outerjoin(P, P.id == EP.paper_id).group_by(E.id))
+
+
+_ONE_VERSION = _version_query().where(EditionRow.id == bindparam("edition_id"))  # built once: it runs per request
+_RECENT_VERSIONS: dict[int, Any] = {}
+
+
+def edition_version(store: Store, edition_id: int) -> EditionVersion | None:
+    """What an edition's page is made of, in one small aggregate query (the web page cache's key): the
+    edition's row, its paper count and its papers' newest ``updated_at`` and their sum (every change of a
+    paper's text or counts sets it, an erasure's scrub included). An edition's papers are written once, with
+    the edition."""
+    with store.engine.connect() as conn:
+        row = conn.execute(_ONE_VERSION, {"edition_id": edition_id}).first()
+    return tuple(row) if row is not None else None
+
+
+def published_versions(store: Store, limit: int) -> list[EditionVersion]:
+    """``edition_version`` of the newest ``limit`` published editions (what the feeds show), newest first."""
+    q = _RECENT_VERSIONS.get(limit)
+    if q is None:
+        q = _RECENT_VERSIONS[limit] = (
+            _version_query().where(EditionRow.state != EDITION_CANCELLED)
+            .having(func.count(EditionPaperRow.paper_id) > 0)
+            .order_by(EditionRow.day.desc(), EditionRow.id.desc()).limit(limit))
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(q)]
 
 
 def purge_unconfirmed(store: Store, older_than: timedelta, now: datetime | None = None) -> int:

@@ -36,6 +36,7 @@ from ..config import Settings
 from ..render.textfilters import clean, format_day, meta_items, paper_links, plural, safe_url, shorten, summary
 from ..store import Store
 from ..subscriptions import InvalidLink, SendFailed, Subscriptions, is_production
+from .cache import PRIVATE, Page, PageCache, fingerprint, respond
 from .security import (
     SECURITY_HEADERS,
     BodyLimitMiddleware,
@@ -69,6 +70,22 @@ class Web:
     limits: RateLimits
     templates: jinja2.Environment
     production: bool
+    pages: PageCache  # rendered public pages (and web copies, per digest): see web/cache.py
+    fingerprint: str  # of the settings and templates the cached pages are rendered with
+
+    def cached(self, request: Request, key: tuple[Any, ...], make: Callable[[], bytes | str], *,
+               media_type: str = "text/html; charset=utf-8", private: bool = False) -> Response:
+        """The page of ``key`` (everything it is made of), rendered by ``make`` on a miss; answered with ETag,
+        304, gzip and, unless ``private``, a public Cache-Control. No CSRF cookie: these pages hold no form."""
+        # With the cache off (web.page_cache_mb 0) a page serves one answer: not worth gzipping at level 9.
+        page = self.pages.page((self.fingerprint, *key),
+                               lambda: Page.of(make(), media_type, compress=self.pages.max_bytes > 0))
+        max_age = self.settings.web.cache_max_age
+        return respond(request, page, cache_control=PRIVATE if private else f"public, max-age={max_age}")
+
+    def html(self, request: Request, name: str, context: Mapping[str, Any]) -> str:
+        """A page with no form (so no CSRF token): what ``cached`` keeps."""
+        return self.templates.get_template(name).render({"request": request, **context})
 
     def render(self, request: Request, name: str, context: Mapping[str, Any] | None = None, *,
                status: int = 200, private: bool = False, headers: Mapping[str, str] | None = None) -> HTMLResponse:
@@ -129,7 +146,9 @@ def create_app(settings: Settings, store: Store | None = None, *, production: bo
     subs = Subscriptions(settings, store, clock=clock, production=production, messenger_factory=messenger_factory)
     secure = production or settings.site_url.startswith("https://")
     web = Web(settings, store, subs, Csrf(subs.key, secure=secure),
-              RateLimits.from_settings(settings.web, clock=monotonic, store=store), _environment(settings), production)
+              RateLimits.from_settings(settings.web, clock=monotonic, store=store), _environment(settings), production,
+              PageCache(int(settings.web.page_cache_mb * 1024 * 1024)),
+              fingerprint(settings, shipped_web_templates()))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -165,7 +184,8 @@ def create_app(settings: Settings, store: Store | None = None, *, production: bo
 
 
 def _environment(settings: Settings) -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(shipped_web_templates())),
+    # Templates are read once (no auto_reload): the page cache's fingerprint is of the files as they were at start.
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(shipped_web_templates())), auto_reload=False,
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     base = urlsplit(settings.site_url).path.rstrip("/")
     env.globals.update(list_name=settings.list_name, site_url=settings.site_url, base=base,

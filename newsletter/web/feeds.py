@@ -73,10 +73,11 @@ def edition_view(store: Store, settings: Settings, edition_id: int, subscriber_i
                  ) -> EditionView | None:
     """The edition's papers in their sections, in the order of the configured topics (as in the email). With
     ``subscriber_id``: that reader's web copy, exactly the papers of their digest (also those the email cut);
-    None when the edition has no delivery to them."""
+    None when the edition has no delivery to them. Without it, None for a cancelled edition too: an edition
+    called off is not published (a reader it reached still has their web copy)."""
     from ..store.editions import delivery_digest_id, digest_listed_ids, digest_paper_ids
 
-    info = edition_info(store, edition_id)
+    info = edition_info(store, edition_id, published=subscriber_id is None)
     if info is None:
         return None
     placed = store.edition_papers(edition_id)

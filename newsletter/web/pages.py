@@ -7,19 +7,21 @@ unsubscribing and saving all take a POST.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from ..models import SUBSCRIBER_ACTIVE, SUBSCRIBER_UNSUBSCRIBED, Subscriber
+from ..models import EDITION_CANCELLED, SUBSCRIBER_ACTIVE, SUBSCRIBER_UNSUBSCRIBED, Subscriber
 from ..readers import InvalidReader
-from ..store.subscriptions import RequestMeta, published_editions
+from ..store.editions import delivery_digest_id
+from ..store.subscriptions import RequestMeta, edition_version, published_editions, published_versions
 from ..subscriptions import InvalidLink
 from .app import Web
-from .feeds import atom_feed, edition_view, json_feed
+from .feeds import FEED_SIZE, atom_feed, edition_view, json_feed
 from .security import FormExpired, RateLimited, client_ip
 
 router = APIRouter(include_in_schema=False)
@@ -228,19 +230,38 @@ def archive(request: Request, page: str = "1") -> Response:
     web = web_of(request)
     number = int(page) if page.isdigit() and 0 < int(page) <= 10_000 else 1
     found = published_editions(web.store, limit=ARCHIVE_PAGE + 1, offset=(number - 1) * ARCHIVE_PAGE)
-    return web.render(request, "archive.html", {"editions": found[:ARCHIVE_PAGE], "page": number,
-                                                "more": len(found) > ARCHIVE_PAGE})
+    # The rows shown are the key: a new, cancelled or renamed edition is a new page.
+    return web.cached(request, ("archive", number, tuple(found)), lambda: web.html(
+        request, "archive.html", {"editions": found[:ARCHIVE_PAGE], "page": number, "more": len(found) > ARCHIVE_PAGE}))
+
+
+class _Gone(Exception):
+    """The edition went (cancelled, or its reader's delivery erased) between its key and its rendering."""
+
+
+def _edition_number(edition_id: str) -> int | None:
+    return int(edition_id) if edition_id.isdigit() and len(edition_id) < 10 else None
 
 
 @page("/editions/{edition_id}")
 def edition(request: Request, edition_id: str) -> Response:
+    """An edition's public page, rendered once per version of what it shows (web/cache.py)."""
     web = web_of(request)
-    view = None
-    if edition_id.isdigit() and len(edition_id) < 10:
-        view = edition_view(web.store, web.settings, int(edition_id))
-    if view is None:
+    number = _edition_number(edition_id)
+    version = edition_version(web.store, number) if number else None
+    if version is None or version[1] == EDITION_CANCELLED:
         return web.error(request, 404, "Edition not found", "There is no edition at this address.")
-    return web.render(request, "edition.html", {"view": view})
+
+    def render() -> str:
+        view = edition_view(web.store, web.settings, version[0])
+        if view is None:
+            raise _Gone()
+        return web.html(request, "edition.html", {"view": view})
+
+    try:
+        return web.cached(request, ("edition", version), render)
+    except _Gone:
+        return web.error(request, 404, "Edition not found", "There is no edition at this address.")
 
 
 @page("/editions/{edition_id}/yours")
@@ -248,25 +269,41 @@ def web_copy(request: Request, edition_id: str, token: str = "") -> Response:
     """A reader's web copy of their digest (the email's "view in browser" and "N more" links): exactly the papers
     of their digest, also those the email cut, which are marked. The signed token says whose it is."""
     web = web_of(request)
-    reader = web.subscriptions.reader(token, ("web-copy",))
-    view = None
-    if edition_id.isdigit() and len(edition_id) < 10:
-        view = edition_view(web.store, web.settings, int(edition_id), subscriber_id=reader.id)
-    if view is None:
-        return web.error(request, 404, "Edition not found", "There is no digest for you at this address.")
-    return web.render(request, "edition.html", {"view": view}, private=True)
+    reader = web.subscriptions.reader(token, ("web-copy",))  # checked on every request, cached or not
+    number = _edition_number(edition_id)
+    version = edition_version(web.store, number) if number else None
+    digest_id = delivery_digest_id(web.store.engine, number, reader.id) if version else None
+
+    def render() -> str:
+        view = edition_view(web.store, web.settings, version[0], subscriber_id=reader.id)
+        if view is None:
+            raise _Gone()
+        return web.html(request, "edition.html", {"view": view})
+
+    if digest_id is not None:
+        # The page shows the digest's papers and nothing else of the reader's: readers of one digest share it.
+        try:
+            return web.cached(request, ("yours", version, digest_id), render, private=True)
+        except _Gone:
+            pass
+    return web.error(request, 404, "Edition not found", "There is no digest for you at this address.")
 
 
 @page("/feed.atom")
 def feed_atom(request: Request) -> Response:
     web = web_of(request)
-    return Response(atom_feed(web.store, web.settings), media_type="application/atom+xml; charset=utf-8",
-                    headers={"cache-control": "public, max-age=600"})
+    return web.cached(request, ("atom", tuple(published_versions(web.store, FEED_SIZE))),
+                      lambda: atom_feed(web.store, web.settings), media_type="application/atom+xml; charset=utf-8")
 
 
 @page("/feed.json")
 def feed_json(request: Request) -> Response:
     web = web_of(request)
-    return JSONResponse(json_feed(web.store, web.settings), media_type="application/feed+json",
-                        headers={"cache-control": "public, max-age=600"})
+
+    def render() -> bytes:  # as JSONResponse renders it
+        return json.dumps(json_feed(web.store, web.settings), ensure_ascii=False, allow_nan=False,
+                          separators=(",", ":")).encode("utf-8")
+
+    return web.cached(request, ("json", tuple(published_versions(web.store, FEED_SIZE))), render,
+                      media_type="application/feed+json")
 
