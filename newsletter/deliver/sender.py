@@ -38,7 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import NewsletterError, NotFound
 from ..store.deliveries import DeliveryQueue, DueDelivery, SenderBusy, utcnow
 from ..store.failures import database_error
-from . import Messenger, OutgoingMessage, PermanentFailure, TemporaryFailure
+from . import MessageFailure, Messenger, OutgoingMessage, PermanentFailure, TemporaryFailure
 
 if TYPE_CHECKING:
     from ..config import Delivery as DeliverySettings
@@ -311,26 +311,30 @@ class Sender:
                     if not inflight:
                         break
                     done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    outcomes = []
                     for future in done:
                         d = inflight.pop(future)
                         outcome = future.exception()
                         if outcome is None or isinstance(outcome, (TemporaryFailure, PermanentFailure)):
-                            self._record(d, outcome)
+                            outcomes.append((d, outcome))
                         else:
                             pending.append(d)  # not marked: goes back to the queue
                             fatal = fatal or outcome
+                    self._record_many(outcomes)  # the messages that finished together: one commit
             except BaseException as exc:  # Ctrl-C, a failed write: let the messages on the wire finish
                 fatal = fatal or exc
+                outcomes = []
                 for future, d in inflight.items():
                     exc2 = future.exception()
                     if exc2 is None or isinstance(exc2, (TemporaryFailure, PermanentFailure)):
-                        try:
-                            self._record(d, exc2)  # type: ignore[arg-type]
-                        except Exception:  # noqa: BLE001 - the first error is the one raised
-                            log.exception("could not record the outcome of delivery %d", d.id)
-                            pending.append(d)
+                        outcomes.append((d, exc2))
                     else:
                         pending.append(d)
+                try:
+                    self._record_many(outcomes)  # type: ignore[arg-type]
+                except Exception:  # noqa: BLE001 - the first error is the one raised
+                    log.exception("could not record the outcomes of %d deliveries", len(outcomes))
+                    pending.extend(d for d, _ in outcomes)
             finally:
                 try:
                     self.queue.release(pending)
@@ -343,7 +347,22 @@ class Sender:
 
     # --- outcomes ---------------------------------------------------------------------------------------
 
-    def _record(self, d: DueDelivery, failure: TemporaryFailure | PermanentFailure | None) -> None:
+    def _record_many(self, outcomes: Sequence[tuple[DueDelivery, MessageFailure | None]]) -> None:
+        """Outcomes that arrived together: the sent ones in one statement, failures (rare) one by one."""
+        sent = [d for d, failure in outcomes if failure is None]
+        if len(sent) > 1:
+            ours = self.queue.record_sent(sent, self.clock())
+            self.report.sent += len(sent)
+            if ours < len(sent):
+                self.report.lost_claims += len(sent) - ours
+                log.warning("%d of %d deliveries were taken over by another sender before their outcome was "
+                            "recorded", len(sent) - ours, len(sent))
+            self._progress()
+        for d, failure in outcomes:
+            if failure is not None or len(sent) == 1:
+                self._record(d, failure)
+
+    def _record(self, d: DueDelivery, failure: MessageFailure | None) -> None:
         now = self.clock()
         report = self.report
         if failure is None:
