@@ -10,10 +10,11 @@ real-data folder's ``hf-api-days``; the bundled sample pages when absent), each 
 ``Newsletter.send("daily", day)``: plan (the diff), record the edition, deliver every message over SMTP to
 an aiosmtpd server that accepts and discards, running in another process.
 
-After each edition's send, a bare smtplib loop (one connection, ``sendmail`` per message, no state) sends
-the same bytes (up to ``--bare`` messages of that edition, rebuilt untimed) to the same server: the ratio of
-the two rates, and the CPU the send loop spends per message beyond what smtplib itself spends on the
-exchange.
+Each edition is sent in turns of ``--chunk`` messages: the send loop (``Newsletter.deliver``, one SMTP
+connection), then a bare smtplib loop (one connection, ``sendmail`` per message, no state) sending as many of
+the edition's own messages to the same server, so a change in the machine's load hits both alike. Printed:
+both rates and their ratio (overall, and the median of the turns), and the CPU the send loop spends per
+message beyond what smtplib itself spends on the exchange.
 
 Printed per step: CPU seconds of this process (``time.process_time``, every thread; the SMTP server is
 another process), wall seconds, RSS after the step and the peak RSS during it; then rows and bytes per table.
@@ -35,6 +36,7 @@ import smtplib
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import date
@@ -228,6 +230,52 @@ def edition_messages(nl: Newsletter, edition_id: int, limit: int) -> list[tuple[
 # --- the job -------------------------------------------------------------------------------------------------
 
 
+def send_edition(nl: Newsletter, edition: int, port: int, args: argparse.Namespace, results: list[dict[str, Any]],
+                 labels: dict[str, Any]) -> None:
+    """Send the edition; in turns of ``--chunk`` messages, the send loop, then the bare loop sending as many of
+    the edition's own messages (its first 300, cycled; built untimed), so a change in the machine's load hits
+    both alike. The send step's CPU and wall are the send loop's only."""
+    distinct = edition_messages(nl, edition, 300)
+    stop = threading.Event()
+    prepare = nl.message_preparer()  # one for the whole edition, as one `send` has
+    cpu = wall = bare_cpu = bare_wall = 0.0
+    sent = bare_sent = 0
+    ratios: list[float] = []
+    reset_peak()
+    while True:
+        def progress(done: int, total: int) -> None:
+            if done >= args.chunk:
+                stop.set()
+
+        stop.clear()
+        c, w = time.process_time(), time.perf_counter()
+        report = nl.deliver(edition_id=edition, stop=stop, progress=progress, prepare=prepare)
+        c, w = time.process_time() - c, time.perf_counter() - w
+        if not report.sent:
+            break
+        cpu, wall, sent = cpu + c, wall + w, sent + report.sent
+        if distinct and bare_sent < args.bare:
+            chunk = [distinct[(bare_sent + j) % len(distinct)] for j in range(report.sent)]
+            bw, bc = bare_loop(port, chunk)
+            bare_cpu, bare_wall, bare_sent = bare_cpu + bc, bare_wall + bw, bare_sent + len(chunk)
+            ratios.append((len(chunk) / bw) / (report.sent / w))
+    row = {**labels, "step": "send", "cpu_s": round(cpu, 3), "wall_s": round(wall, 3), "rss_mb": round(rss_mb(), 1),
+           "peak_rss_mb": round(peak_mb(), 1), "sent": sent}
+    if sent and bare_sent:
+        ours_rate, bare_rate = sent / wall, bare_sent / bare_wall
+        ratios.sort()
+        row.update({
+            "msg_per_s": round(ours_rate), "bare_msg_per_s": round(bare_rate),
+            "ratio_to_bare": round(ours_rate / bare_rate, 3),
+            "ratio_per_chunk_median": round(1 / ratios[len(ratios) // 2], 3),
+            "cpu_ms_per_msg": round(cpu / sent * 1000, 3),
+            "bare_cpu_ms_per_msg": round(bare_cpu / bare_sent * 1000, 3),
+            "cpu_ms_per_msg_outside_smtp": round((cpu / sent - bare_cpu / bare_sent) * 1000, 3),
+            "kb_per_msg": round(sum(len(m[2]) for m in distinct) / len(distinct) / 1000, 1)})
+    results.append(row)
+    print("  " + "  ".join(f"{k}={v}" for k, v in row.items() if k not in labels), flush=True)
+
+
 def import_readers(nl: Newsletter, n: int, results: list[dict[str, Any]], labels: dict[str, Any]) -> None:
     from _readers import reader_specs
 
@@ -260,30 +308,7 @@ def run_size(kind: str, n: int, args: argparse.Namespace, results: list[dict[str
             with Step(results, "record", **labels_k) as s:
                 edition = nl.record_edition(plan)
                 s.extra["edition_id"] = edition
-            with Step(results, "send", **labels_k) as s:
-                report = nl.deliver(edition_id=edition)
-                s.extra["sent"] = report.sent
-            send = results[-1]
-            # The bare loop: the edition's own bytes (its first 300 messages, cycled) as many times as the
-            # send loop sent, up to --bare; built untimed and dropped after.
-            distinct = edition_messages(nl, edition, min(300, report.sent))
-            sample = [distinct[j % len(distinct)] for j in range(min(args.bare, report.sent))] if distinct else []
-            if sample:
-                bare_wall, bare_cpu = bare_loop(sinks.ports[0], sample)
-                bare_rate = len(sample) / bare_wall
-                ours_rate = report.sent / send["wall_s"] if send["wall_s"] else 0.0
-                send.update({
-                    "msg_per_s": round(ours_rate), "bare_msg_per_s": round(bare_rate),
-                    "ratio_to_bare": round(ours_rate / bare_rate, 3),
-                    "cpu_ms_per_msg": round(send["cpu_s"] / max(1, report.sent) * 1000, 3),
-                    "bare_cpu_ms_per_msg": round(bare_cpu / len(sample) * 1000, 3),
-                    "cpu_ms_per_msg_outside_smtp": round(
-                        (send["cpu_s"] / max(1, report.sent) - bare_cpu / len(sample)) * 1000, 3),
-                    "kb_per_msg": round(sum(len(m[2]) for m in distinct) / len(distinct) / 1000, 1)})
-                print(f"    bare smtplib {bare_rate:.0f} msg/s, send loop {ours_rate:.0f} msg/s: ratio "
-                      f"{send['ratio_to_bare']}; CPU per message {send['cpu_ms_per_msg']} ms, smtplib's own "
-                      f"{send['bare_cpu_ms_per_msg']} ms", flush=True)
-            del distinct, sample
+            send_edition(nl, edition, sinks.ports[0], args, results, labels_k)
         tables.append({**labels, "tables": db.tables(nl)})
         for name, t in tables[-1]["tables"].items():
             if t["rows"]:
@@ -381,7 +406,8 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=0, help="PostgreSQL: also compare N senders with one")
     parser.add_argument("--senders-readers", type=int, default=20_000, help="readers of the --senders run")
     parser.add_argument("--million", action="store_true", help="PostgreSQL: plan and record at 1,000,000")
-    parser.add_argument("--bare", type=int, default=5_000, help="messages of each edition the bare loop sends")
+    parser.add_argument("--bare", type=int, default=100_000, help="at most this many bare-loop messages per edition")
+    parser.add_argument("--chunk", type=int, default=500, help="messages per turn of the send loop and the bare loop")
     parser.add_argument("--days", default=str(REAL_DAYS), help="a folder of Daily Papers API days (*.json)")
     parser.add_argument("--pg", default=PG_ADMIN, help="PostgreSQL admin URL (a private database is made)")
     parser.add_argument("--json", action="store_true", help="print every figure as JSON at the end")

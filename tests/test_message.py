@@ -256,6 +256,20 @@ def test_the_send_loop_preparer_builds_each_readers_message_from_the_store(tmp_p
             assert prepare(delivery).data == outgoing.data  # a retry: same bytes (same Date here), same links
         assert out["all@example.org"]["To"] == "Ada Lovelace <all@example.org>"
         assert len(prepare._prepared) == 2  # two readers of every topic share one prepared digest
+        # The caches are bounded: with room for one encoded digest, each reader in turn pushes the other's
+        # out, and it is prepared again from its saved render, to the same bytes.
+        small = preparer(nl)
+        small.clock = prepare.clock
+        small._prepared.size = 1
+        for _ in range(2):
+            for row in rows:
+                delivery = SimpleNamespace(id=row[0], edition_id=row[1], subscriber_id=row[2], digest_id=row[3],
+                                           message_id=row[4], email=row[5], name=row[6],
+                                           created_at=datetime.fromisoformat(str(row[7])).replace(tzinfo=timezone.utc),
+                                           topics=("quantization",) if row[5].startswith("quant") else None,
+                                           excluded_keywords=())
+                assert parse(small(delivery).data).as_bytes() == out[row[5]].as_bytes()
+                assert len(small._prepared) == 1
         quant_html = out["quant@example.org"].get_body(("html",)).get_content()
         all_html = out["all@example.org"].get_body(("html",)).get_content()
         assert len(quant_html) < len(all_html) and "Quantization" in quant_html

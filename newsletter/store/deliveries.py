@@ -153,10 +153,13 @@ class DeliveryQueue:
                 if self._conn is not None:
                     self._sqlite_lock.release(self._conn)
             finally:
-                if self._sent_conn is not None:
-                    if self._sent_cursor is not None:
+                if self._sent_cursor is not None:
+                    try:
                         self._sent_cursor.close()
-                        self._sent_cursor = None
+                    except Exception:  # noqa: BLE001 - a broken connection: it is discarded below anyway
+                        pass
+                    self._sent_cursor = None
+                if self._sent_conn is not None:
                     try:  # the connection goes back to the pool: as it came
                         self._sent_conn.exec_driver_sql("RESET synchronous_commit")
                     except SQLAlchemyError:
@@ -286,7 +289,8 @@ class DeliveryQueue:
     def mark_sent(self, d: DueDelivery, now: datetime) -> bool:
         """Record the server's 250. False when the row was no longer ours (our lease ran out meanwhile)."""
         stamp = self._bind_time(_utc(now))
-        if self._sent_conn is not None and not d.bounce_count and self._sent_sql is not None:
+        if not d.bounce_count and self._sent_sql is not None and (
+                self._sent_conn is not None or not self.conn.in_transaction()):
             params = (stamp, stamp, d.id, self.owner) if self._sent_positional else {
                 "now": stamp, "did": d.id, "me": self.owner}
             return self._sent_now(params) == 1
@@ -303,14 +307,32 @@ class DeliveryQueue:
         return done.rowcount == 1
 
     def _sent_now(self, params: Any) -> int:
-        """The "sent" UPDATE on PostgreSQL's autocommit connection, through the driver's own cursor (a third of
-        the CPU of the same call through SQLAlchemy); its errors are SQLAlchemy's, as every other write's."""
-        assert self._sent_cursor is not None and self._sent_sql is not None
+        """The "sent" UPDATE through the driver's own cursor (a third of the CPU of the same call through
+        SQLAlchemy): on PostgreSQL on the autocommit connection, on SQLite on the queue's connection, committed
+        at once (only called when no SQLAlchemy transaction is open on it). Errors are SQLAlchemy's, as every
+        other write's."""
+        assert self._sent_sql is not None
+        if self._sent_conn is not None:
+            raw, commit = self._sent_cursor, False
+        else:
+            dbapi_conn = self.conn.connection.dbapi_connection
+            assert dbapi_conn is not None
+            if self._sent_cursor is None:
+                self._sent_cursor = dbapi_conn.cursor()
+            raw, commit = self._sent_cursor, True
         try:
-            self._sent_cursor.execute(self._sent_sql, params)
+            raw.execute(self._sent_sql, params)
+            done = int(raw.rowcount)
+            if commit:
+                dbapi_conn.commit()
         except self.engine.dialect.loaded_dbapi.Error as exc:
+            if commit:
+                try:
+                    dbapi_conn.rollback()
+                except self.engine.dialect.loaded_dbapi.Error:
+                    pass
             raise DBAPIError.instance(self._sent_sql, params, exc, self.engine.dialect.loaded_dbapi.Error) from exc
-        return int(self._sent_cursor.rowcount)
+        return done
 
     def record_sent(self, deliveries: Sequence[DueDelivery], now: datetime) -> int:
         """Record several 250s in one statement and one commit; how many rows were still ours. The list is
@@ -358,18 +380,26 @@ class DeliveryQueue:
         return done.rowcount == 1
 
     def inactive_readers(self, subscriber_ids: Sequence[int]) -> dict[int, str]:
-        """Which of these readers (one claim's) are no longer active, with their status. On its own
-        connection, so the send loop can ask while the recorder thread commits outcomes on the queue's."""
-        with self.engine.connect() as conn:
-            q = select(S.id, S.status).where(S.id.in_(list(subscriber_ids)), S.status != SUBSCRIBER_ACTIVE)
-            return {sid: status for sid, status in conn.execute(q)}
+        """Which of these readers (one claim's) are no longer active, with their status."""
+        q = select(S.id, S.status).where(S.id.in_(list(subscriber_ids)), S.status != SUBSCRIBER_ACTIVE)
+        return dict(self._read(q))  # type: ignore[arg-type]
 
     def halted_editions(self, edition_ids: Sequence[int]) -> dict[int, str]:
-        """Which of these editions are paused or cancelled (``store.control``), on its own connection too."""
-        with self.engine.connect() as conn:
-            q = select(EditionRow.id, EditionRow.state).where(EditionRow.id.in_(list(set(edition_ids))),
-                                                              EditionRow.state != EDITION_ACTIVE)
-            return {eid: state for eid, state in conn.execute(q)}
+        """Which of these editions are paused or cancelled (``store.control``)."""
+        q = select(EditionRow.id, EditionRow.state).where(EditionRow.id.in_(list(set(edition_ids))),
+                                                          EditionRow.state != EDITION_ACTIVE)
+        return dict(self._read(q))  # type: ignore[arg-type]
+
+    def _read(self, q: Any) -> list[Any]:
+        """A read of the send loop on the queue's connection (outside a run: a connection of its own), its
+        transaction ended at once so it holds no snapshot (SQLite: nor the WAL) while messages go out."""
+        if self._conn is None:
+            with self.engine.connect() as conn:
+                return list(conn.execute(q))
+        with self._writing() as conn:
+            rows = list(conn.execute(q))
+            conn.commit()
+        return rows
 
     def release(self, deliveries: Sequence[DueDelivery]) -> None:
         """Give back claimed rows that were not attempted: due again at once, attempts unchanged."""
