@@ -402,6 +402,41 @@ def run_million(args: argparse.Namespace, results: list[dict[str, Any]]) -> None
         db.drop()
 
 
+def summary(results: list[dict[str, Any]], tables: list[dict[str, Any]]) -> str:
+    """The figures as the README's Scale table (markdown): one row per database and size."""
+    lines = ["| database, readers | import readers/s (CPU) | plan CPU s | record CPU s | send CPU s per edition "
+             "(ms per message; beyond smtplib's own) | send loop / bare smtplib | peak RSS MB | database MB "
+             "(bytes per reader per edition) |", "|---|---|---|---|---|---|---|---|"]
+    sizes = sorted({(r["db"], r["readers"]) for r in results if "edition" in r}, key=lambda k: (k[0], k[1]))
+    for kind, n in sizes:
+        rows = [r for r in results if r["db"] == kind and r["readers"] == n and "senders" not in r]
+        steps = {name: [r for r in rows if r["step"] == name] for name in ("import", "plan", "record", "send")}
+        sends = steps["send"]
+        editions = len(sends)
+
+        def span(name: str) -> str:
+            values = [r["cpu_s"] for r in steps[name]]
+            return f"{min(values):.2f}–{max(values):.2f}" if values else "–"
+
+        per_msg = [r.get("cpu_ms_per_msg") for r in sends if r.get("cpu_ms_per_msg") is not None]
+        beyond = [r.get("cpu_ms_per_msg_outside_smtp") for r in sends if r.get("cpu_ms_per_msg_outside_smtp") is not None]
+        ratio = [r.get("ratio_to_bare") for r in sends if r.get("ratio_to_bare") is not None]
+        table = next((t["tables"] for t in tables if t["db"] == kind and t["readers"] == n), {})
+        total = sum(t["bytes"] for t in table.values())
+        imported = steps["import"][0] if steps["import"] else {}
+        lines.append(
+            f"| {kind}, {n:,} | {imported.get('per_s', 0):,} | {span('plan')} | {span('record')} | {span('send')} "
+            f"({min(per_msg, default=0):.2f}–{max(per_msg, default=0):.2f}; "
+            f"{min(beyond, default=0):.2f}–{max(beyond, default=0):.2f}) | "
+            f"{min(ratio, default=0):.2f}–{max(ratio, default=0):.2f} | {max(r['peak_rss_mb'] for r in rows):.0f} | "
+            f"{total / 1e6:.1f} ({total / max(1, n * editions):.0f}) |")
+    for r in results:
+        if r["step"].startswith("send x") and "ratio_to_one" in r:
+            lines.append(f"\n{r['senders']} senders on PostgreSQL ({r['readers']:,} readers): {r['msg_per_s']} msg/s, "
+                         f"{r['ratio_to_one']}x one sender; claims overlapping: {r['lost_claims']}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         sender_worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
@@ -430,6 +465,7 @@ def main() -> None:
     if args.million:
         run_million(args, results)
     os.system("uptime")
+    print(summary(results, tables))
     if args.json:
         print(json.dumps({"steps": results, "tables": tables}, indent=1, default=str))
 

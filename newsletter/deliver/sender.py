@@ -152,7 +152,14 @@ class Sender:
                 except Exception as exc:  # noqa: BLE001 - raised when its turn comes, not into the messenger
                     built[batch[i].id] = exc
 
+        def settle() -> None:  # the previous message's "sent", if its reply was left for later
+            lost = self.queue.settle()
+            if lost:
+                self.report.lost_claims += lost
+                log.warning("a delivery was taken over by another sender before its outcome was recorded")
+
         def ready() -> None:
+            settle()
             if self.stop.is_set():
                 raise _StopRequested()
 
@@ -160,6 +167,7 @@ class Sender:
         try:
             for i, d in enumerate(batch):
                 if self.stop.is_set() or self.clock() >= deadline or self._edition_halted(batch, d):
+                    settle()
                     self.queue.release(batch[i:])  # halted: paused or cancelled since the claim
                     return
                 left = self._left(batch, d)
@@ -185,11 +193,14 @@ class Sender:
                         self.messenger.send(message)
                 except (TemporaryFailure, PermanentFailure) as exc:
                     outcome = exc
-                self._record(d, outcome)
+                # "sent" goes to the database now; its reply is read before the next content (``ready``).
+                self._record(d, outcome, deferred=True)
+            settle()
         except BaseException as exc:
             # A fatal transport error, a bug in prepare, a stop request, Ctrl-C: the message in hand and the
             # rest of the batch go back untouched.
             try:
+                settle()
                 self.queue.release(batch[i:])
             except Exception:
                 log.exception("could not give back %d claimed deliveries", len(batch) - i)
@@ -281,10 +292,14 @@ class Sender:
             if failure is not None or len(sent) == 1:
                 self._record(d, failure)
 
-    def _record(self, d: DueDelivery, failure: MessageFailure | None) -> None:
+    def _record(self, d: DueDelivery, failure: MessageFailure | None, deferred: bool = False) -> None:
         now = self.clock()
         report = self.report
-        if failure is None:
+        if failure is None and deferred:
+            self.queue.mark_sent_deferred(d, now)  # a lost row is counted when its reply is read
+            ours = True
+            report.sent += 1
+        elif failure is None:
             ours = self.queue.mark_sent(d, now)
             report.sent += 1
         elif isinstance(failure, TemporaryFailure):

@@ -104,6 +104,7 @@ class DeliveryQueue:
         self._conn: Connection | None = None
         self._sent_conn: Connection | None = None  # PostgreSQL: where "sent" is recorded (module docstring)
         self._sent_cursor: Any = None
+        self._in_flight: DueDelivery | None = None  # PostgreSQL: a "sent" UPDATE sent, its reply not read yet
         self._sqlite_lock = SqliteLock(self.owner)
         self._pg_liveness = PgLiveness(engine, self.owner)
         dialect = engine.dialect
@@ -188,6 +189,7 @@ class DeliveryQueue:
     def conn(self) -> Connection:
         if self._conn is None:
             raise RuntimeError("DeliveryQueue used outside running()")
+        self._finish()  # a deferred "sent" is read before the queue does anything else
         return self._conn
 
     def renew(self, lease_seconds: float, now: datetime | None = None) -> None:
@@ -288,6 +290,7 @@ class DeliveryQueue:
 
     def mark_sent(self, d: DueDelivery, now: datetime) -> bool:
         """Record the server's 250. False when the row was no longer ours (our lease ran out meanwhile)."""
+        self._finish()
         stamp = self._bind_time(_utc(now))
         if not d.bounce_count and self._sent_sql is not None and (
                 self._sent_conn is not None or not self.conn.in_transaction()):
@@ -334,9 +337,78 @@ class DeliveryQueue:
             raise DBAPIError.instance(self._sent_sql, params, exc, self.engine.dialect.loaded_dbapi.Error) from exc
         return done
 
+    # "sent" on PostgreSQL without waiting for the reply: the send loop hands the next message's envelope to
+    # the SMTP server meanwhile, and reads the reply (``settle``) before that message's content goes.
+    _PG_SENT = ("UPDATE deliveries SET state = 'sent', attempts = attempts + 1, sent_at = $1::timestamptz, "
+                "updated_at = $1::timestamptz, claimed_by = NULL, lease_until = NULL, last_error = NULL "
+                "WHERE id = $2::bigint AND state = 'claimed' AND claimed_by = $3::text").encode()
+
+    @property
+    def defers_sent(self) -> bool:
+        """True when ``mark_sent_deferred`` can leave its reply for ``settle`` (PostgreSQL through psycopg)."""
+        return self._sent_conn is not None and hasattr(self._sent_cursor.connection, "pgconn")
+
+    def mark_sent_deferred(self, d: DueDelivery, now: datetime) -> None:
+        """Send the "sent" UPDATE for ``d``; ``settle()`` reads its reply (and must before anything else is
+        handed over). Falls back to ``mark_sent`` where it cannot defer; ``settle`` counts a lost row either way."""
+        self._finish()
+        if not self.defers_sent or d.bounce_count:
+            self._lost += 0 if self.mark_sent(d, now) else 1
+            return
+        pgconn = self._sent_cursor.connection.pgconn
+        params = [_utc(now).isoformat().encode(), str(d.id).encode(), self.owner.encode()]
+        try:
+            pgconn.send_query_params(self._PG_SENT, params)
+        except Exception as exc:  # noqa: BLE001 - the driver's error, as SQLAlchemy's
+            raise self._db_error(exc) from exc
+        self._in_flight = d
+
+    _lost = 0
+
+    def settle(self) -> int:
+        """Wait for the reply to a deferred "sent" UPDATE; how many deferred "sent" since the last ``settle``
+        found their row no longer ours (another sender had taken it over). Every other call of the queue reads
+        a pending reply first too (and counts it for the next ``settle``)."""
+        self._finish()
+        lost, self._lost = self._lost, 0
+        return lost
+
+    def _finish(self) -> None:
+        if self._in_flight is None:
+            return
+        self._in_flight = None
+        pgconn = self._sent_cursor.connection.pgconn
+        import select
+
+        from psycopg import pq
+
+        try:
+            pgconn.consume_input()
+            while pgconn.is_busy():
+                select.select([pgconn.socket], [], [], 30)
+                pgconn.consume_input()
+            rows, error = 0, None
+            while (result := pgconn.get_result()) is not None:
+                if result.status == pq.ExecStatus.COMMAND_OK:
+                    rows = result.command_tuples or 0
+                else:
+                    error = (result.error_message or b"").decode("utf-8", "replace") or "the UPDATE failed"
+        except Exception as exc:  # noqa: BLE001 - the driver's error, as SQLAlchemy's
+            raise self._db_error(exc) from exc
+        if error is not None:
+            raise self._db_error(self.engine.dialect.loaded_dbapi.OperationalError(error))
+        self._lost += 0 if rows == 1 else 1
+
+    def _db_error(self, exc: BaseException) -> DBAPIError:
+        dbapi = self.engine.dialect.loaded_dbapi
+        if not isinstance(exc, dbapi.Error):
+            exc = dbapi.OperationalError(str(exc))
+        return DBAPIError.instance(self._sent_sql or "", None, exc, dbapi.Error)  # type: ignore[arg-type]
+
     def record_sent(self, deliveries: Sequence[DueDelivery], now: datetime) -> int:
         """Record several 250s in one statement and one commit; how many rows were still ours. The list is
         what one send loop has on the wire at once (at most a claim), never a list that grows with readers."""
+        self._finish()
         if len(deliveries) == 1:
             return int(self.mark_sent(deliveries[0], now))
         if not deliveries:
