@@ -8,7 +8,7 @@ Example::
     nl = Newsletter.from_config("config.yaml")
     nl.fetch()
     plan = nl.plan("daily")
-    print(len(plan.candidates), "papers,", len(plan.readers), "readers")
+    print(len(plan.candidates), "papers,", plan.reader_count, "readers")
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from . import config as config_mod
 from .config import Settings
-from .diff import ReaderDiff, period_for, unsent_papers, window_start
+from .diff import ReaderDiff, period_for, window_start
 from .errors import NetworkUnavailable, NewsletterError, SourceError
 from .render.links import LinkMaker, edition_url
 from .render.message import Recipient, build_message
@@ -31,6 +31,7 @@ from .models import CADENCES, SUBSCRIBER_ACTIVE, DigestContent, Paper, SourceBat
 from .monitor.logs import log_context
 from .readers import ReaderSpec
 from .render import RenderedDigest, reader_values, render_digest
+from .pipeline_plan import Planning
 from .reports import FetchReport, Plan, PlannedDigest, Preview, RunReport, SendReport, SourceReport
 from .sources import build_source, open_file_source
 from .sources.hf_page import SavedPageSource
@@ -74,7 +75,7 @@ def sample_pages() -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".txt"))
 
 
-class Newsletter:
+class Newsletter(Planning):
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         self._store = store
@@ -281,108 +282,10 @@ class Newsletter:
         return self.digest_content(papers, subscriber, cadence, period or period_for(cadence, day), day)
 
     def import_readers(self, specs: Sequence["ReaderSpec"], update: bool = False) -> int:
-        """Store readers parsed by ``readers.parse_csv``: all or none."""
-        from dataclasses import asdict
-
-        return len(self.store.add_subscribers([asdict(s) for s in specs], update_existing=update))
-
-    # --- store → diff -----------------------------------------------------------------------------------
-
-    def plan(self, cadence: str, day: date | None = None, subscriber_ids: Sequence[int] | None = None) -> Plan:
-        """What the next ``cadence`` edition for ``day`` (default today) would hold for each active reader."""
-        if cadence not in CADENCES:
-            raise NewsletterError(f"Unknown cadence {cadence!r}.", hint="use daily or weekly")
-        day = day or date.today()
-        self.classify_new()  # a changed topic setting reclassifies before anything is planned
-        start = window_start(day, self.settings.window_days(cadence))
-        candidates = self.store.papers(since=start, until=day)
-        candidates.sort(key=lambda p: (-(p.upvotes or 0), p.best_rank or 10**6, p.id))
-        readers = [s for s in self.store.subscribers(status=SUBSCRIBER_ACTIVE, cadence=cadence)
-                   if subscriber_ids is None or s.id in subscriber_ids]
-        # A paper can only have been sent in an edition made on or after the day it first trended; papers
-        # given back by failed sends are looked for one window further back (they carry over once).
-        earliest = min((p.first_trending for p in candidates if p.first_trending), default=start)
-        carry_from = start - timedelta(days=self.settings.window_days(cadence))
-        taken, returned = self.store.taken_and_returned(min(earliest, carry_from), [r.id for r in readers])
-        carried: dict[int, list[Paper]] = {}
-        if returned:
-            by_id = {p.id: p for p in self.store.papers(ids={pid for ids in returned.values() for pid in ids})}
-            carried = {sid: [by_id[pid] for pid in sorted(ids) if pid in by_id] for sid, ids in returned.items()}
-        diffs = unsent_papers(candidates, readers, taken, carried)
-        period = period_for(cadence, day)
-        return Plan(cadence, day, period, start, candidates, diffs, self.store.edition_id_for(cadence, period))
-
-    def reader_digests(self, plan: Plan) -> dict[int, DigestContent]:
-        """Each reader's digest: their unsent papers that pass their topics and excluded keywords, grouped.
-
-        The caps are not applied here: a digest holds every such paper (the reader's web copy). The email lists
-        the best of them (``planned_digests``); only those are recorded as sent. Readers with the same papers
-        and the same filters share one computation.
-        """
-        from .topics import build_digest
-
-        uncapped = self.settings.digest.model_copy(update={"max_papers": 10**9, "max_per_topic": 10**9})
-        shared: dict[tuple[object, ...], DigestContent] = {}
-        out: dict[int, DigestContent] = {}
-        for reader in plan.readers:
-            if not reader.papers:
-                continue
-            sub = reader.subscriber
-            key = (tuple(p.id for p in reader.papers), sub.topics, sub.excluded_keywords)
-            if key not in shared:
-                shared[key] = build_digest(reader.papers, self.settings.topics, sub, uncapped, plan.cadence,
-                                           plan.period, plan.day)
-            if shared[key].paper_count:
-                out[sub.id] = shared[key]
-        return out
-
-    def planned_digests(self, plan: Plan) -> list[PlannedDigest]:
-        """The distinct digests of the next edition, reader by reader, as ``send`` makes and records them: the
-        same code path serves ``send``, ``diff`` and ``preview``. Each is rendered once (the email's size guard
-        decides what it lists); most readers first."""
-        from .store.editions import reader_kind
-
-        by_reader = {r.subscriber.id: r for r in plan.readers}
-        planned: dict[tuple[object, ...], PlannedDigest] = {}
-        for sid, full in self.reader_digests(plan).items():
-            sub = by_reader[sid].subscriber
-            kind = reader_kind(sub.topics, sub.excluded_keywords)
-            key = (tuple(p.id for p in by_reader[sid].papers), kind)
-            if key not in planned:
-                content = self.digest_content(by_reader[sid].papers, sub, plan.cadence, plan.period, plan.day)
-                planned[key] = PlannedDigest([], full, content, self.render_for(content), kind)
-            planned[key].readers.append(sub)
-        return sorted(planned.values(), key=lambda d: (-len(d.readers), d.readers[0].id))
-
-    def record_edition(self, plan: Plan, subject: str | None = None, now: datetime | None = None,
-                       planned: Sequence[PlannedDigest] | None = None) -> int:
-        """Write the edition of ``plan``: one pending delivery per reader whose digest holds something, and each
-        distinct digest's email as rendered (retries and ``preview --edition`` show exactly it).
-
-        What is recorded as sent to a reader is exactly what their email lists. A paper left out by their
-        topics or excluded keywords, or cut from the email by ``digest.max_papers``, ``digest.max_per_topic``
-        or the size limit, is not: it stays eligible while it is in the window (the cut ones are in the
-        reader's web copy, which holds every paper of their digest).
-        """
-        planned = self.planned_digests(plan) if planned is None else planned
-        order: dict[int, str | None] = {}
-        for d in planned:
-            for section in d.full.sections:
-                for p in section.papers:
-                    order.setdefault(p.id, section.slug)
-        if subject is None:
-            subject = self.edition_subject(plan, planned)
-        host = self.settings.sender.email.rpartition("@")[2] or "newsletter.invalid"
-        papers = {sub.id: [p.id for p in d.full.papers] for d in planned for sub in d.readers}
-        listed = {sub.id: list(d.listed) for d in planned for sub in d.readers}
-        renders = [(d.readers[0].id, d.kind, {
-            "subject": d.rendered.subject, "html": d.rendered.html, "text": d.rendered.text,
-            "preheader": d.rendered.preheader, "slots": dict(d.rendered.slots), "shown": dict(d.rendered.shown),
-            "shortened": d.rendered.shortened}) for d in planned]
-        edition_id = self.store.create_edition(plan.cadence, plan.period, plan.day, subject, list(order.items()),
-                                               papers, message_id_domain=host, now=now or datetime.now(timezone.utc),
-                                               listed=listed, renders=renders)
-        return edition_id
+        """Store readers parsed by ``readers.parse_csv``: all or none (set-based: ``store.subscribers_bulk``)."""
+        rows = ({"email": s.email, "cadence": s.cadence, "topics": s.topics, "excluded_keywords": s.excluded_keywords,
+                 "name": s.name, "status": s.status} for s in specs)
+        return self.store.import_subscribers(rows, update_existing=update).total
 
     # --- render and preview -------------------------------------------------------------------------------
 
@@ -447,7 +350,7 @@ class Newsletter:
                                       f"{reader.cadence}).", hint=f"try --cadence {reader.cadence}")
             plan = self.plan(cadence, day, subscriber_ids=[reader.id] if reader else [])
             period, day = plan.period, plan.day
-            papers = list(plan.readers[0].papers) if reader and plan.readers else list(plan.candidates)
+            papers = list(plan.groups[0].papers) if reader and plan.groups else list(plan.candidates)
             edition_id = plan.existing_edition
         content = self.digest_content(papers, reader, cadence, period, day)
         rendered = RenderedDigest(**kept) if edition_id is not None and kept else self.render_for(content, edition_id)
@@ -547,7 +450,7 @@ class Newsletter:
                 report.fetch = self.fetch(day)
             plan = self.plan(cadence, day)
             planned = self.planned_digests(plan)
-            report.readers = sum(len(d.readers) for d in planned)
+            report.readers = sum(d.reader_count for d in planned)
             if dry_run:
                 return report
             if plan.existing_edition is not None:
@@ -603,25 +506,6 @@ class Newsletter:
             shown = carried
         return self.deliver(shown, messenger, prepare, stop=stop, clock=clock)
 
-    def edition_subject(self, plan: Plan, planned: Sequence[PlannedDigest] | None = None) -> str:
-        """The edition's subject (its archive title): ``digest.subject`` filled in for every paper the edition
-        holds, in the sections its web page shows them in (so the title and the page count the same)."""
-        from .render import EmailCounts, format_subject
-        from .topics import rank_key
-
-        planned = self.planned_digests(plan) if planned is None else planned
-        sections: dict[int, str] = {}
-        papers: dict[int, Paper] = {}
-        for d in planned:
-            for section in d.full.sections:
-                for p in section.papers:
-                    sections.setdefault(p.id, section.slug)
-                    papers.setdefault(p.id, p)
-        best = min(papers.values(), key=rank_key, default=None)
-        counts = EmailCounts(len(papers), len(set(sections.values())), 0, best.title if best else "")
-        empty = DigestContent(plan.cadence, plan.period, plan.day, (), ())
-        return format_subject(self.settings.digest.subject, empty, counts)
-
     # --- the main job -------------------------------------------------------------------------------------
 
     def purge_unconfirmed(self, now: datetime | None = None) -> int:
@@ -668,7 +552,7 @@ class Newsletter:
             os.replace(tmp, folder / name)
         report.preview = folder / "preview.html"
         report.preview_papers = len(shown.rendered.listed) if shown.rendered.listed else shown.content.paper_count
-        report.readers = len(self.store.subscribers(status=SUBSCRIBER_ACTIVE))
+        report.readers = self.store.subscriber_count(status=SUBSCRIBER_ACTIVE)
         return report
 
     def message_preparer(self) -> "Prepare":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from .diff import ReaderDiff
+from .diff import ReaderDiff, ReaderGroup
 from .models import DigestContent, Paper, Subscriber
 from .render import EmailCounts, RenderedDigest, email_counts
 from .store import IngestResult
@@ -39,15 +40,36 @@ class FetchReport:
 
 @dataclass
 class Plan:
-    """What the next edition of a cadence would hold, per reader; nothing is written."""
+    """What the next edition of a cadence would hold, per group of readers; nothing is written.
+
+    ``groups`` hold every active reader of the cadence, as ids, with the papers they have not been sent
+    (``diff.ReaderGroup``): a million readers take a few megabytes. ``readers`` (one ``ReaderDiff`` per
+    reader, with their stored details) is loaded on first use, for small plans: a preview, a test.
+    """
 
     cadence: str
     day: date
     period: str
     window_start: date
     candidates: list[Paper]
-    readers: list[ReaderDiff]
+    groups: list[ReaderGroup]
     existing_edition: int | None = None  # set when this period's edition was already made
+    load_subscribers: "Callable[[Sequence[int]], list[Subscriber]] | None" = field(default=None, repr=False,
+                                                                                    compare=False)
+    _readers: list[ReaderDiff] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def reader_count(self) -> int:
+        return sum(g.count for g in self.groups)
+
+    @property
+    def readers(self) -> list[ReaderDiff]:
+        """Every reader with their unsent papers, ascending by id (loads each reader: for small plans)."""
+        if self._readers is None:
+            papers = {sid: g.papers for g in self.groups for sid in g.ids}
+            subs = self.load_subscribers(sorted(papers)) if self.load_subscribers else []
+            self._readers = [ReaderDiff(s, papers[s.id]) for s in subs if s.id in papers]
+        return self._readers
 
     def distinct_digests(self) -> dict[tuple[int, ...], list[ReaderDiff]]:
         groups: dict[tuple[int, ...], list[ReaderDiff]] = {}
@@ -58,16 +80,21 @@ class Plan:
 
 @dataclass
 class PlannedDigest:
-    """One distinct digest of the next edition, exactly as ``send`` makes it: the readers who get it, every
-    eligible paper of theirs (``full``: the web copy), the email's content (``content``, with the caps) and the
-    email itself (``rendered``, after the size guard). ``send`` records ``rendered.listed`` as sent; ``diff``
-    and ``preview`` print ``counts``."""
+    """One distinct digest of the next edition, exactly as ``send`` makes it: the readers who get it (``reader_ids``,
+    ascending; ``subscriber`` is the first of them), every eligible paper of theirs (``full``: the web copy), the
+    email's content (``content``, with the caps) and the email itself (``rendered``, after the size guard).
+    ``send`` records ``rendered.listed`` as sent; ``diff`` and ``preview`` print ``counts``."""
 
-    readers: list[Subscriber]
+    reader_ids: "array[int]"
     full: DigestContent
     content: DigestContent
     rendered: RenderedDigest
     kind: str  # store.editions.reader_kind of these readers
+    subscriber: Subscriber | None = None
+
+    @property
+    def reader_count(self) -> int:
+        return len(self.reader_ids)
 
     @property
     def counts(self) -> EmailCounts:

@@ -3,6 +3,7 @@ same bytes as the email package end to end."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from dataclasses import replace
@@ -233,7 +234,7 @@ def test_the_send_loop_preparer_builds_each_readers_message_from_the_store(tmp_p
         edition = nl.record_edition(plan, subject="x")
         with nl.store.engine.connect() as conn:
             rows = conn.exec_driver_sql("SELECT d.id, d.edition_id, d.subscriber_id, d.digest_id, d.message_id, s.email, "
-                                        "s.name, d.created_at FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
+                                        "s.name, d.created_at, s.topics, s.excluded_keywords FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
                                         f"WHERE d.edition_id = {edition} ORDER BY s.email").fetchall()
         prepare = preparer(nl)
         prepare.clock = lambda: WHEN
@@ -241,7 +242,10 @@ def test_the_send_loop_preparer_builds_each_readers_message_from_the_store(tmp_p
         for row in rows:
             delivery = SimpleNamespace(id=row[0], edition_id=row[1], subscriber_id=row[2], digest_id=row[3],
                                        message_id=row[4], email=row[5], name=row[6],
-                                       created_at=datetime.fromisoformat(str(row[7])).replace(tzinfo=timezone.utc))
+                                       created_at=datetime.fromisoformat(str(row[7])).replace(tzinfo=timezone.utc),
+                                       # the claim hands the reader's topics and keywords with the delivery
+                                       topics=tuple(json.loads(row[8]) or ()) if json.loads(row[8] or "null") is not None else None,
+                                       excluded_keywords=tuple(json.loads(row[9] or "[]") or ()))
             outgoing = prepare(delivery)
             assert outgoing.recipient == row[5] and outgoing.message_id == row[4]
             # inbound.verp (on by default): the envelope sender names the delivery, with a tag only we can make
@@ -251,7 +255,21 @@ def test_the_send_loop_preparer_builds_each_readers_message_from_the_store(tmp_p
             out[row[5]] = parse(outgoing.data)
             assert prepare(delivery).data == outgoing.data  # a retry: same bytes (same Date here), same links
         assert out["all@example.org"]["To"] == "Ada Lovelace <all@example.org>"
-        assert len(prepare._by_content) == 2  # two readers of every topic share one prepared digest
+        assert len(prepare._prepared) == 2  # two readers of every topic share one prepared digest
+        # The caches are bounded: with room for one encoded digest, each reader in turn pushes the other's
+        # out, and it is prepared again from its saved render, to the same bytes.
+        small = preparer(nl)
+        small.clock = prepare.clock
+        small._prepared.size = 1
+        for _ in range(2):
+            for row in rows:
+                delivery = SimpleNamespace(id=row[0], edition_id=row[1], subscriber_id=row[2], digest_id=row[3],
+                                           message_id=row[4], email=row[5], name=row[6],
+                                           created_at=datetime.fromisoformat(str(row[7])).replace(tzinfo=timezone.utc),
+                                           topics=("quantization",) if row[5].startswith("quant") else None,
+                                           excluded_keywords=())
+                assert parse(small(delivery).data).as_bytes() == out[row[5]].as_bytes()
+                assert len(small._prepared) == 1
         quant_html = out["quant@example.org"].get_body(("html",)).get_content()
         all_html = out["all@example.org"].get_body(("html",)).get_content()
         assert len(quant_html) < len(all_html) and "Quantization" in quant_html

@@ -157,11 +157,11 @@ def diff(obj: Context, cadence: tuple[str, ...], day: str | None, show_papers: b
         listed_of = [{p.id: p for p in d.content.papers + d.content.top} for d in planned]
         entry = {
             "cadence": cad, "period": plan.period, "window": [plan.window_start, plan.day],
-            "candidates": len(plan.candidates), "readers": len(plan.readers),
-            "readers_with_news": sum(len(d.readers) for d in planned),
+            "candidates": len(plan.candidates), "readers": plan.reader_count,
+            "readers_with_news": sum(d.reader_count for d in planned),
             "already_made": plan.existing_edition,
             "digests": [{
-                "readers": len(d.readers), "subject": d.rendered.subject,
+                "readers": d.reader_count, "subject": d.rendered.subject,
                 "listed": d.counts.listed, "topics": d.counts.topics, "more": d.counts.more,
                 "sections": [{"slug": v.slug, "name": v.name, "listed": n, "more": max(v.total, n) - n}
                              for v in d.content.sections

@@ -6,10 +6,10 @@ It depends on three things it is given: the delivery queue (``store.deliveries``
 The rules (see the issue "every reader gets each digest once, on time, whatever fails"):
 
 - A delivery is marked sent only after the messenger returned (the server's 250), and each outcome is
-  committed before the next message's content goes, so a crash repeats at most the messages in flight (one
-  per connection), with their Message-IDs unchanged. The commit runs in a recorder thread while the next
-  message's envelope (MAIL FROM, RCPT TO) is exchanged; the messenger calls ``ready()`` before the content,
-  and that waits for the commit.
+  committed before the next message goes, so a crash repeats at most the messages in flight (one per
+  connection), with their Message-IDs unchanged. With several connections, the outcomes that arrive together
+  are committed together (one UPDATE). The next message is built while the server takes the current one's
+  content (the messenger's ``waiting()``), so the send loop's own work hides behind the SMTP exchange.
 - Temporary failures are retried with exponential backoff until the retry window (counted from when the
   digest was queued) would be passed, then the delivery fails with the last error.
 - Permanent failures fail the delivery; a refused address counts a bounce, and after ``bounce_limit`` in a
@@ -29,101 +29,25 @@ import logging
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import NewsletterError, NotFound
 from ..store.deliveries import DeliveryQueue, DueDelivery, SenderBusy, utcnow
 from ..store.failures import database_error
-from . import Messenger, OutgoingMessage, PermanentFailure, TemporaryFailure
-
-if TYPE_CHECKING:
-    from ..config import Delivery as DeliverySettings
+from . import MessageFailure, Messenger, OutgoingMessage, PermanentFailure, TemporaryFailure
+from .policy import MAX_BACKOFF, DeliveryPolicy, DeliveryReport
 
 log = logging.getLogger(__name__)
 
 Prepare = Callable[[DueDelivery], OutgoingMessage]
 Progress = Callable[[int, int], None]  # (done, total) after each message
-MAX_BACKOFF = timedelta(hours=6)
 
 
 class _StopRequested(Exception):
     """Raised from ``ready()`` when a stop was asked for: the message in hand is not handed over."""
-
-
-class _Inline:
-    """The recorder when commits are not overlapped: runs each call at once, in this thread."""
-
-    def __enter__(self) -> _Inline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def submit(self, fn: Callable[..., None], *args: object) -> Future[None]:
-        future: Future[None] = Future()
-        try:
-            fn(*args)
-        except BaseException as exc:
-            future.set_exception(exc)
-        else:
-            future.set_result(None)
-        return future
-
-
-@dataclass(frozen=True)
-class DeliveryPolicy:
-    """Example: ``DeliveryPolicy(retry_window=timedelta(hours=48), backoff_base=300, bounce_limit=3)``."""
-
-    retry_window: timedelta = timedelta(hours=48)
-    backoff_base: float = 300.0  # seconds before the first retry
-    max_backoff: timedelta = MAX_BACKOFF
-    lease_seconds: float = 300.0
-    bounce_limit: int = 3
-    batch_size: int = 200
-    lock_wait: float = 10.0  # SQLite: how long a second sender waits for the first
-    # Commit each outcome in a background thread while the next message's envelope (MAIL FROM, RCPT TO) goes
-    # out; its content waits for the commit. A commit waits on the disk now and then (SQLite checkpoints,
-    # PostgreSQL's WAL flush), so this keeps it off the wire's critical path (bench/bench_deliver.py).
-    overlap_commits: bool = True
-
-    @classmethod
-    def from_settings(cls, delivery: DeliverySettings) -> DeliveryPolicy:
-        return cls(retry_window=timedelta(hours=delivery.retry_window_hours),
-                   backoff_base=delivery.backoff_base_seconds, lease_seconds=delivery.lease_seconds,
-                   bounce_limit=delivery.bounce_limit, batch_size=delivery.batch_size)
-
-    def backoff(self, attempts: int) -> timedelta:
-        """Wait after the ``attempts``-th temporary failure: base, 2×base, 4×base, ... capped."""
-        return min(timedelta(seconds=self.backoff_base * 2 ** max(0, attempts - 1)), self.max_backoff)
-
-
-@dataclass
-class DeliveryReport:
-    due: int = 0  # due when the run started
-    sent: int = 0
-    retry: int = 0
-    failed: int = 0
-    bounced: int = 0  # of the failed: the address was refused
-    suppressed: int = 0
-    expired: int = 0  # failed because the retry window had passed
-    lost_claims: int = 0  # outcomes not recorded because another sender had taken the row over
-    halted: dict[int, str] = field(default_factory=dict)  # editions paused or cancelled while this run sent them
-    errors: list[str] = field(default_factory=list)  # the first few failures, for the CLI
-
-    @property
-    def done(self) -> int:
-        """Deliveries this run dealt with, whatever the outcome."""
-        return self.sent + self.retry + self.failed + self.suppressed + self.expired
-
-    def summary(self) -> str:
-        """The recorded outcomes in words, e.g. ``50 sent, 2 to retry`` (``0 sent`` when there were none)."""
-        counts = ((self.retry, "to retry"), (self.failed, "failed"), (self.suppressed, "suppressed"),
-                  (self.expired, "expired"))
-        return ", ".join([f"{self.sent} sent", *(f"{n} {what}" for n, what in counts if n)])
 
 
 class Sender:
@@ -153,10 +77,10 @@ class Sender:
         self._halted: dict[int, str] = {}
         self._gone_batch: Sequence[DueDelivery] | None = None
         self._gone_at = 0.0
-        # Messengers that call ``ready()`` just before handing over the content let the previous message's
-        # commit overlap this message's envelope; others get it called before ``send``.
-        self._ready_hook = "ready" in inspect.signature(messenger.send).parameters
-        self._overlap = self._ready_hook and self.policy.overlap_commits
+        # Messengers that call ``ready()`` just before the content let a stop request keep it back; those that
+        # call ``waiting()`` while the server takes the content let the next message be built meanwhile.
+        params = inspect.signature(messenger.send).parameters
+        self._ready_hook, self._waiting_hook = "ready" in params, "waiting" in params
 
     def run(self, edition_id: int | None = None) -> DeliveryReport:
         """Send every due delivery (of one edition, or all), batch by batch, until none is left.
@@ -216,67 +140,73 @@ class Sender:
     # --- sending ----------------------------------------------------------------------------------------
 
     def _send_serially(self, batch: Sequence[DueDelivery], deadline: datetime) -> None:
-        """One message at a time. The outcome of message k is committed by a recorder thread while message
-        k+1's envelope (MAIL FROM, RCPT TO) goes out; k+1's content is handed over only once k's commit is
-        done (``ready``), so a crash still repeats at most the one message in flight."""
-        previous: Future[None] | None = None
+        """One message at a time, each outcome committed before the next message is handed over, so a crash
+        repeats at most the one message in flight. While the server takes a message's content (the longest
+        part of the exchange), the next message is built (``waiting``), so building it costs no wall time."""
+        built: dict[int, OutgoingMessage | Exception] = {}
 
-        def wait_for_previous() -> None:
-            nonlocal previous
-            if previous is not None:
-                done, previous = previous, None
-                done.result()  # a failed commit raises here: the next message is not handed over
+        def build_next(i: int) -> None:
+            if i < len(batch) and batch[i].id not in built:
+                try:
+                    built[batch[i].id] = self.prepare(batch[i])
+                except Exception as exc:  # noqa: BLE001 - raised when its turn comes, not into the messenger
+                    built[batch[i].id] = exc
+
+        def settle() -> None:  # the previous message's "sent", if its reply was left for later
+            lost = self.queue.settle()
+            if lost:
+                self.report.lost_claims += lost
+                log.warning("a delivery was taken over by another sender before its outcome was recorded")
 
         def ready() -> None:
-            wait_for_previous()
+            settle()
             if self.stop.is_set():
                 raise _StopRequested()
 
-        with (ThreadPoolExecutor(1, thread_name_prefix="record") if self._overlap else _Inline()) as recorder:
-            i = 0
-            try:
-                for i, d in enumerate(batch):
-                    if self.stop.is_set() or self.clock() >= deadline:
-                        wait_for_previous()
-                        self.queue.release(batch[i:])
-                        return
-                    if self._edition_halted(batch, d):  # paused or cancelled since the claim
-                        wait_for_previous()
-                        self.queue.release(batch[i:])
-                        return
-                    outcome: TemporaryFailure | PermanentFailure | None = None
-                    left = self._left(batch, d)
-                    if left:  # unsubscribed (or bounced) since the claim: this one does not go out
-                        wait_for_previous()
-                        previous = recorder.submit(self._suppress, d, left)
-                        continue
-                    try:
-                        message = self.prepare(d)
-                    except NotFound:  # the reader was erased meanwhile, and their delivery with them
-                        self._erased(d)
-                        continue
-                    try:
-                        if self._ready_hook:
-                            self.messenger.send(message, ready)  # type: ignore[call-arg]
-                        else:
-                            ready()
-                            self.messenger.send(message)
-                    except (TemporaryFailure, PermanentFailure) as exc:
-                        outcome = exc
-                    wait_for_previous()  # already done unless the message failed before its content
-                    previous = recorder.submit(self._record, d, outcome)
-                wait_for_previous()
-            except BaseException as exc:
-                # A fatal transport error, a bug in prepare, a stop request, Ctrl-C: the message in hand and
-                # the rest of the batch go back untouched (after the last outcome is safely recorded).
-                try:
-                    wait_for_previous()
-                    self.queue.release(batch[i:])
-                except Exception:
-                    log.exception("could not give back %d claimed deliveries", len(batch) - i)
-                if isinstance(exc, _StopRequested):
+        i = 0
+        try:
+            for i, d in enumerate(batch):
+                if self.stop.is_set() or self.clock() >= deadline or self._edition_halted(batch, d):
+                    settle()
+                    self.queue.release(batch[i:])  # halted: paused or cancelled since the claim
                     return
-                raise
+                left = self._left(batch, d)
+                if left:  # unsubscribed (or bounced) since the claim: this one does not go out
+                    built.pop(d.id, None)
+                    self._suppress(d, left)
+                    continue
+                build_next(i)
+                message = built.pop(d.id)
+                if isinstance(message, NotFound):  # the reader was erased meanwhile, and their delivery with them
+                    self._erased(d)
+                    continue
+                if isinstance(message, Exception):
+                    raise message
+                outcome: MessageFailure | None = None
+                try:
+                    if self._waiting_hook:
+                        self.messenger.send(message, ready, waiting=lambda: build_next(i + 1))  # type: ignore[call-arg]
+                    elif self._ready_hook:
+                        self.messenger.send(message, ready)  # type: ignore[call-arg]
+                    else:
+                        ready()
+                        self.messenger.send(message)
+                except (TemporaryFailure, PermanentFailure) as exc:
+                    outcome = exc
+                # "sent" goes to the database now; its reply is read before the next content (``ready``).
+                self._record(d, outcome, deferred=True)
+            settle()
+        except BaseException as exc:
+            # A fatal transport error, a bug in prepare, a stop request, Ctrl-C: the message in hand and the
+            # rest of the batch go back untouched.
+            try:
+                settle()
+                self.queue.release(batch[i:])
+            except Exception:
+                log.exception("could not give back %d claimed deliveries", len(batch) - i)
+            if isinstance(exc, _StopRequested):
+                return
+            raise
 
     def _send_concurrently(self, batch: Sequence[DueDelivery], deadline: datetime) -> None:
         """Up to ``workers`` messages on the wire at once; outcomes are recorded here, one commit each."""
@@ -311,26 +241,30 @@ class Sender:
                     if not inflight:
                         break
                     done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    outcomes = []
                     for future in done:
                         d = inflight.pop(future)
                         outcome = future.exception()
                         if outcome is None or isinstance(outcome, (TemporaryFailure, PermanentFailure)):
-                            self._record(d, outcome)
+                            outcomes.append((d, outcome))
                         else:
                             pending.append(d)  # not marked: goes back to the queue
                             fatal = fatal or outcome
+                    self._record_many(outcomes)  # the messages that finished together: one commit
             except BaseException as exc:  # Ctrl-C, a failed write: let the messages on the wire finish
                 fatal = fatal or exc
+                outcomes = []
                 for future, d in inflight.items():
                     exc2 = future.exception()
                     if exc2 is None or isinstance(exc2, (TemporaryFailure, PermanentFailure)):
-                        try:
-                            self._record(d, exc2)  # type: ignore[arg-type]
-                        except Exception:  # noqa: BLE001 - the first error is the one raised
-                            log.exception("could not record the outcome of delivery %d", d.id)
-                            pending.append(d)
+                        outcomes.append((d, exc2))
                     else:
                         pending.append(d)
+                try:
+                    self._record_many(outcomes)  # type: ignore[arg-type]
+                except Exception:  # noqa: BLE001 - the first error is the one raised
+                    log.exception("could not record the outcomes of %d deliveries", len(outcomes))
+                    pending.extend(d for d, _ in outcomes)
             finally:
                 try:
                     self.queue.release(pending)
@@ -343,10 +277,29 @@ class Sender:
 
     # --- outcomes ---------------------------------------------------------------------------------------
 
-    def _record(self, d: DueDelivery, failure: TemporaryFailure | PermanentFailure | None) -> None:
+    def _record_many(self, outcomes: Sequence[tuple[DueDelivery, MessageFailure | None]]) -> None:
+        """Outcomes that arrived together: the sent ones in one statement, failures (rare) one by one."""
+        sent = [d for d, failure in outcomes if failure is None]
+        if len(sent) > 1:
+            ours = self.queue.record_sent(sent, self.clock())
+            self.report.sent += len(sent)
+            if ours < len(sent):
+                self.report.lost_claims += len(sent) - ours
+                log.warning("%d of %d deliveries were taken over by another sender before their outcome was "
+                            "recorded", len(sent) - ours, len(sent))
+            self._progress()
+        for d, failure in outcomes:
+            if failure is not None or len(sent) == 1:
+                self._record(d, failure)
+
+    def _record(self, d: DueDelivery, failure: MessageFailure | None, deferred: bool = False) -> None:
         now = self.clock()
         report = self.report
-        if failure is None:
+        if failure is None and deferred:
+            self.queue.mark_sent_deferred(d, now)  # a lost row is counted when its reply is read
+            ours = True
+            report.sent += 1
+        elif failure is None:
             ours = self.queue.mark_sent(d, now)
             report.sent += 1
         elif isinstance(failure, TemporaryFailure):
@@ -429,4 +382,4 @@ def _ids(d: DueDelivery) -> dict[str, int]:
     return {"delivery": d.id, "edition": d.edition_id}
 
 
-__all__ = ["DeliveryPolicy", "DeliveryReport", "Prepare", "Progress", "Sender"]
+__all__ = ["MAX_BACKOFF", "DeliveryPolicy", "DeliveryReport", "Prepare", "Progress", "Sender"]

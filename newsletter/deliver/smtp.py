@@ -20,6 +20,7 @@ may have accepted the message (RFC 1047); the send loop retries later with the s
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import ssl
@@ -95,20 +96,22 @@ class SmtpMessenger:
 
     # --- the Messenger protocol ---------------------------------------------------------------------
 
-    def send(self, message: OutgoingMessage, ready: Callable[[], None] | None = None) -> None:
+    def send(self, message: OutgoingMessage, ready: Callable[[], None] | None = None,
+             waiting: Callable[[], None] | None = None) -> None:
         """Hand one message to the server; returns once it answered 250 to the message data.
 
-        ``ready`` is called after the server accepted the recipient, just before the content goes: the send
-        loop uses it to finish recording the previous message meanwhile. If it raises, the transaction is
-        abandoned and nothing is delivered.
+        ``ready`` is called after the server accepted the recipient, just before the content goes: if it
+        raises (a stop request), the transaction is abandoned and nothing is delivered. ``waiting`` is called
+        once the content is out, while the server takes it, before its reply is read: the send loop builds
+        the next message meanwhile. It must not raise.
         """
         self._throttle()
         with self._slots:  # at most pool_size connections in use at once
             conn, reused = self._checkout()
             try:
-                self._attempt(conn, message, reused, ready)
+                self._attempt(conn, message, reused, ready, waiting)
             except _Stale:
-                self._attempt(self._connect(), message, False, ready)
+                self._attempt(self._connect(), message, False, ready, waiting)
 
     def close(self) -> None:
         with self._lock:
@@ -122,10 +125,10 @@ class SmtpMessenger:
     # --- one message --------------------------------------------------------------------------------
 
     def _attempt(self, conn: Connection, message: OutgoingMessage, reused: bool,
-                 ready: Callable[[], None] | None) -> None:
+                 ready: Callable[[], None] | None, waiting: Callable[[], None] | None = None) -> None:
         """Send on ``conn``, then return it to the pool, or close it when it cannot carry another message."""
         try:
-            self._transmit(conn, message, reused, ready)
+            self._transmit(conn, message, reused, ready, waiting)
         except (TemporaryFailure, PermanentFailure) as exc:
             if isinstance(exc, _ConnectionLost):
                 self._discard(conn)
@@ -138,7 +141,7 @@ class SmtpMessenger:
         self._checkin(conn)
 
     def _transmit(self, conn: Connection, message: OutgoingMessage, reused: bool,
-                  ready: Callable[[], None] | None = None) -> None:
+                  ready: Callable[[], None] | None = None, waiting: Callable[[], None] | None = None) -> None:
         rcpt, sender = message.recipient, message.envelope_from
         options: list[str] = []
         if not (sender.isascii() and rcpt.isascii()):
@@ -174,7 +177,7 @@ class SmtpMessenger:
                 ready()  # if it raises, the connection is closed mid-transaction: nothing is delivered
             stage = "DATA"
             try:
-                code, reply = conn.data(message.data)
+                code, reply = _data(conn, message.data, waiting)
             except smtplib.SMTPDataError as exc:  # the DATA command itself was refused
                 code, reply = exc.smtp_code, exc.smtp_error
             if code != 250:
@@ -295,6 +298,25 @@ class SmtpMessenger:
             self._next_slot = slot + 1.0 / self.rate_limit
         if slot > now:
             self._sleep(slot - now)
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def _data(conn: Connection, data: bytes, waiting: Callable[[], None] | None) -> tuple[int, bytes]:
+    """``smtplib.SMTP.data`` for bytes (dot-stuffed, ended with CRLF.CRLF), with ``waiting()`` called between
+    handing over the content and reading the server's reply to it."""
+    conn.putcmd("data")
+    code, reply = conn.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    content = _LEADING_DOT.sub(b"..", data)
+    if not content.endswith(b"\r\n"):
+        content += b"\r\n"
+    conn.send(content + b".\r\n")
+    if waiting is not None:
+        waiting()
+    return conn.getreply()
 
 
 def _temporary(message: str, code: int | None, *, lost: bool) -> TemporaryFailure:

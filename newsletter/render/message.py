@@ -23,6 +23,7 @@ import functools
 import hashlib
 import re
 import unicodedata
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email import quoprimime
@@ -511,6 +512,27 @@ def personal_values(rendered: RenderedDigest, recipient: Recipient) -> Mapping[s
 # --- the send loop's prepare(delivery) -------------------------------------------------------------------------
 
 
+class _Lru(OrderedDict):  # type: ignore[type-arg]
+    """A dict that keeps its ``size`` most recently used entries."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return default
+
+    def put(self, key: Any, value: Any) -> Any:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
 class DeliveryMessages:
     """``prepare(delivery) -> OutgoingMessage`` for ``Newsletter.deliver``: renders and encodes each distinct
     digest once, then fills in each reader's part.
@@ -518,7 +540,15 @@ class DeliveryMessages:
     Readers who share a digest row but follow different topics get different content; readers whose content
     is the same share one ``PreparedDigest`` whatever their digest row. Links are signed as of the moment the
     delivery was queued, so every retry of a message carries the same links (and the same Message-ID).
+
+    Nothing here grows with readers: the reader's topics come with the claimed delivery (no subscriber is
+    loaded), and the caches are bounded, most recently used first (``PREPARED_CACHE`` encoded digests, each
+    held once whatever the number of reader kinds that share it). A digest pushed out is prepared again from
+    its saved render when a reader needs it again.
     """
+
+    PREPARED_CACHE = 128  # encoded digests (each its bodies' bytes once: about 100-250 KB)
+    KIND_CACHE = 8192  # (digest, reader kind) -> which encoded digest: small keys
 
     def __init__(self, newsletter: Any, clock: Any = None) -> None:
         self.nl = newsletter
@@ -536,55 +566,57 @@ class DeliveryMessages:
             key = signing_key(self.settings.signing_key, newsletter.store.get_state, newsletter.store.add_state)
             self.verp = Verp(key, self.settings.sender.email)
         self.clock = clock or (lambda: datetime.now(timezone.utc))
-        self._papers: dict[tuple[int, int], tuple[Any, list[Any]]] = {}
-        self._by_reader_kind: dict[tuple[Any, ...], PreparedDigest] = {}
-        self._by_content: dict[tuple[Any, ...], PreparedDigest] = {}
-        self._rendered: dict[tuple[Any, ...], RenderedDigest] = {}
-        self._subscribers: dict[int, Any] = {}
+        self._papers = _Lru(32)  # (edition, digest) -> (record, papers), while its renders are made
+        self._kinds = _Lru(self.KIND_CACHE)  # (edition, digest, topics, keywords) -> (content key, stored kind)
+        self._prepared = _Lru(self.PREPARED_CACHE)  # content key -> PreparedDigest
 
-    def _subscriber(self, subscriber_id: int) -> Any:
-        found = self._subscribers.get(subscriber_id)
-        if found is None:
-            self._subscribers = {s.id: s for s in self.nl.store.subscribers()}  # one query for the whole send
-            found = self._subscribers.get(subscriber_id) or self.nl.store.subscriber(subscriber_id)
-        return found
+    def prepared_for(self, edition_id: int, digest_id: int, reader: Any) -> PreparedDigest:
+        """The encoded digest for a reader (anything with ``topics`` and ``excluded_keywords``)."""
+        from ..store.editions import reader_kind
 
-    def prepared_for(self, edition_id: int, digest_id: int, subscriber: Any) -> PreparedDigest:
-        from ..store.editions import reader_kind, save_render, saved_render
-
-        kind = (edition_id, digest_id, subscriber.topics, tuple(subscriber.excluded_keywords))
-        prepared = self._by_reader_kind.get(kind)
+        kind = (edition_id, digest_id, reader.topics, tuple(reader.excluded_keywords))
+        known = self._kinds.get(kind)
+        if known is not None:
+            prepared = self._prepared.get(known[0])
+            if prepared is not None:
+                return prepared  # type: ignore[no-any-return]
+        stored_kind = known[1] if known else reader_kind(reader.topics, reader.excluded_keywords)
+        fields = self._render_fields(edition_id, digest_id, reader, stored_kind)
+        key = hashlib.sha256("\x00".join((fields["subject"], fields["html"], fields["text"]))
+                             .encode("utf-8", "surrogatepass")).digest()
+        self._kinds.put(kind, (key, stored_kind))
+        prepared = self._prepared.get(key)
         if prepared is None:
-            # The first render of a digest for a kind of reader is kept: every retry (and `preview --edition`)
-            # then carries exactly the same content, whatever upvotes or topics changed in between.
-            engine, stored_kind = self.nl.store.engine, reader_kind(subscriber.topics, subscriber.excluded_keywords)
-            fields = saved_render(engine, digest_id, stored_kind)
-            if fields is None:
-                key = (edition_id, digest_id)
-                if key not in self._papers:
-                    self._papers[key] = self.nl.edition_papers_for(edition_id, digest_id)
-                record, papers = self._papers[key]
-                content = self.nl.digest_content(papers, subscriber, record.cadence, record.period, record.day)
-                same = (edition_id, content.top, content.sections, content.omitted)
-                rendered = self._rendered.get(same)
-                if rendered is None:
-                    rendered = self._rendered[same] = self.nl.render_for(content, edition_id)
-                fields = save_render(engine, edition_id, digest_id, stored_kind, {
-                    "subject": rendered.subject, "html": rendered.html, "text": rendered.text,
-                    "preheader": rendered.preheader, "slots": dict(rendered.slots), "shown": dict(rendered.shown),
-                    "shortened": rendered.shortened}, self.clock())
-            same_render = (fields["subject"], fields["html"], fields["text"])
-            prepared = self._by_content.get(same_render)
-            if prepared is None:
-                prepared = self._by_content[same_render] = self.factory.prepare(RenderedDigest(**fields))
-            self._by_reader_kind[kind] = prepared
-        return prepared
+            prepared = self._prepared.put(key, self.factory.prepare(RenderedDigest(**fields)))
+        return prepared  # type: ignore[no-any-return]
+
+    def _render_fields(self, edition_id: int, digest_id: int, reader: Any, stored_kind: str) -> dict[str, Any]:
+        """The first render of a digest for a kind of reader is kept: every retry (and `preview --edition`)
+        then carries exactly the same content, whatever upvotes or topics changed in between."""
+        from ..models import Subscriber
+        from ..store.editions import save_render, saved_render
+
+        engine = self.nl.store.engine
+        fields = saved_render(engine, digest_id, stored_kind)
+        if fields is not None:
+            return fields
+        key = (edition_id, digest_id)
+        found = self._papers.get(key)
+        if found is None:
+            found = self._papers.put(key, self.nl.edition_papers_for(edition_id, digest_id))
+        record, papers = found
+        who = Subscriber(0, "", "active", record.cadence, reader.topics, tuple(reader.excluded_keywords))
+        content = self.nl.digest_content(papers, who, record.cadence, record.period, record.day)
+        rendered = self.nl.render_for(content, edition_id)
+        return save_render(engine, edition_id, digest_id, stored_kind, {  # type: ignore[no-any-return]
+            "subject": rendered.subject, "html": rendered.html, "text": rendered.text,
+            "preheader": rendered.preheader, "slots": dict(rendered.slots), "shown": dict(rendered.shown),
+            "shortened": rendered.shortened}, self.clock())
 
     def __call__(self, delivery: Any) -> Any:
         from ..deliver import OutgoingMessage
 
-        subscriber = self._subscriber(delivery.subscriber_id)
-        prepared = self.prepared_for(delivery.edition_id, delivery.digest_id, subscriber)
+        prepared = self.prepared_for(delivery.edition_id, delivery.digest_id, delivery)
         links = self.links.for_reader(delivery.subscriber_id, delivery.created_at, delivery.edition_id)
         recipient = Recipient(delivery.email, delivery.message_id, links, delivery.name)
         data = prepared.message(recipient, self.clock())

@@ -7,22 +7,18 @@ not at all.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import Engine, create_engine, event, func, or_, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import NotFound, StoreError
 from ..models import (
     CADENCES,
-    DELIVERY_PENDING,
     DELIVERY_SENT,
     DELIVERY_STATES,
     EDITION_CANCELLED,
@@ -30,27 +26,18 @@ from ..models import (
     SUBSCRIBER_STATUSES,
     TAKEN_DELIVERY_STATES,
     EditionSummary,
-    FetchedPaper,
-    Paper,
-    SourceBatch,
     Subscriber,
-    normalize_title,
 )
+from .papers import ID_CHUNK, IngestResult, PaperQueries, _chunks, _paper  # noqa: F401 - re-exported
 from .schema import (
     Base,
     DeliveryRow,
     DigestRow,
     EditionPaperRow,
     EditionRow,
-    EmbeddingRow,
-    PaperRow,
-    RenderRow,
-    SightingRow,
     StateRow,
     SubscriberRow,
 )
-
-from .listing_days import ListingRead, complete_days, record_reads
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -59,15 +46,7 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-@dataclass
-class IngestResult:
-    new: int = 0
-    updated: int = 0
-    sightings: int = 0
-    new_paper_ids: list[int] | None = None
-
-
-class Store:
+class Store(PaperQueries):
     """Example: ``store = Store.open("sqlite:///newsletter.db"); store.papers(limit=10)``."""
 
     def __init__(self, engine: Engine) -> None:
@@ -137,169 +116,6 @@ class Store:
     def session(self) -> Session:
         return self._sessions()
 
-    # --- papers ---------------------------------------------------------------------------------------
-
-    def ingest(self, batches: Sequence[SourceBatch], now: datetime | None = None,
-               listing_reads: Mapping[str, Sequence[ListingRead]] | None = None) -> IngestResult:
-        """Record fetched papers and their sightings in one transaction; the same paper is merged, not duplicated.
-
-        ``listing_reads`` (source name -> the days read) are recorded in the same transaction, so a day is
-        only ever marked read together with its papers.
-        """
-        now = now or utcnow()
-        result = IngestResult(new_paper_ids=[])
-        with self.session() as s, s.begin():
-            for source, reads in (listing_reads or {}).items():
-                record_reads(s, source, reads, now)
-            gone = sorted({i for batch in batches for i in batch.withdrawn if i})
-            if gone:  # a handful at most: a paper is rarely withdrawn
-                s.execute(update(PaperRow).where(PaperRow.arxiv_id.in_(gone), PaperRow.withdrawn_at.is_(None))
-                          .values(withdrawn_at=now))
-            for batch in batches:
-                for fetched in batch.papers:
-                    row, created = self._merge_paper(s, fetched, now)
-                    if created:
-                        result.new += 1
-                        result.new_paper_ids.append(row.id)  # type: ignore[union-attr]
-                    else:
-                        result.updated += 1
-                    result.sightings += self._record_sighting(s, row, batch, fetched, now)
-        return result
-
-    def _merge_paper(self, s: Session, fetched: FetchedPaper, now: datetime) -> tuple[PaperRow, bool]:
-        title_key = normalize_title(fetched.title)
-        row = None
-        if fetched.arxiv_id:
-            row = s.scalar(select(PaperRow).where(PaperRow.arxiv_id == fetched.arxiv_id))
-            if row is None:  # seen before without an id (e.g. a saved page): adopt it
-                row = s.scalar(select(PaperRow).where(PaperRow.title_key == title_key, PaperRow.arxiv_id.is_(None)))
-        else:
-            row = s.scalar(select(PaperRow).where(PaperRow.title_key == title_key).order_by(PaperRow.id))
-        created = row is None
-        if row is None:
-            row = PaperRow(key=fetched.key, title_key=title_key, title=fetched.title, abstract=fetched.abstract,
-                           authors=[], ai_keywords=[], topics=[], created_at=now, updated_at=now)
-            s.add(row)
-        _enrich(row, fetched, now)
-        s.flush()
-        return row, created
-
-    def _record_sighting(self, s: Session, row: PaperRow, batch: SourceBatch, fetched: FetchedPaper, now: datetime) -> int:
-        existing = s.scalar(select(SightingRow).where(
-            SightingRow.paper_id == row.id, SightingRow.source == batch.source,
-            SightingRow.trending_date == batch.trending_date))
-        if existing is not None:
-            existing.rank = fetched.rank if fetched.rank is not None else existing.rank
-            existing.upvotes = fetched.upvotes if fetched.upvotes is not None else existing.upvotes
-            existing.seen_at = now
-            return 0
-        s.add(SightingRow(paper_id=row.id, source=batch.source, trending_date=batch.trending_date,
-                          rank=fetched.rank, upvotes=fetched.upvotes, seen_at=now))
-        return 1
-
-    def papers(
-        self,
-        *,
-        since: date | None = None,
-        until: date | None = None,
-        topic: str | None = None,
-        search: str | None = None,
-        ids: Iterable[int] | None = None,
-        limit: int | None = None,
-    ) -> list[Paper]:
-        """Papers with their trending span; filters combine. ``since``/``until`` bound the trending day.
-
-        A query by trending day (what digests are planned from) leaves out papers reported withdrawn.
-        """
-        stats = (
-            select(
-                SightingRow.paper_id.label("pid"),
-                func.min(SightingRow.trending_date).label("first"),
-                func.max(SightingRow.trending_date).label("last"),
-                func.min(SightingRow.rank).label("best_rank"),
-            )
-            .group_by(SightingRow.paper_id)
-            .subquery()
-        )
-        q = select(PaperRow, stats.c.first, stats.c.last, stats.c.best_rank).outerjoin(stats, stats.c.pid == PaperRow.id)
-        if since is not None or until is not None:
-            window = select(SightingRow.paper_id)
-            if since is not None:
-                window = window.where(SightingRow.trending_date >= since)
-            if until is not None:
-                window = window.where(SightingRow.trending_date <= until)
-            q = q.where(PaperRow.id.in_(window), PaperRow.withdrawn_at.is_(None))
-        if topic:
-            q = q.where(PaperRow.topic == topic)
-        if search:
-            like = f"%{search.lower()}%"
-            q = q.where(or_(func.lower(PaperRow.title).like(like), func.lower(PaperRow.abstract).like(like)))
-        if ids is not None:
-            q = q.where(PaperRow.id.in_(list(ids)))
-        q = q.order_by(stats.c.last.desc(), PaperRow.upvotes.desc(), stats.c.best_rank, PaperRow.id)
-        if limit:
-            q = q.limit(limit)
-        with self.session() as s:
-            return [_paper(row, first, last, best) for row, first, last, best in s.execute(q)]
-
-    def complete_listing_days(self, source: str, since: date, until: date) -> set[date]:
-        """Days in [since, until] of a dated source known complete (``listing_days``)."""
-        return complete_days(self.engine, source, since, until)
-
-    def paper(self, ref: str | int) -> Paper:
-        """One paper by id, key (``arxiv:2401.01234``), bare arXiv id, or exact title."""
-        from ..models import normalize_arxiv_id
-
-        with self.session() as s:
-            row = None
-            if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-                row = s.get(PaperRow, int(ref))
-            if row is None and isinstance(ref, str):
-                arxiv = normalize_arxiv_id(ref)
-                conds = [PaperRow.key == ref, PaperRow.title_key == normalize_title(ref)]
-                if arxiv:
-                    conds.append(PaperRow.arxiv_id == arxiv)
-                row = s.scalar(select(PaperRow).where(or_(*conds)).order_by(PaperRow.id))
-            if row is None:
-                raise NotFound(f"No paper {ref!r}.", hint="see `newsletter papers` for ids and keys")
-            pid = row.id
-        found = self.papers(ids=[pid])
-        return found[0]
-
-    def paper_count(self) -> int:
-        with self.session() as s:
-            return s.scalar(select(func.count(PaperRow.id))) or 0
-
-    def set_classification(self, assignments: Mapping[int, tuple[str, Sequence[str], Mapping[str, float]]],
-                           fingerprint: str) -> None:
-        """Store each paper's (primary topic, all topics, scores) computed with the given topic settings."""
-        rows = [{"id": pid, "topic": primary, "topics": list(topics), "topic_scores": dict(scores),
-                 "classified_with": fingerprint} for pid, (primary, topics, scores) in assignments.items()]
-        if not rows:
-            return
-        with self.session() as s, s.begin():
-            s.execute(update(PaperRow), rows)  # ORM bulk update by primary key: one executemany
-
-    def unclassified_ids(self, fingerprint: str) -> list[int]:
-        with self.session() as s:
-            q = select(PaperRow.id).where(or_(PaperRow.classified_with.is_(None), PaperRow.classified_with != fingerprint))
-            return list(s.scalars(q))
-
-    def embeddings(self, model: str, paper_ids: Iterable[int]) -> dict[int, bytes]:
-        ids = list(paper_ids)
-        with self.session() as s:
-            out: dict[int, bytes] = {}
-            for chunk in _chunks(ids, 500):
-                q = select(EmbeddingRow.paper_id, EmbeddingRow.vector).where(
-                    EmbeddingRow.model == model, EmbeddingRow.paper_id.in_(chunk))
-                out.update({pid: vec for pid, vec in s.execute(q)})
-            return out
-
-    def save_embeddings(self, model: str, dim: int, vectors: Mapping[int, bytes]) -> None:
-        with self.session() as s, s.begin():
-            for pid, vec in vectors.items():
-                s.merge(EmbeddingRow(paper_id=pid, model=model, dim=dim, vector=vec))
-
     # --- small named state --------------------------------------------------------------------------
 
     def get_state(self, key: str) -> str | None:
@@ -341,32 +157,22 @@ class Store:
 
     def add_subscribers(self, specs: Sequence[Mapping[str, Any]], *, now: datetime | None = None,
                         update_existing: bool = False) -> list[Subscriber]:
-        """Add many readers in one transaction: all of them, or (on any error) none."""
-        now = now or utcnow()
-        out = []
-        with self.session() as s, s.begin():
-            for spec in specs:
-                cadence, status = spec.get("cadence") or "daily", spec.get("status") or SUBSCRIBER_ACTIVE
-                _check_choice("cadence", cadence, CADENCES)
-                _check_choice("status", status, SUBSCRIBER_STATUSES)
-                email = str(spec["email"]).strip().lower()
-                row = s.scalar(select(SubscriberRow).where(SubscriberRow.email == email))
-                if row is not None and not update_existing:
-                    raise StoreError(f"{email} is already a subscriber ({row.status}).",
-                                     hint="use `newsletter subscribers list` to see it, or pass --update")
-                if row is None:
-                    row = SubscriberRow(email=email, created_at=now, bounce_count=0)
-                    s.add(row)
-                topics = spec.get("topics")
-                row.name, row.status, row.cadence = spec.get("name"), status, cadence
-                row.topics = list(topics) if topics is not None else None
-                row.excluded_keywords = list(spec.get("excluded_keywords") or ())
-                row.updated_at = now
-                if status == SUBSCRIBER_ACTIVE and row.confirmed_at is None:
-                    row.confirmed_at = now
-                s.flush()
-                out.append(_subscriber(row))
-        return out
+        """Add many readers in one transaction: all of them, or (on any error) none. Returns them as stored."""
+        self.import_subscribers(specs, now=now, update_existing=update_existing)
+        emails = list(dict.fromkeys(str(spec["email"]).strip().lower() for spec in specs))
+        found: dict[str, Subscriber] = {}
+        with self.session() as s:
+            for chunk in _chunks(emails, ID_CHUNK):
+                found.update((r.email, _subscriber(r)) for r in s.scalars(
+                    select(SubscriberRow).where(SubscriberRow.email.in_(chunk))))
+        return [found[e] for e in emails]
+
+    def import_subscribers(self, specs: Iterable[Mapping[str, Any]], *, now: datetime | None = None,
+                           update_existing: bool = False) -> "ImportResult":
+        """Add many readers set-based (``store.subscribers_bulk``); returns how many were added and updated."""
+        from .subscribers_bulk import import_subscribers
+
+        return import_subscribers(self.engine, specs, now=now or utcnow(), update_existing=update_existing)
 
     def remove_subscriber(self, email: str, *, forget: bool = False, now: datetime | None = None) -> Subscriber:
         """Unsubscribe (kept, so nothing is re-sent on return), or with ``forget`` delete every trace (the GDPR
@@ -398,6 +204,25 @@ class Store:
         with self.session() as s:
             return [_subscriber(r) for r in s.scalars(q)]
 
+    def subscriber_count(self, *, status: str | None = None, cadence: str | None = None) -> int:
+        q = select(func.count(SubscriberRow.id))
+        if status:
+            q = q.where(SubscriberRow.status == status)
+        if cadence:
+            q = q.where(SubscriberRow.cadence == cadence)
+        with self.session() as s:
+            return int(s.scalar(q) or 0)
+
+    def subscribers_by_ids(self, ids: Iterable[int]) -> list[Subscriber]:
+        """These readers, ascending by id (read in chunks: no statement binds more than ``ID_CHUNK`` ids)."""
+        wanted = sorted(set(ids))
+        out: list[Subscriber] = []
+        with self.session() as s:
+            for chunk in _chunks(wanted, ID_CHUNK):
+                out.extend(_subscriber(r) for r in s.scalars(
+                    select(SubscriberRow).where(SubscriberRow.id.in_(chunk)).order_by(SubscriberRow.id)))
+        return out
+
     def subscriber(self, ref: str | int) -> Subscriber:
         with self.session() as s:
             if isinstance(ref, int) or str(ref).isdigit():
@@ -421,14 +246,14 @@ class Store:
             .join(EditionRow, EditionRow.id == DeliveryRow.edition_id)
             .where(EditionRow.day >= since)
         )
-        if subscriber_ids is not None:
-            q = q.where(DeliveryRow.subscriber_id.in_(list(subscriber_ids)))
+        queries = [q] if subscriber_ids is None else [
+            q.where(DeliveryRow.subscriber_id.in_(chunk)) for chunk in _chunks(sorted(set(subscriber_ids)), ID_CHUNK)]
         taken: dict[int, set[int]] = defaultdict(set)
         returned: dict[int, set[int]] = defaultdict(set)
         with self.session() as s:
             # Only what the email listed is taken: papers it cut stay eligible for the reader's next digest.
             # A cancelled edition's deliveries that were not sent give their papers back, whatever their state.
-            for sid, state, paper_ids, listed, edition_state in s.execute(q):
+            for sid, state, paper_ids, listed, edition_state in (r for query in queries for r in s.execute(query)):
                 held = state in TAKEN_DELIVERY_STATES and (state == DELIVERY_SENT or edition_state != EDITION_CANCELLED)
                 (taken if held else returned)[sid].update(
                     paper_ids if listed is None else listed)
@@ -447,47 +272,33 @@ class Store:
         same transaction for the digest of that subscriber. Readers with the same papers share one digest row.
         One edition per (cadence, period): a second call for the same period raises StoreError and changes
         nothing."""
+        from array import array
+
+        from .record import EditionDigest, write_edition
+
         _check_choice("cadence", cadence, CADENCES)
-        now = now or utcnow()
+        kinds: dict[int, list[tuple[str, Mapping[str, Any]]]] = defaultdict(list)
+        for sid, kind, fields in renders:
+            kinds[sid].append((kind, fields))
+        by_content: dict[tuple[tuple[int, ...], tuple[int, ...] | None], EditionDigest] = {}
         in_edition = {pid for pid, _ in sections}
-        try:
-            with self.session() as s, s.begin():
-                edition = EditionRow(cadence=cadence, period=period, day=day, subject=subject, created_at=now)
-                s.add(edition)
-                s.flush()
-                for position, (pid, topic) in enumerate(sections):
-                    s.add(EditionPaperRow(edition_id=edition.id, paper_id=pid, topic=topic, position=position))
-                by_content: dict[tuple[tuple[int, ...], tuple[int, ...] | None], DigestRow] = {}
-                digest_of: dict[int, int] = {}
-                for sid, paper_ids in digests.items():
-                    content = tuple(paper_ids)
-                    missing = set(content) - in_edition
-                    if missing:
-                        raise ValueError(f"digest for subscriber {sid} holds papers {sorted(missing)} not in the edition")
-                    shown = tuple(listed[sid]) if listed is not None and sid in listed else None
-                    if shown is not None and not set(shown) <= set(content):
-                        raise ValueError(f"the email to subscriber {sid} lists papers not in their digest")
-                    digest = by_content.get((content, shown))
-                    if digest is None:
-                        mark = content if shown is None else (*content, -1, *shown)
-                        digest = DigestRow(edition_id=edition.id, fingerprint=_fingerprint(mark), paper_ids=list(content),
-                                           listed_ids=None if shown is None else list(shown))
-                        s.add(digest)
-                        s.flush()
-                        by_content[(content, shown)] = digest
-                    digest_of[sid] = digest.id
-                    s.add(DeliveryRow(edition_id=edition.id, subscriber_id=sid, digest_id=digest.id,
-                                      state=DELIVERY_PENDING, attempts=0,
-                                      message_id=f"<{edition.id}.{sid}.{cadence}.{period}@{message_id_domain}>",
-                                      created_at=now, updated_at=now))
-                for sid, kind, fields in renders:
-                    s.add(RenderRow(edition_id=edition.id, digest_id=digest_of[sid], reader_kind=kind, created_at=now,
-                                    **{k: fields[k] for k in ("subject", "html", "text", "preheader", "slots",
-                                                              "shown", "shortened")}))
-                return edition.id
-        except IntegrityError:
-            raise StoreError(f"There is already a {cadence} edition for {period}.",
-                             hint="each period gets one edition; see `newsletter deliveries`") from None
+        for sid, paper_ids in digests.items():
+            content = tuple(paper_ids)
+            missing = set(content) - in_edition
+            if missing:
+                raise ValueError(f"digest for subscriber {sid} holds papers {sorted(missing)} not in the edition")
+            shown = tuple(listed[sid]) if listed is not None and sid in listed else None
+            if shown is not None and not set(shown) <= set(content):
+                raise ValueError(f"the email to subscriber {sid} lists papers not in their digest")
+            d = by_content.get((content, shown))
+            if d is None:
+                d = by_content[(content, shown)] = EditionDigest(content, shown, array("q"))
+            d.reader_ids.append(sid)  # type: ignore[attr-defined]
+            d.renders.extend(kinds.get(sid, ()))
+        for d in by_content.values():
+            d.reader_ids = array("q", sorted(d.reader_ids))
+        return write_edition(self.engine, cadence, period, day, subject, list(sections), by_content.values(),
+                             message_id_domain=message_id_domain, now=now or utcnow())
 
     def edition_id_for(self, cadence: str, period: str) -> int | None:
         with self.session() as s:
@@ -514,7 +325,7 @@ class Store:
             q = q.limit(limit)
         with self.session() as s:
             rows = list(s.scalars(q))
-            ids = [r.id for r in rows]
+            ids = [r.id for r in rows]  # the editions listed: a page of them
             counts: dict[int, dict[str, int]] = defaultdict(dict)
             sizes: dict[int, int] = {}
             if ids:
@@ -560,44 +371,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _enrich(row: PaperRow, f: FetchedPaper, now: datetime) -> None:
-    """Fill what the row lacks and refresh what changes (upvotes, stars, comments); never erase."""
-    if f.arxiv_id and not row.arxiv_id:
-        row.arxiv_id = f.arxiv_id
-        row.key = f.key
-    if len(f.abstract) > len(row.abstract or ""):
-        row.abstract = f.abstract
-    if f.authors:
-        row.authors = list(f.authors)
-        row.author_count = len(f.authors)
-    elif f.author_count and not row.authors:
-        row.author_count = f.author_count
-    for attr in ("organization", "published", "ai_summary", "github_repo", "project_page", "thumbnail"):
-        value = getattr(f, attr)
-        if value:
-            setattr(row, attr, value)
-    if f.url and (not row.url or "huggingface.co/papers/" in f.url):
-        row.url = f.url
-    if f.ai_keywords:
-        row.ai_keywords = list(f.ai_keywords)
-    for attr in ("upvotes", "num_comments", "github_stars"):  # counts only grow; keep the highest seen
-        value = getattr(f, attr)
-        if value is not None and (getattr(row, attr) is None or value > getattr(row, attr)):
-            setattr(row, attr, value)
-    row.updated_at = now
-
-
-def _paper(row: PaperRow, first: date | None, last: date | None, best: int | None) -> Paper:
-    return Paper(
-        id=row.id, key=row.key, title=row.title, abstract=row.abstract or "", arxiv_id=row.arxiv_id,
-        authors=tuple(row.authors or ()), author_count=row.author_count, organization=row.organization,
-        published=row.published, upvotes=row.upvotes, num_comments=row.num_comments, ai_summary=row.ai_summary,
-        ai_keywords=tuple(row.ai_keywords or ()), github_repo=row.github_repo, github_stars=row.github_stars,
-        project_page=row.project_page, thumbnail=row.thumbnail, url=row.url, topic=row.topic,
-        topics=tuple(row.topics or ()), first_trending=first, last_trending=last, best_rank=best,
-    )
-
-
 def _subscriber(row: SubscriberRow) -> Subscriber:
     return Subscriber(
         id=row.id, email=row.email, status=row.status, cadence=row.cadence,
@@ -606,18 +379,13 @@ def _subscriber(row: SubscriberRow) -> Subscriber:
     )
 
 
-def _fingerprint(paper_ids: Sequence[int]) -> str:
-    return hashlib.sha256(json.dumps(list(paper_ids)).encode()).hexdigest()
-
-
-def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
 
 def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise StoreError(f"{name} must be one of {', '.join(allowed)}, not {value!r}.")
+
+
+from .subscribers_bulk import ImportResult  # noqa: E402 - re-exported
 
 
 def _safe_url(url: str) -> str:

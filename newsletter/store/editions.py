@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from ..errors import NotFound
-from .schema import DeliveryRow, DigestRow, EditionRow, RenderRow
+from .record import body_id, decode_body
+from .schema import DeliveryRow, DigestRow, EditionRow, RenderBodyRow, RenderRow
 
 
 @dataclass(frozen=True)
@@ -71,24 +71,22 @@ def reader_kind(topics: Sequence[str] | None, excluded_keywords: Sequence[str]) 
 
 def saved_render(engine: Engine, digest_id: int, kind: str | None = None) -> dict[str, Any] | None:
     """The render kept for a digest and reader kind (any render of the digest when ``kind`` is None)."""
-    q = select(RenderRow).where(RenderRow.digest_id == digest_id).order_by(RenderRow.id)
+    q = (select(RenderBodyRow.data).join(RenderRow, RenderRow.body_id == RenderBodyRow.id)
+         .where(RenderRow.digest_id == digest_id).order_by(RenderRow.id).limit(1))
     if kind is not None:
         q = q.where(RenderRow.reader_kind == kind)
-    with Session(engine) as s:
-        row = s.scalars(q).first()
-        return None if row is None else {
-            "subject": row.subject, "html": row.html, "text": row.text, "preheader": row.preheader,
-            "slots": dict(row.slots), "shown": dict(row.shown or {}), "shortened": bool(row.shortened)}
+    with engine.connect() as conn:
+        data = conn.execute(q).scalar()
+    return None if data is None else decode_body(data)
 
 
 def save_render(engine: Engine, edition_id: int, digest_id: int, kind: str, fields: Mapping[str, Any],
                 now: datetime) -> dict[str, Any]:
     """Keep a digest's render; when another sender kept one first, theirs wins and is returned."""
     try:
-        with Session(engine) as s, s.begin():
-            s.add(RenderRow(edition_id=edition_id, digest_id=digest_id, reader_kind=kind, created_at=now,
-                            **{k: fields[k] for k in ("subject", "html", "text", "preheader", "slots", "shown",
-                                                      "shortened")}))
+        with engine.begin() as conn:
+            conn.execute(insert(RenderRow).values(edition_id=edition_id, digest_id=digest_id, reader_kind=kind,
+                                                  body_id=body_id(conn, fields), created_at=now))
     except IntegrityError:
         pass
     kept = saved_render(engine, digest_id, kind)

@@ -211,9 +211,22 @@ class DeliveryRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class RenderBodyRow(Base):
+    """A rendered email body (subject, HTML, text, preheader, slots, what it shows), stored once however many
+    digests and reader kinds share it: zlib-compressed JSON, keyed by the SHA-256 of the JSON."""
+
+    __tablename__ = "render_bodies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)  # bytes of ``data``
+
+
 class RenderRow(Base):
     """A digest as it was rendered for sending (per-reader values still as slots), kept so that retries and
-    ``newsletter preview --edition`` show exactly what went out, whatever changed in the papers since."""
+    ``newsletter preview --edition`` show exactly what went out, whatever changed in the papers since. The
+    body itself is a ``RenderBodyRow``, shared by every render with the same content."""
 
     __tablename__ = "digest_renders"
     __table_args__ = (UniqueConstraint("digest_id", "reader_kind", name="uq_digest_render"),)
@@ -222,13 +235,7 @@ class RenderRow(Base):
     edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"), index=True)
     digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
     reader_kind: Mapped[str] = mapped_column(String(64))  # hash of the reader's topics and excluded keywords
-    subject: Mapped[str] = mapped_column(Text)
-    html: Mapped[str] = mapped_column(Text)
-    text: Mapped[str] = mapped_column(Text)
-    preheader: Mapped[str] = mapped_column(Text)
-    slots: Mapped[dict[str, str]] = mapped_column(JSON)
-    shown: Mapped[dict[str, int]] = mapped_column(JSON)
-    shortened: Mapped[bool] = mapped_column(Boolean, default=False)
+    body_id: Mapped[int] = mapped_column(ForeignKey("render_bodies.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -15,6 +15,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import event
 from mailkit import Handler, MailServer, build_message, queue_edition, reader
 
 from newsletter.deliver.sender import DeliveryPolicy, Sender
@@ -146,3 +147,58 @@ def test_retry_now_brings_only_waiting_retries_forward(sqlite_store: Store) -> N
     assert waiting_at(sqlite_store, first) == waiting_at(sqlite_store, second) == [earlier]
     assert {d.email: as_utc(d.sent_at) for d in delivery_list(sqlite_store.engine, first)} == sent_at
     assert {d.state for d in delivery_list(sqlite_store.engine, first)} == {"sent", "retry"}
+
+
+# --- set-based, bounded statements ------------------------------------------------------------------------
+
+
+def test_outcomes_that_arrive_together_are_recorded_in_one_statement_for_the_rows_still_ours(db_url: str) -> None:
+    store = Store.open(db_url)
+    queue_edition(store, 6, now=T0)
+    queue = DeliveryQueue(store.engine)
+    with queue.running(lease_seconds=LEASE, now=T0):
+        claim = queue.claim(6, lease_seconds=LEASE, retry_window=timedelta(hours=48), now=T0)
+        assert len(claim.deliveries) == 6
+        lost = claim.deliveries[5]
+        with store.engine.begin() as conn:  # as if another sender had taken this one over
+            conn.exec_driver_sql(f"UPDATE deliveries SET claimed_by = 'someone else' WHERE id = {lost.id}")
+        statements: list[str] = []
+
+        def seen(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+            statements.append(statement)
+
+        event.listen(store.engine, "before_cursor_execute", seen)
+        try:
+            assert queue.record_sent(claim.deliveries, T0) == 5
+        finally:
+            event.remove(store.engine, "before_cursor_execute", seen)
+        assert len([s for s in statements if s.lstrip().upper().startswith("UPDATE")]) == 1
+    by_state = {d.email: d.state for d in delivery_list(store.engine, claim.deliveries[0].edition_id)}
+    assert sorted(by_state.values()) == ["claimed"] + ["sent"] * 5 and by_state[lost.email] == "claimed"
+    store.close()
+
+
+@pytest.mark.parametrize("pool", [1, 2])
+def test_no_statement_of_a_send_binds_a_list_that_grows_with_readers(db_url: str, pool: int) -> None:
+    """600 deliveries claimed 40 at a time: no statement binds more values than one claim holds, so 10x the
+    readers would bind no more (the claim, its UPDATE, and the outcomes of the messages on the wire)."""
+    store = Store.open(db_url)
+    queue_edition(store, 600, now=T0)
+    most = [0]
+
+    def count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        rows = parameters if executemany else [parameters]
+        most[0] = max(most[0], max((len(p) for p in rows if p is not None), default=0))
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    with MailServer() as server:
+        messenger = SmtpMessenger("127.0.0.1", server.port, pool_size=pool)
+        try:
+            report = Sender(DeliveryQueue(store.engine), messenger, build_message,
+                            DeliveryPolicy(batch_size=40), clock=lambda: T0).run()
+        finally:
+            messenger.close()
+            event.remove(store.engine, "before_cursor_execute", count)
+        assert report.sent == 600 and len(server.handler.received) == 600
+    assert 40 <= most[0] <= 40 + 10
+    store.close()

@@ -445,31 +445,35 @@ def test_a_stop_request_finishes_the_current_message_and_gives_the_rest_back(sql
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_two_senders_on_postgresql_share_the_work_and_never_send_twice(db_url: str,
-                                                                       smtpd: MailServer) -> None:
+@pytest.mark.parametrize("senders", [2, 4])
+def test_several_senders_on_postgresql_share_the_work_and_never_send_twice(db_url: str, smtpd: MailServer,
+                                                                           senders: int) -> None:
+    """Claims never overlap: each sender process claims with SKIP LOCKED, and every delivery goes out once."""
     store = Store.open(db_url)
-    queue_edition(store, 300)
-    # The server answers nobody until both senders have a connection open, so they really run side by side.
+    total = 150 * senders
+    queue_edition(store, total)
+    # The server answers nobody until every sender has a connection open, so they really run side by side.
     smtpd.handler.hold = threading.Event()
 
-    def release_when_both_connected() -> None:
-        while len(smtpd.handler.sessions) < 2 and not smtpd.handler.hold.is_set():
+    def release_when_all_connected() -> None:
+        while len(smtpd.handler.sessions) < senders and not smtpd.handler.hold.is_set():
             threading.Event().wait(0.01)
         smtpd.handler.hold.set()
 
-    watcher = threading.Thread(target=release_when_both_connected, daemon=True)
+    watcher = threading.Thread(target=release_when_all_connected, daemon=True)
     watcher.start()
     cmd = [sys.executable, str(WORKER), db_url, str(smtpd.port), "--batch", "10"]
     procs = [subprocess.Popen(cmd, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+                              text=True) for _ in range(senders)]
     outs = [p.communicate(timeout=180) for p in procs]
     smtpd.handler.hold.set()
-    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    assert [p.returncode for p in procs] == [0] * senders, [err for _, err in outs]
     reports = [json.loads(out) for out, _ in outs]
-    assert sum(r["sent"] for r in reports) == 300 and all(r["sent"] > 0 for r in reports)
-    assert smtpd.handler.copies() == {reader(i): 1 for i in range(300)}
-    assert len({r.session for r in smtpd.handler.received}) == 2
-    assert states(store) == Counter({"sent": 300})
+    assert sum(r["sent"] for r in reports) == total and all(r["sent"] > 0 for r in reports)
+    assert all(r["lost_claims"] == 0 for r in reports)  # no sender recorded over another's claim
+    assert smtpd.handler.copies() == {reader(i): 1 for i in range(total)}
+    assert len({r.session for r in smtpd.handler.received}) == senders
+    assert states(store) == Counter({"sent": total})
     store.close()
 
 
