@@ -18,9 +18,9 @@ import argparse
 import hashlib
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from . import learned
 
@@ -36,6 +36,7 @@ class Example:
     topic: str
     acceptable: tuple[str, ...]
     group: str  # the listing day (or the labels file), for cross-validation by group
+    values: Mapping[str, float] = field(default_factory=dict)  # real-valued features (the rule scores)
 
 
 def paper_features(paper) -> frozenset[str]:  # type: ignore[no-untyped-def]
@@ -64,50 +65,79 @@ def load_examples(label_files: Sequence[str], papers: Sequence[str]) -> list[Exa
 
 def fit(examples: Sequence[Example], topics: Sequence[str], l2: float = DEFAULT_L2,
         share: float = DEFAULT_SHARE, iterations: int = DEFAULT_ITERATIONS,
-        min_df: int = MIN_DF) -> tuple[list[float], dict[str, list[float]]]:
-    """Softmax regression with an L2 penalty, full-batch Adam. Returns (bias, {feature: weights})."""
+        min_df: int = MIN_DF, norm: bool = False) -> tuple[list[float], dict[str, list[float]]]:
+    """Softmax regression with an L2 penalty, full-batch Adam. Returns (bias, {feature: weights}).
+
+    The design matrix is sparse (a paper has a few hundred of the tens of thousands of features): kept as
+    (row, column, value) arrays, multiplied by gathers and ``np.add.reduceat``, so a fit takes seconds."""
     import numpy as np
 
     df = Counter(f for ex in examples for f in ex.features)
+    df.update(f for ex in examples for f in ex.values)
     vocab = sorted(f for f, n in df.items() if n >= min_df)
     col = {f: j for j, f in enumerate(vocab)}
     index = {t: k for k, t in enumerate(topics)}
-    x = np.zeros((len(examples), len(vocab)), dtype=np.float32)
-    y = np.zeros((len(examples), len(topics)), dtype=np.float32)
+    rows_, cols_, vals_ = [], [], []
+    y = np.zeros((len(examples), len(topics)), dtype=np.float64)
     for i, ex in enumerate(examples):
+        value = learned.feature_scale(len(ex.features)) if norm else 1.0
         for f in ex.features:
             j = col.get(f)
             if j is not None:
-                x[i, j] = 1.0
+                rows_.append(i), cols_.append(j), vals_.append(value)
+        for f, v in ex.values.items():
+            j = col.get(f)
+            if j is not None and v:
+                rows_.append(i), cols_.append(j), vals_.append(v)
         y[i, index[ex.topic]] = 1.0
         for t in ex.acceptable:
             if t in index and t != ex.topic:
                 y[i, index[t]] = share
         y[i] /= y[i].sum()
-    w = np.zeros((len(vocab), len(topics)), dtype=np.float32)
-    b = np.zeros(len(topics), dtype=np.float32)
+    r = np.asarray(rows_, dtype=np.int64)  # entries in row order (appended paper by paper)
+    c = np.asarray(cols_, dtype=np.int64)
+    v = np.asarray(vals_, dtype=np.float64)[:, None]
+    order = np.argsort(c, kind="stable")  # for the transposed product: entries grouped by column
+    rc, vc = r[order], v[order]
+
+    def reduce(contrib, keys, size):  # sums of the rows of contrib that share a key (keys sorted)
+        starts = np.searchsorted(keys, np.arange(size + 1))
+        out = np.zeros((size, contrib.shape[1]))
+        filled = starts[:-1] < starts[1:]
+        if len(contrib):
+            out[filled] = np.add.reduceat(contrib, starts[:-1][filled], axis=0)
+        return out
+
+    def times(w):  # x @ w
+        return reduce(v * w[c], r, len(examples))
+
+    def transposed(g):  # x.T @ g
+        return reduce(vc * g[rc], c[order], len(vocab))
+
+    w = np.zeros((len(vocab), len(topics)))
+    b = np.zeros(len(topics))
     state = [np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b)]
     rate, beta1, beta2, eps = 0.05, 0.9, 0.999, 1e-8
     n = float(len(examples))
     for step in range(1, iterations + 1):
-        z = x @ w + b
+        z = times(w) + b
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
         g = (p - y) / n
-        gw = x.T @ g + l2 * w
+        gw = transposed(g) + l2 * w
         gb = g.sum(axis=0)
-        for grad, m, v, param in ((gw, state[0], state[1], w), (gb, state[2], state[3], b)):
+        for grad, m, v2, param in ((gw, state[0], state[1], w), (gb, state[2], state[3], b)):
             m *= beta1
             m += (1 - beta1) * grad
-            v *= beta2
-            v += (1 - beta2) * grad * grad
-            param -= rate * (m / (1 - beta1 ** step)) / (np.sqrt(v / (1 - beta2 ** step)) + eps)
+            v2 *= beta2
+            v2 += (1 - beta2) * grad * grad
+            param -= rate * (m / (1 - beta1 ** step)) / (np.sqrt(v2 / (1 - beta2 ** step)) + eps)
     # Softmax is unchanged by a constant added to every topic's weight of a feature: centre each row, so
     # small weights can be dropped without shifting the others.
     w -= w.mean(axis=1, keepdims=True)
     b -= b.mean()
-    return [float(v) for v in b], {f: [float(v) for v in w[j]] for f, j in col.items()}
+    return [float(x) for x in b], {f: [float(x) for x in w[j]] for f, j in col.items()}
 
 
 def model_from(topics: Sequence[str], bias: Sequence[float], weights: dict[str, list[float]],
