@@ -74,6 +74,17 @@ def test_eval_reports_precision_recall_confusions_and_the_share_of_other(config_
     assert "precision" in text and "recall" in text and "code → safety 1" in text and "(0.0%)" in text
 
 
+def test_secondary_tags_are_scored_by_precision_overall_and_per_topic() -> None:
+    labels = [evaluate.Label("A", "agents", ("code",)), evaluate.Label("B", "code", ()),
+              evaluate.Label("C", "safety", ("agents",))]
+    report = evaluate.score(labels, {0: "agents", 1: "code", 2: "safety"},
+                            {0: ("code", "vision"), 1: ("agents",), 2: ("agents",)})
+    assert report.secondary_tags == 4 and report.secondary_precision == 0.5
+    assert report.secondary_precision_of("agents") == 0.5 and report.secondary_precision_of("code") == 1.0
+    assert report.secondary_misses == [("A", "vision"), ("B", "agents")]
+    assert evaluate.score(labels, {0: "agents"}).secondary_precision == 0.0  # none given: no tags, no error
+
+
 def measure(name: str) -> evaluate.EvalReport:
     from newsletter import config
 
