@@ -18,9 +18,9 @@ import argparse
 import hashlib
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from . import learned
 
@@ -36,7 +36,9 @@ class Example:
     topic: str
     acceptable: tuple[str, ...]
     group: str  # the listing day (or the labels file), for cross-validation by group
-    values: Mapping[str, float] = field(default_factory=dict)  # real-valued features (the rule scores)
+    values: Mapping[str, float] = field(default_factory=dict)  # real-valued features (none shipped yet)
+    paper: Any = field(default=None, compare=False)  # the labelled Paper, for cross-validating the classifier
+    by_day: bool = False  # group is a listing day (folded in cross-validation), not a whole labels file
 
 
 def paper_features(paper) -> frozenset[str]:  # type: ignore[no-untyped-def]
@@ -59,7 +61,9 @@ def load_examples(label_files: Sequence[str], papers: Sequence[str]) -> list[Exa
             print(f"{path}: {missing} labelled papers have no text; left out", file=sys.stderr)
         for i, paper in found.items():
             row = rows[i]
-            out.append(Example(paper_features(paper), row.topic, row.acceptable, row.day or Path(path).name))
+            paper = replace(paper, id=-(len(out) + 1))  # unique across the files (resolve numbers per file)
+            out.append(Example(paper_features(paper), row.topic, row.acceptable, row.day or Path(path).name,
+                               paper=paper, by_day=bool(row.day)))
     return out
 
 
@@ -145,23 +149,52 @@ def model_from(topics: Sequence[str], bias: Sequence[float], weights: dict[str, 
     return learned.decode(learned.encode(topics, bias, weights, version))
 
 
+@dataclass(frozen=True)
+class CrossValidation:
+    papers: int
+    learned_alone: float  # accuracy of the learned model's top topic
+    classifier: float | None  # accuracy of the whole classifier (model + rules), when topics were given
+    other_share: float | None = None
+    secondary_tags: int = 0
+    secondary_precision: float | None = None
+
+
 def cross_validate(examples: Sequence[Example], topics: Sequence[str], folds: int = 4,
-                   **options: float) -> float:
-    """Accuracy (prediction among the acceptable topics) of the learned model alone, groups held out."""
-    groups = sorted({ex.group for ex in examples})
-    correct = total = 0
+                   settings_topics: Sequence[Any] | None = None, **options: Any) -> CrossValidation:
+    """Accuracy (prediction among the acceptable topics) with listing days held out, ``folds`` times.
+
+    Only examples whose group is a day (``by_day``) are folded and scored; the others (labels files without
+    days, e.g. the sample pages) always stay in training. With ``settings_topics`` (the configured Topic
+    objects) the whole classifier is scored too, as it ships: the fold's model plus the phrase rules."""
+    from .. import topics as classifier
+
+    dated = [ex for ex in examples if ex.by_day] or list(examples)
+    groups = sorted({ex.group for ex in dated})
+    learned_ok = full_ok = others = tags = tags_ok = total = 0
     for k in range(folds):
         held = set(groups[k::folds])
         train = [ex for ex in examples if ex.group not in held]
-        test = [ex for ex in examples if ex.group in held]
-        bias, weights = fit(train, topics, **options)  # type: ignore[arg-type]
+        test = [ex for ex in dated if ex.group in held]
+        bias, weights = fit(train, topics, **options)
         model = model_from(topics, bias, weights, "cv")
         for ex in test:
             logits = model.logits(ex.features)
-            best = max(logits, key=logits.__getitem__)
-            correct += best in (ex.topic, *ex.acceptable)
+            learned_ok += max(logits, key=logits.__getitem__) in (ex.topic, *ex.acceptable)
             total += 1
-    return correct / total if total else 0.0
+        if settings_topics is not None and all(ex.paper is not None for ex in test):
+            result = classifier.classify([ex.paper for ex in test], settings_topics, trained=model)
+            for ex in test:
+                got = result[ex.paper.id]
+                full_ok += got.primary in (ex.topic, *ex.acceptable)
+                others += got.primary == classifier.FALLBACK
+                tags += len(got.topics) - 1
+                tags_ok += sum(t in (ex.topic, *ex.acceptable) for t in got.topics[1:])
+    if not total:
+        return CrossValidation(0, 0.0, None)
+    if settings_topics is None:
+        return CrossValidation(total, learned_ok / total, None)
+    return CrossValidation(total, learned_ok / total, full_ok / total, others / total, tags,
+                           tags_ok / tags if tags else None)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -178,7 +211,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from .. import config
 
-    topics = [t.slug for t in config.load(args.config).topics]
+    settings_topics = config.load(args.config).topics
+    topics = [t.slug for t in settings_topics]
     examples = load_examples(args.labels, args.papers)
     unknown = sorted({t for ex in examples for t in (ex.topic, *ex.acceptable)} - set(topics))
     if unknown:
@@ -186,8 +220,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     options = {"l2": args.l2, "share": args.acceptable_share, "iterations": args.iterations}
     print(f"{len(examples)} labelled papers, {len({ex.group for ex in examples})} groups, {len(topics)} topics")
     if args.cv:
-        acc = cross_validate(examples, topics, args.cv, **options)
-        print(f"cross-validated accuracy of the learned model alone ({args.cv} folds by day): {acc:.1%}")
+        cv = cross_validate(examples, topics, args.cv, settings_topics, **options)
+        print(f"cross-validation, {args.cv} folds by day, {cv.papers} papers of dated labels held out in turn:")
+        print(f"  learned model alone: {cv.learned_alone:.1%} acceptable")
+        if cv.classifier is not None:
+            print(f"  classifier (model + rules): {cv.classifier:.1%} acceptable, {cv.other_share:.1%} in other, "
+                  f"{cv.secondary_tags} secondary tags"
+                  + (f", {cv.secondary_precision:.1%} acceptable" if cv.secondary_precision is not None else ""))
     bias, weights = fit(examples, topics, **options)
     digest = hashlib.sha256(learned.encode(topics, bias, weights, "")).hexdigest()[:12]  # of the weights
     blob = learned.encode(topics, bias, weights, digest)
