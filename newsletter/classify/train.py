@@ -85,7 +85,7 @@ def fit(examples: Sequence[Example], topics: Sequence[str], l2: float = DEFAULT_
     y = np.zeros((len(examples), len(topics)), dtype=np.float64)
     for i, ex in enumerate(examples):
         value = learned.feature_scale(len(ex.features)) if norm else 1.0
-        for f in ex.features:
+        for f in sorted(ex.features):  # sorted: the sums (and the rounded weights) do not depend on hash order
             j = col.get(f)
             if j is not None:
                 rows_.append(i), cols_.append(j), vals_.append(value)
