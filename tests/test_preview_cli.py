@@ -87,7 +87,7 @@ def test_preview_prints_the_counts_the_subject_and_the_email_say(config_file: Pa
     run(config_file, "subscribers", "add", "ada@example.org", "--topics", "quantization,llm-inference")
     out = run(config_file, "preview", "--subscriber", "ada@example.org", "--date", DAY, "--out", str(tmp_path / "p"))
     said = " ".join(out.split())  # the console wraps long lines
-    assert "17 new papers in 2 topics (+ 6 only in the web copy)" in said
+    assert "17 new papers in 2 topics (+ 5 only in the web copy)" in said
     html = (tmp_path / "p" / "preview.html").read_text()
     assert ">17 new papers in 2 topics</h1>" in html
     message = message_from_bytes((tmp_path / "p" / "preview.eml").read_bytes(), policy=default)

@@ -8,7 +8,9 @@ primary topic is the labelled topic or one of the acceptable ones.
 
 Per topic the report gives recall (of the papers labelled with it as primary, the share placed acceptably)
 and precision (of the papers placed in it, the share for which it is acceptable), and the confusion pairs:
-(labelled, predicted) pairs of the misses, most frequent first.
+(labelled, predicted) pairs of the misses, most frequent first. Secondary topics (when given) are scored
+by precision: of the secondary tags given, the share an expert accepts (the labelled or an acceptable
+topic), overall and per tag, so "a reader of agents gets agent papers only" is a number.
 """
 
 from __future__ import annotations
@@ -74,10 +76,26 @@ class EvalReport:
     predicted: Counter[str] = field(default_factory=Counter)
     misses: list[Miss] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # labelled titles with no text to classify
+    secondary: Counter[str] = field(default_factory=Counter)  # secondary tags given, per topic
+    secondary_correct: Counter[str] = field(default_factory=Counter)  # ... of them acceptable
+    secondary_misses: list[tuple[str, str]] = field(default_factory=list)  # (title, wrong secondary tag)
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.papers if self.papers else 0.0
+
+    @property
+    def secondary_tags(self) -> int:
+        return sum(self.secondary.values())
+
+    @property
+    def secondary_precision(self) -> float:
+        """Of the secondary tags given, the share an expert accepts (0.0 when none were given)."""
+        total = self.secondary_tags
+        return sum(self.secondary_correct.values()) / total if total else 0.0
+
+    def secondary_precision_of(self, topic: str) -> float:
+        return self.secondary_correct[topic] / self.secondary[topic] if self.secondary[topic] else 0.0
 
     def other_share(self, fallback: str = "other") -> float:
         return self.predicted.get(fallback, 0) / self.papers if self.papers else 0.0
@@ -112,8 +130,10 @@ def unknown_topics(labels: Sequence[Label], slugs: Sequence[str]) -> list[str]:
     return sorted({t for label in labels for t in label.accepted if t not in known})
 
 
-def score(labels: Sequence[Label], predictions: Mapping[int, str]) -> EvalReport:
-    """``predictions`` maps a label's index to the predicted primary topic (absent: no text was found)."""
+def score(labels: Sequence[Label], predictions: Mapping[int, str],
+          secondary: Mapping[int, Sequence[str]] | None = None) -> EvalReport:
+    """``predictions`` maps a label's index to the predicted primary topic (absent: no text was found);
+    ``secondary`` (optional) to its secondary topics."""
     report = EvalReport()
     for i, label in enumerate(labels):
         if i not in predictions:
@@ -132,4 +152,10 @@ def score(labels: Sequence[Label], predictions: Mapping[int, str]) -> EvalReport
             report.correct += 1
         else:
             report.misses.append(Miss(label.title, label.topic, predicted, label.acceptable))
+        for tag in (secondary or {}).get(i, ()):
+            report.secondary[tag] += 1
+            if tag in label.accepted:
+                report.secondary_correct[tag] += 1
+            else:
+                report.secondary_misses.append((label.title, tag))
     return report

@@ -117,6 +117,12 @@ class LearnedModel:
         return softmax(self.logits(feats))
 
 
+def feature_scale(count: int) -> float:
+    """The value of each present feature of a paper with ``count`` features in a normalised model: papers
+    with long abstracts (many features) and short ones (title and keywords only) get comparable scores."""
+    return 1.0 / math.sqrt(count) if count else 1.0
+
+
 def softmax(logits: Mapping[str, float]) -> dict[str, float]:
     top = max(logits.values())
     exps = {k: math.exp(v - top) for k, v in logits.items()}

@@ -20,9 +20,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from .text import DocWords, Phrase, compile_phrase
+from .text import DocWords, Grams, Phrase, compile_phrase
 
 KEYWORD_WEIGHT = 3.0  # a configured keyword: strong evidence
 DESCRIPTION_WEIGHT = 2.0  # a phrase of the topic's name or description ...
@@ -270,6 +270,8 @@ class TopicRules:
     phrases: tuple[tuple[Phrase, float], ...]
     excludes: tuple[Phrase, ...]
     requires: tuple[Phrase, ...] = ()
+    # gram ("kv cache") -> position in ``phrases`` of the one- and two-word exact phrases (see ``Grams``)
+    gram_positions: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False)
 
 
 def described_phrases(name: str, description: str) -> list[str]:
@@ -300,7 +302,9 @@ def compile_rules(slug: str, keywords: tuple[str, ...], exclude: tuple[str, ...]
             compiled[key] = (phrase, weight)
     excludes = tuple(p for p in (compile_phrase(t) for t in exclude) if p is not None)
     requires = tuple(p for p in (compile_phrase(t) for t in REQUIRES.get(slug, ())) if p is not None)
-    return TopicRules(slug, tuple(sorted(compiled.values(), key=lambda pw: pw[0].text)), excludes, requires)
+    phrases = tuple(sorted(compiled.values(), key=lambda pw: pw[0].text))
+    grams = {p.gram: i for i, (p, _) in enumerate(phrases) if p.gram is not None}
+    return TopicRules(slug, phrases, excludes, requires, grams)
 
 
 def combined(title: str, abstract: str, feed_keywords: Sequence[str]) -> str:
@@ -313,11 +317,14 @@ class PhraseIndex:
     """Every topic's phrases by first word (or first-word prefix), so a paper is tested only against the
     phrases whose first word it contains, not against every phrase of every topic."""
 
-    def __init__(self, rules: Sequence[TopicRules]) -> None:
+    def __init__(self, rules: Sequence[TopicRules], skip_grams: bool = False) -> None:
+        """``skip_grams``: leave out the one- and two-word exact phrases (found through ``Grams`` instead)."""
         self.by_word: dict[str, list[tuple[str, int]]] = {}
         self.by_prefix: dict[str, list[tuple[str, int]]] = {}
         for r in rules:
             for position, (phrase, _) in enumerate(r.phrases):
+                if skip_grams and phrase.gram is not None:
+                    continue
                 table = self.by_prefix if phrase.first_prefix else self.by_word
                 table.setdefault(phrase.first, []).append((r.slug, position))
         # One regex finds, at each word start, the longest prefix there; the shorter prefixes of the same
@@ -346,14 +353,20 @@ class PhraseIndex:
 def rule_evidence(rules: TopicRules, title: str, abstract: str, feed_keywords: Sequence[str],
                   everything: str | None = None, words: DocWords | None = None,
                   candidates: Sequence[int] | None = None,
-                  fields: tuple[DocWords, DocWords] | None = None, explain: bool = True) -> Evidence:
+                  fields: tuple[DocWords, DocWords] | None = None, explain: bool = True,
+                  grams: Grams | None = None) -> Evidence:
     """Score one topic for one paper; ``title``/``abstract``/``feed_keywords`` are ``joined()`` strings,
     ``everything`` their ``combined()`` form and ``words`` its distinct words (computed when not given).
     ``candidates``: positions of the only phrases worth testing (from ``PhraseIndex``); default all.
     ``fields``: ``DocWords`` of the title and of the abstract, made once per paper (computed when not given).
-    ``explain``: list the matched phrases (``Evidence.matched``); off, only the score is computed."""
+    ``explain``: list the matched phrases (``Evidence.matched``); off, only the score is computed.
+    ``grams``: the paper's ``Grams`` (same tokens as the strings): one- and two-word phrases are counted there."""
     everything = combined(title, abstract, feed_keywords) if everything is None else everything
     words = DocWords(everything.replace("|", " ")) if words is None else words
+    if grams is not None:  # the gram phrases found by lookup, the others as candidates (or all of them)
+        pool = range(len(rules.phrases)) if candidates is None else candidates
+        hits = {rules.gram_positions[g] for g in rules.gram_positions.keys() & grams.present}
+        candidates = sorted(hits.union(i for i in pool if rules.phrases[i][0].gram is None))
     if candidates is not None and not candidates and not rules.excludes:
         return Evidence()  # no phrase of this topic can be in the paper
     phrases = rules.phrases if candidates is None else [rules.phrases[i] for i in candidates]
@@ -366,13 +379,21 @@ def rule_evidence(rules: TopicRules, title: str, abstract: str, feed_keywords: S
     found: list[tuple[float, str]] = []
     title_words, abstract_words = fields if fields is not None else (DocWords(title), DocWords(abstract))
     for phrase, weight in phrases:
-        if candidates is None and not phrase.possible(words):
-            continue
-        if not phrase.single_prefix and not phrase.count(everything):
-            continue
-        in_title = title_words.count(phrase)
-        in_abstract = abstract_words.count(phrase)
-        in_keywords = sum(1 for k in feed_keywords if phrase.count(k)) if feed_keywords else 0
+        if grams is not None and phrase.gram is not None:
+            gram = phrase.gram
+            in_title = grams.title.get(gram, 0)
+            in_abstract = grams.abstract.get(gram, 0)
+            in_keywords = grams.keywords.get(gram, 0)
+            if not (in_title or in_abstract or in_keywords):
+                continue
+        else:
+            if candidates is None and not phrase.possible(words):
+                continue
+            if not phrase.single_prefix and not phrase.count(everything):
+                continue
+            in_title = title_words.count(phrase)
+            in_abstract = abstract_words.count(phrase)
+            in_keywords = sum(1 for k in feed_keywords if phrase.count(k)) if feed_keywords else 0
         direct = weight * (TITLE_WEIGHT * bool(in_title) + FEED_KEYWORD_WEIGHT * min(in_keywords, 2))
         mentioned = weight * _REPEATS[min(in_abstract, len(_REPEATS) - 1)]
         ev.score += direct

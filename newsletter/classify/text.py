@@ -56,6 +56,7 @@ class Phrase:
     first_prefix: bool = False
     single_prefix: bool = False  # the phrase is one word ending in *
     trailing: bool = False  # only the last word ends in *
+    gram: str | None = None  # "kv cache": an exact phrase of one or two words, counted by ``Grams`` lookups
 
     def possible(self, words: "DocWords") -> bool:
         """False when the document cannot contain the phrase (its first word is absent)."""
@@ -94,7 +95,8 @@ def compile_phrase(text: str) -> Phrase | None:
         return None
     first, first_prefix = (parts[0][:-1], True) if parts[0].endswith("*") else (parts[0], False)
     if not wildcard:
-        return Phrase(text, " " + " ".join(parts) + " ", None, "", first, first_prefix)
+        gram = " ".join(parts) if len(parts) <= 2 else None
+        return Phrase(text, " " + " ".join(parts) + " ", None, "", first, first_prefix, gram=gram)
     body = " ".join(re.escape(p[:-1]) + r"[a-z0-9.:]*" if p.endswith("*") else re.escape(p) for p in parts)
     first_wild = next(i for i, p in enumerate(parts) if p.endswith("*"))
     probe = " " + " ".join(parts[:first_wild] + [parts[first_wild][:-1]])
@@ -108,11 +110,12 @@ class DocWords:
 
     __slots__ = ("doc", "words", "_sorted", "_counts")
 
-    def __init__(self, doc: str) -> None:
+    def __init__(self, doc: str, counts: dict[str, int] | None = None) -> None:
+        """``counts``: the words' counts when already known (``Grams`` of the same tokens; pairs are ignored)."""
         self.doc = doc
         self.words = frozenset(doc.split())
         self._sorted: list[str] | None = None
-        self._counts: dict[str, int] | None = None
+        self._counts: dict[str, int] | None = counts
 
     @classmethod
     def of(cls, *token_lists: Sequence[str]) -> "DocWords":
@@ -150,6 +153,33 @@ class DocWords:
                 i += 1
             return total
         return phrase.count(self.doc)
+
+
+class Grams:
+    """Counts of the words and adjacent word pairs of a paper's title and abstract, and in how many of its feed
+    keywords each occurs: a one- or two-word phrase is then counted by three dict lookups, not three scans."""
+
+    __slots__ = ("title", "abstract", "keywords", "present")
+
+    def __init__(self, title: Sequence[str], abstract: Sequence[str], keywords: Sequence[Sequence[str]]) -> None:
+        self.title = _grams(title)
+        self.abstract = _grams(abstract)
+        counts: dict[str, int] = {}
+        for kw in keywords:
+            for g in _grams(kw):
+                counts[g] = counts.get(g, 0) + 1
+        self.keywords = counts
+        self.present = self.title.keys() | self.abstract.keys() | counts.keys()
+
+
+def _grams(words: Sequence[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    get = counts.get
+    for w in words:
+        counts[w] = get(w, 0) + 1
+    for pair in map(" ".join, zip(words, words[1:])):
+        counts[pair] = get(pair, 0) + 1
+    return counts
 
 
 def compile_phrases(texts: Iterable[str]) -> list[Phrase]:

@@ -204,14 +204,16 @@ def eval_(obj: Context, labels: str, papers: tuple[str, ...], misses: bool, as_j
     indexes = [labelled.daily_papers(p) for p in papers]
     found = labelled.resolve(rows, indexes, nl.store, [labelled.sample_index()])
     predictions: dict[int, str] = {}
+    secondary: dict[int, tuple[str, ...]] = {}
     with _bar(as_json, len(found), "classifying") as bar:
         task = bar.add_task("classify", total=len(found))
         for chunk in _chunks(list(found.items()), 32):
             chunk_papers = [p for _, p in chunk]
             result = topics.classify(chunk_papers, nl.settings.topics, _vectors(nl, chunk_papers))
             predictions.update({i: result[p.id].primary for i, p in chunk})
+            secondary.update({i: result[p.id].topics[1:] for i, p in chunk})
             bar.advance(task, len(chunk))
-    report = evaluate.score(rows, predictions)
+    report = evaluate.score(rows, predictions, secondary)
     other = report.other_share(topics.FALLBACK)
     per_topic = sorted(report.per_topic.values(), key=lambda t: t.topic)
     if as_json:
@@ -223,17 +225,27 @@ def eval_(obj: Context, labels: str, papers: tuple[str, ...], misses: bool, as_j
                                             "predicted": t.predicted, "precision": round(t.precision, 4)}
                                   for t in per_topic},
                     "confusions": [{"labelled": a, "predicted": b, "papers": n} for a, b, n in report.confusions()],
+                    "secondary": {"tags": report.secondary_tags,
+                                  "correct": sum(report.secondary_correct.values()),
+                                  "precision": round(report.secondary_precision, 4),
+                                  "per_topic": {t: {"tags": n, "precision": round(report.secondary_precision_of(t), 4)}
+                                                for t, n in sorted(report.secondary.items())}},
                     "predicted": dict(report.predicted), "missing": report.missing,
                     "misses": [m.__dict__ for m in report.misses]})
         return
-    table = Table("topic", "labelled", "recall", "placed", "precision", box=None, header_style="bold")
+    table = Table("topic", "labelled", "recall", "placed", "precision", "secondary", "its precision",
+                  box=None, header_style="bold")
     for t in per_topic:
+        tags = report.secondary[t.topic]
         table.add_row(t.topic, str(t.papers), f"{t.recall:.1%}" if t.papers else "—",
-                      str(t.predicted), f"{t.precision:.1%}" if t.predicted else "—")
+                      str(t.predicted), f"{t.precision:.1%}" if t.predicted else "—",
+                      str(tags), f"{report.secondary_precision_of(t.topic):.1%}" if tags else "—")
     console.print(table)
     console.print(f"[bold]overall accuracy: {report.accuracy:.1%}[/bold] "
                   f"({report.correct} of {report.papers} papers); "
                   f"{report.predicted.get(topics.FALLBACK, 0)} put in '{topics.FALLBACK}' ({other:.1%})")
+    console.print(f"secondary topics: {report.secondary_tags} tags on {report.papers} papers, "
+                  f"{sum(report.secondary_correct.values())} acceptable ({report.secondary_precision:.1%} precision)")
     confusions = report.confusions()
     if confusions:
         console.print("confusions (labelled → predicted): " + ", ".join(
@@ -246,6 +258,8 @@ def eval_(obj: Context, labels: str, papers: tuple[str, ...], misses: bool, as_j
     if misses:
         for m in report.misses:
             console.print(f"  ✗ {m.title} — labelled {m.topic}, got {m.predicted}", markup=False)
+        for title, tag in report.secondary_misses:
+            console.print(f"  ✗ {title} — secondary tag {tag} not acceptable", markup=False)
 
 
 def _model_name() -> str:
