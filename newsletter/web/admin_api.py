@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from ..errors import NewsletterError, NotFound
 from ..models import EDITION_STATES
 from ..store.control import change_state, edition_states
+from ..store.deliveries import as_utc
 from ..store.reports import edition_report
 from .admin_auth import token_matches
 from .api import Error, Responses
@@ -123,7 +124,8 @@ def editions(request: Request, state: Literal["active", "paused", "cancelled"] |
              limit: int = Query(20, ge=1, le=500)) -> Any:
     """The newest editions with their state and their deliveries counted by state."""
     assert state is None or state in EDITION_STATES
-    return [vars(e) for e in edition_states(web_of(request).store.engine, state=state, limit=limit)]
+    return [{**vars(e), "created_at": as_utc(e.created_at)}  # SQLite hands back naive UTC times
+            for e in edition_states(web_of(request).store.engine, state=state, limit=limit)]
 
 
 def _not_found(message: str) -> JSONResponse:
