@@ -22,6 +22,19 @@ def duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def short(seconds: float | None) -> str:
+    """``1h02m``, ``3m20s``, ``12.5s``: for table cells."""
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds % 1 else f"{int(seconds)}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
 @main.command("report")
 @config_option
 @click.argument("edition_id", type=int, metavar="[ID]", required=False)
@@ -51,11 +64,14 @@ def report(obj: Context, edition_id: int | None, as_json: bool) -> None:
     else:
         console.print("Nothing of it sent yet.")
     if r.domains:
-        table = Table("domain", "readers", "sent", "failed", "deferred", "bounced", "mean wait", "max wait",
-                      title="Failing and slowest domains", title_justify="left", box=None, header_style="bold")
+        table = Table(title="Failing and slowest domains (wait: queued to accepted)", title_justify="left",
+                      box=None, header_style="bold")
+        table.add_column("domain", no_wrap=True, overflow="fold", min_width=16)
+        for name in ("readers", "sent", "failed", "deferred", "bounced", "mean wait", "max wait"):
+            table.add_column(name, justify="right", no_wrap=True)
         for d in r.domains:
             table.add_row(Text(d.domain), *(str(v) for v in (d.readers, d.sent, d.failed, d.deferred, d.bounced)),
-                          duration(d.mean_wait_seconds), duration(d.max_wait_seconds))
+                          short(d.mean_wait_seconds), short(d.max_wait_seconds))
         console.print(table)
     if r.top_papers:
         table = Table("readers", "paper", title="Papers most readers received", title_justify="left", box=None,
