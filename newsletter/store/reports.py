@@ -91,6 +91,7 @@ class SendsOverTime:
     start: datetime | None
     bucket_seconds: int
     counts: list[int]
+    end: datetime | None = None  # the last message sent
 
 
 # Every attempt of a delivery but the one that ended it sent or failed was a temporary failure.
@@ -243,7 +244,7 @@ def sends_over_time(engine: Engine, edition_id: int, *, buckets: int = 48) -> Se
     counts = [0] * size
     for i, n in rows:
         counts[min(max(int(i), 0), size - 1)] += int(n)
-    return SendsOverTime(start, width, counts)
+    return SendsOverTime(start, width, counts, end)
 
 
 def bucket_times(series: SendsOverTime) -> list[datetime]:

@@ -207,10 +207,11 @@ def sends_svg(series: SendsOverTime, width: int = 640, height: int = 180) -> Mar
     n = len(series.counts)
     bar = plot_w / n
     times = bucket_times(series)
+    end = series.end or times[-1]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" viewBox="0 0 {width} {height}" '
              f'width="{width}" height="{height}" role="img" aria-labelledby="plot-title">',
              f'<title id="plot-title">Messages sent per {series.bucket_seconds} s, from '
-             f'{times[0]:%H:%M:%S} to {times[-1]:%H:%M:%S} UTC; at most {peak} in one interval</title>',
+             f'{times[0]:%H:%M:%S} to {end:%H:%M:%S} UTC; at most {peak} in one interval</title>',
              f'<line class="axis" x1="{left}" y1="{top + plot_h}" x2="{width - 8}" y2="{top + plot_h}"/>',
              f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}"/>',
              f'<text class="label" x="{left - 6}" y="{top + 10}" text-anchor="end">{peak}</text>',
@@ -224,6 +225,6 @@ def sends_svg(series: SendsOverTime, width: int = 640, height: int = 180) -> Mar
                      f'{count}</title></rect>')
     parts.append(f'<text class="label" x="{left}" y="{height - 6}">{times[0]:%H:%M:%S}</text>')
     parts.append(f'<text class="label" x="{width - 8}" y="{height - 6}" text-anchor="end">'
-                 f'{times[-1]:%H:%M:%S} UTC</text>')
+                 f'{end:%H:%M:%S} UTC</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
