@@ -250,3 +250,21 @@ def test_hash_password_command() -> None:
     assert short.exit_code == 1 and "too short" in short.output
     with pytest.raises(Exception, match="argon2"):
         config.Admin(password_hash="plain-text-password")
+
+
+def test_a_new_password_ends_every_session(tmp_path: Path) -> None:
+    first = Admin(tmp_path)
+    try:
+        c = first.client()
+        assert first.login(c).status_code == 303
+        cookie = c.cookies["nl_admin"]
+    finally:
+        first.close()
+    second = Admin(tmp_path, password_hash=hash_password("another long password"))  # same database and key
+    try:
+        c = second.client()
+        c.cookies.set("nl_admin", cookie)
+        assert c.get("/admin").status_code == 303
+        assert second.login(c).status_code == 401 and second.login(c, "another long password").status_code == 303
+    finally:
+        second.close()
