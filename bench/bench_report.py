@@ -40,7 +40,7 @@ def build(store: Store, n: int) -> int:
     at = ("strftime('%Y-%m-%d %H:%M:%f000', '2026-03-14 08:00:00', '+' || (id % 3600) || ' seconds')" if sqlite
           else "TIMESTAMPTZ '2026-03-14 08:00:00+00' + (id % 3600) * INTERVAL '1 second'")
     with store.engine.begin() as conn:
-        conn.execute(text(f"UPDATE deliveries SET state='sent', attempts=1 + (id % 7 = 0), sent_at={at} "
+        conn.execute(text(f"UPDATE deliveries SET state='sent', attempts=CASE WHEN id % 7 = 0 THEN 2 ELSE 1 END, sent_at={at} "
                           f"WHERE edition_id={eid} AND id % 50 <> 0"))
         conn.execute(text(f"UPDATE deliveries SET state='failed', attempts=1 WHERE edition_id={eid} AND id % 100 = 0"))
         conn.execute(text(
