@@ -22,12 +22,14 @@ DEFAULT_CONFIG = "config.yaml"
 ENV_CONFIG = "NEWSLETTER_CONFIG"
 ENV_DATABASE_URL = "NEWSLETTER_DATABASE_URL"
 SECRET_KEYS = ("smtp.password", "signing_key", "inbound.password", "webhooks.postmark_password",
-               "webhooks.mailgun_signing_key", "dkim.private_key", "metrics.token")
+               "webhooks.mailgun_signing_key", "dkim.private_key", "metrics.token", "admin.api_token",
+               "admin.password_hash")
 # The variable each secret's "write ${...}" hint suggests.
 _SECRET_VARS = {"smtp.password": "SMTP_PASSWORD", "signing_key": "NEWSLETTER_SIGNING_KEY",
                 "inbound.password": "INBOUND_PASSWORD", "webhooks.postmark_password": "POSTMARK_WEBHOOK_PASSWORD",
                 "webhooks.mailgun_signing_key": "MAILGUN_SIGNING_KEY", "dkim.private_key": "DKIM_PRIVATE_KEY",
-                "metrics.token": "METRICS_TOKEN"}
+                "metrics.token": "METRICS_TOKEN", "admin.api_token": "NEWSLETTER_ADMIN_TOKEN",
+                "admin.password_hash": "NEWSLETTER_ADMIN_PASSWORD_HASH"}
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SLUG = r"^[a-z0-9][a-z0-9-]*$"
@@ -339,6 +341,34 @@ class Log(_Section):
 class Metrics(_Section):
     token: str | None = Field(None, description="Bearer token /metrics requires; must be an environment reference "
                               "like ${METRICS_TOKEN}. Empty: /metrics answers loopback clients only.")
+class Admin(_Section):
+    """The operator's API (``/api/admin/...``, a bearer token) and pages (``/admin``, a password). Each is off,
+    answering 404, until its secret is set."""
+
+    api_token: str | None = Field(None, description="Bearer token of the operator API (/api/admin/...); must be an "
+                                  "environment reference like ${NEWSLETTER_ADMIN_TOKEN}; empty: the API is off (404).")
+    password_hash: str | None = Field(None, description="argon2 hash of the /admin pages' password (make one with "
+                                      "`newsletter admin hash-password`); must be an environment reference like "
+                                      "${NEWSLETTER_ADMIN_PASSWORD_HASH}; empty: the pages are off (404).")
+    session_hours: float = Field(12.0, gt=0, le=24 * 30, description="How long an operator stays logged in to "
+                                 "/admin without logging in again.")
+    login_attempts: int = Field(5, ge=1, description="Login attempts one IP address may make per "
+                                "admin.login_window_minutes (a token bucket kept in the database).")
+    login_window_minutes: float = Field(15.0, gt=0, description="The period of admin.login_attempts.")
+
+    @field_validator("api_token")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 16:
+            raise ValueError("the operator token is too short; use at least 16 characters (`openssl rand -hex 32`)")
+        return value
+
+    @field_validator("password_hash")
+    @classmethod
+    def _argon2(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("$argon2"):
+            raise ValueError("must be an argon2 hash ($argon2id$...); make one with `newsletter admin hash-password`")
+        return value
 
 
 class Settings(_Section):
@@ -375,6 +405,7 @@ class Settings(_Section):
     dkim: Dkim = Field(default_factory=Dkim, description="DKIM signing of the digests.")
     log: Log = Field(default_factory=Log, description="Log output.")
     metrics: Metrics = Field(default_factory=Metrics, description="The /metrics endpoint.")
+    admin: Admin = Field(default_factory=Admin, description="The operator API and the /admin pages.")
 
     # Where the file was loaded from; relative paths are resolved against it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="(internal) folder of config.yaml.")

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from .deliver.sender import Progress as DeliveryProgress
     from .embeddings import Embedder
     from .sendtest import TestSendReport
+    from .store.reports import EditionReport
     from .topics import Vectors
 
 log = logging.getLogger(__name__)
@@ -373,6 +374,19 @@ class Newsletter(Planning):
         message = build_message(rendered, Recipient(to, message_id, links, reader.name if reader else None),
                                 self.settings, now)
         return Preview(cadence, period, day, content, rendered, html, text, message, reader, edition_id)
+
+    # --- operating --------------------------------------------------------------------------------------------
+
+    def report(self, edition_id: int | None = None) -> "EditionReport":
+        """The report of one edition (None: the latest): readers, sent, failed, bounced, complaints,
+        unsubscribes within 7 days, the time to send, the failing and slowest domains, the papers most readers
+        received; aggregated in SQL (``store.reports``).
+
+        Example: ``nl.report(12).sent``
+        """
+        from .store.reports import edition_report
+
+        return edition_report(self.store.engine, edition_id)
 
     # --- deliver ------------------------------------------------------------------------------------------
 

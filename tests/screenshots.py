@@ -27,7 +27,8 @@ MAX_SHARE = 0.001  # at most 0.1% of the pixels may differ that much
 TILE = 16
 MAX_TILE_SHARE = 0.1  # and at most 10% of any 16 x 16 square (a changed digit fills more)
 UPDATE_HINT = ("if the change is intended, look at the new picture and run "
-               "UPDATE_SCREENSHOTS=1 python -m pytest tests/test_preview_browser.py tests/web/test_e2e_browser.py")
+               "UPDATE_SCREENSHOTS=1 python -m pytest tests/test_preview_browser.py tests/web/test_e2e_browser.py "
+               "tests/web/test_admin_browser.py")
 
 
 def updating() -> bool:

@@ -139,4 +139,6 @@ def parse_day(value: str | None) -> date | None:
 
 
 # Command modules register themselves on ``main``.
-from . import admin, deliver, editions, inbound, papers, preview, run, subscribers, topics, web  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    admin, deliver, editions, inbound, operator, papers, preview, report, run, subscribers, topics, web,
+)

@@ -168,3 +168,33 @@ def erase(store: Store, email: str) -> Erased:
 
 
 __all__ = ["ERASED", "Erased", "ReaderDelivery", "ReaderRecord", "erase", "reader_record", "update_reader"]
+
+
+@dataclass(frozen=True)
+class ReaderPage:
+    """One page of a reader search, in id order; ``next_after`` continues it (None: the last page)."""
+
+    readers: list[tuple[Subscriber, int]]  # (reader, bounce count)
+    next_after: int | None
+
+
+def search_readers(store: Store, *, query: str | None = None, status: str | None = None,
+                   after: int | None = None, limit: int = 50) -> ReaderPage:
+    """Readers whose address contains ``query`` (any part, case-insensitive), with ``status``, after the reader
+    id ``after`` (keyset pagination: each page is one indexed range scan, however deep).
+
+    Example: ``search_readers(store, query="@example.org", status="active").readers``
+    """
+    q = select(SubscriberRow).order_by(SubscriberRow.id).limit(limit + 1)
+    if query:
+        escaped = query.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        q = q.where(SubscriberRow.email.like(f"%{escaped}%", escape="\\"))
+    if status:
+        q = q.where(SubscriberRow.status == status)
+    if after:
+        q = q.where(SubscriberRow.id > after)
+    with store.session() as s:
+        rows = list(s.scalars(q))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return ReaderPage([(_subscriber(r), r.bounce_count or 0) for r in rows], rows[-1].id if more and rows else None)

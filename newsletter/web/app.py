@@ -174,12 +174,14 @@ def create_app(settings: Settings, store: Store | None = None, *, production: bo
     app.mount("/static", StaticFiles(directory=shipped_web_templates() / "static"), name="static")
     _exception_handlers(app, web)
 
-    from . import api, monitor, pages, webhooks
+    from . import admin, admin_api, api, monitor, pages, webhooks
 
     app.include_router(monitor.router)  # /healthz and /metrics
     app.include_router(pages.router)
     app.include_router(api.router)
+    app.include_router(admin_api.router)  # the operator API: off (404) without admin.api_token
     app.include_router(webhooks.router)  # bounce and complaint webhooks of sending services
+    admin.install(app, web, subs.key, monotonic)  # the /admin pages: off (404) without admin.password_hash
     return app
 
 
@@ -239,6 +241,18 @@ def _exception_handlers(app: FastAPI, web: Web) -> None:
         return web.error(request, 429, "Too many requests",
                          f"Too many requests. Please try again in {plural(minutes, 'minute')}.",
                          headers={"Retry-After": str(exc.retry_after)})
+
+    from .admin_api import Off, Unauthorized
+
+    @app.exception_handler(Off)
+    async def operator_api_off(request: Request, exc: Off) -> Response:
+        return JSONResponse({"error": "not_found", "message": "Not Found"}, status_code=404)
+
+    @app.exception_handler(Unauthorized)
+    async def operator_unauthorized(request: Request, exc: Unauthorized) -> Response:
+        return JSONResponse({"error": "unauthorized", "message": "This needs the operator token: "
+                             "Authorization: Bearer <admin.api_token>."}, status_code=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="operator"', "cache-control": "no-store"})
 
     @app.exception_handler(SendFailed)
     async def send_failed(request: Request, exc: SendFailed) -> Response:

@@ -1,6 +1,6 @@
-"""Pause, resume and cancel an edition: a running sender (real SMTP on 127.0.0.1, a real SQLite file) notices
-within its batch, nothing is lost, a paused edition is not resumed by the next run, and a cancelled edition's
-unsent papers stay eligible."""
+"""Pause, resume and cancel an edition: a running sender (real SMTP on 127.0.0.1; a real SQLite file and the
+PostgreSQL server, each test running on both) notices within its batch, nothing is lost, a paused edition is
+not resumed by the next run, and a cancelled edition's unsent papers stay eligible."""
 
 from __future__ import annotations
 
@@ -37,50 +37,50 @@ def states(store: Store, edition_id: int) -> Counter[str]:
 
 @pytest.mark.parametrize("pool", [1, 3])
 def test_a_pause_stops_the_running_sender_within_its_batch_and_loses_nothing(
-        sqlite_store: Store, smtpd: MailServer, pool: int) -> None:
-    eid = queue_edition(sqlite_store, READERS)
-    other = Store.open(str(sqlite_store.engine.url))  # the operator's command, on its own connection
+        store: Store, smtpd: MailServer, pool: int) -> None:
+    eid = queue_edition(store, READERS)
+    other = Store.open(store.engine.url.render_as_string(hide_password=False))  # the operator's command, on its own connection
     smtpd.handler.on_message = lambda n: change_state(other.engine, eid, "pause") if n == 5 else None
     try:
-        report = sender(sqlite_store, smtpd, pool).run()
+        report = sender(store, smtpd, pool).run()
     finally:
         smtpd.handler.on_message = None
         other.close()
     assert report.halted == {eid: "paused"}
     assert 5 <= report.sent <= 5 + pool  # the messages already on the wire finish; no more are handed over
-    assert states(sqlite_store, eid) == Counter({"sent": report.sent, "pending": READERS - report.sent})
+    assert states(store, eid) == Counter({"sent": report.sent, "pending": READERS - report.sent})
     assert len(smtpd.handler.received) == report.sent
 
     # The next run (`retry`, a send, the scheduler's job) does not resume it.
-    again = sender(sqlite_store, smtpd, pool).run()
+    again = sender(store, smtpd, pool).run()
     assert (again.due, again.sent) == (0, 0) and len(smtpd.handler.received) == report.sent
 
-    change_state(sqlite_store.engine, eid, "resume")
-    rest = sender(sqlite_store, smtpd, pool).run()
+    change_state(store.engine, eid, "resume")
+    rest = sender(store, smtpd, pool).run()
     assert rest.sent == READERS - report.sent and not rest.halted
     assert Counter(r.rcpt for r in smtpd.handler.received) == Counter(reader(i) for i in range(READERS))
 
 
-def test_a_cancel_stops_the_sender_and_the_unsent_papers_stay_eligible(sqlite_store: Store,
+def test_a_cancel_stops_the_sender_and_the_unsent_papers_stay_eligible(store: Store,
                                                                        smtpd: MailServer) -> None:
-    eid = queue_edition(sqlite_store, READERS)
-    smtpd.handler.on_message = lambda n: change_state(sqlite_store.engine, eid, "cancel") if n == 4 else None
+    eid = queue_edition(store, READERS)
+    smtpd.handler.on_message = lambda n: change_state(store.engine, eid, "cancel") if n == 4 else None
     try:
-        report = sender(sqlite_store, smtpd).run()
+        report = sender(store, smtpd).run()
     finally:
         smtpd.handler.on_message = None
     assert report.halted == {eid: "cancelled"} and report.sent == 4
     # What the running sender held went back after the cancel; a second cancel calls it off too.
-    assert change_state(sqlite_store.engine, eid, "cancel").cancelled == READERS - 4
-    assert states(sqlite_store, eid) == Counter({"sent": 4, "cancelled": READERS - 4})
+    assert change_state(store.engine, eid, "cancel").cancelled == READERS - 4
+    assert states(store, eid) == Counter({"sent": 4, "cancelled": READERS - 4})
     with pytest.raises(NewsletterError, match="was cancelled"):
-        change_state(sqlite_store.engine, eid, "resume")
-    assert sender(sqlite_store, smtpd).run().sent == 0
+        change_state(store.engine, eid, "resume")
+    assert sender(store, smtpd).run().sent == 0
 
-    ids = {s.email: s.id for s in sqlite_store.subscribers()}
-    paper = sqlite_store.edition_papers(eid)[0][0]
-    since = sqlite_store.papers()[0].first_trending
-    taken, returned = sqlite_store.taken_and_returned(since)
+    ids = {s.email: s.id for s in store.subscribers()}
+    paper = store.edition_papers(eid)[0][0]
+    since = store.papers()[0].first_trending
+    taken, returned = store.taken_and_returned(since)
     sent_to = {r.rcpt for r in smtpd.handler.received}
     for email, sid in ids.items():
         if email in sent_to:
@@ -89,16 +89,16 @@ def test_a_cancel_stops_the_sender_and_the_unsent_papers_stay_eligible(sqlite_st
             assert paper in returned[sid] and sid not in taken
 
 
-def test_cancel_does_not_count_a_delivery_held_by_a_sender_as_sent(sqlite_store: Store) -> None:
+def test_cancel_does_not_count_a_delivery_held_by_a_sender_as_sent(store: Store) -> None:
     """A delivery claimed when the edition was cancelled, and never given back (the sender crashed), still gives
     its papers back."""
-    eid = queue_edition(sqlite_store, 2)
-    held = sqlite_store.subscriber(reader(0)).id
-    sqlite_store.set_delivery_state(eid, held, "claimed")  # in a sender's hands, its lease not run out
-    assert change_state(sqlite_store.engine, eid, "cancel").cancelled == 1  # the other one
-    assert states(sqlite_store, eid) == Counter({"claimed": 1, "cancelled": 1})
-    _, returned = sqlite_store.taken_and_returned(sqlite_store.papers()[0].first_trending)
-    assert set(returned) == {s.id for s in sqlite_store.subscribers()} and held in returned
+    eid = queue_edition(store, 2)
+    held = store.subscriber(reader(0)).id
+    store.set_delivery_state(eid, held, "claimed")  # in a sender's hands, its lease not run out
+    assert change_state(store.engine, eid, "cancel").cancelled == 1  # the other one
+    assert states(store, eid) == Counter({"claimed": 1, "cancelled": 1})
+    _, returned = store.taken_and_returned(store.papers()[0].first_trending)
+    assert set(returned) == {s.id for s in store.subscribers()} and held in returned
 
 
 def write_config(tmp_path: Path) -> Path:

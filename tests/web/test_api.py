@@ -21,6 +21,10 @@ def test_openapi_describes_every_operation_and_no_page(web: Any) -> None:
         ("POST", "/api/subscriptions"), ("POST", "/api/confirm"), ("GET", "/api/preferences"),
         ("PUT", "/api/preferences"), ("POST", "/api/unsubscribe"), ("POST", "/api/resubscribe"),
         ("GET", "/api/topics"), ("GET", "/api/editions"), ("GET", "/api/editions/{edition_id}"),
+        # The operator API (tests/web/test_admin_api.py), described whether or not admin.api_token is set.
+        ("GET", "/api/admin/editions"), ("POST", "/api/admin/editions/{edition_id}/pause"),
+        ("POST", "/api/admin/editions/{edition_id}/resume"), ("POST", "/api/admin/editions/{edition_id}/cancel"),
+        ("GET", "/api/admin/editions/{edition_id}/report"),
     }
     assert "400" in spec["paths"]["/api/unsubscribe"]["post"]["responses"]
     assert "429" in spec["paths"]["/api/subscriptions"]["post"]["responses"]

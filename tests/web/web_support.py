@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import uvicorn
 from aiosmtpd.controller import Controller
@@ -183,3 +183,31 @@ class MailCatcher:
                 raise AssertionError(f"expected {count} messages, the SMTP server got {len(self.messages)}")
             time.sleep(0.05)
         return self.messages
+
+
+def add_sent_edition(store: Store, settings: config.Settings, emails: tuple[str, ...], *, sent: int,
+                     start: datetime = T0, step: timedelta = timedelta(seconds=30), day: date = date(2025, 3, 14),
+                     failed: int = 0, offsets: Sequence[float] | None = None,
+                     subject: str = "Trending papers, 14 Mar 2025: 3 new in 2 topics") -> int:
+    """An edition of ``add_edition``'s papers queued for ``emails``: the first ``sent`` of them sent ``step``
+    apart from ``start`` (or ``offsets`` seconds after it), the next ``failed`` failed, the rest pending."""
+    eid = add_edition(store, settings, day=day)
+    papers = [pid for pid, _ in store.edition_papers(eid)]
+    known = {s.email: s.id for s in store.subscribers()}
+    new = [{"email": e, "cadence": "daily"} for e in emails if e not in known]
+    for s in store.add_subscribers(new, now=start) if new else []:
+        known[s.email] = s.id
+    from newsletter.store.schema import DeliveryRow, DigestRow, EditionPaperRow, EditionRow  # noqa: F401
+    from sqlalchemy import delete
+
+    with store.session() as s, s.begin():  # add_edition made it without readers: start again with them
+        s.execute(delete(EditionRow).where(EditionRow.id == eid))
+    eid = store.create_edition("daily", period_for("daily", day), day, subject,
+                               [(p, settings.topic_slugs()[0]) for p in papers],
+                               {known[e]: papers for e in emails}, now=start)
+    for i, email in enumerate(emails[:sent]):
+        at = start + (timedelta(seconds=offsets[i]) if offsets is not None else step * (i + 1))
+        store.set_delivery_state(eid, known[email], "sent", now=at)
+    for email in emails[sent:sent + failed]:
+        store.set_delivery_state(eid, known[email], "failed", error="550 no such user", now=start)
+    return eid

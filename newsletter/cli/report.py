@@ -1,0 +1,81 @@
+"""``newsletter report [ID]``: how one edition went (``Newsletter.report``, aggregated in SQL)."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from . import Context, config_option, console, json_option, main, print_json
+
+
+def duration(seconds: float | None) -> str:
+    """``1 h 02 min``, ``3 min 20 s``, ``12.5 s``."""
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds % 1 else f"{int(seconds)} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def short(seconds: float | None) -> str:
+    """``1h02m``, ``3m20s``, ``12.5s``: for table cells."""
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds % 1 else f"{int(seconds)}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+@main.command("report")
+@config_option
+@click.argument("edition_id", type=int, metavar="[ID]", required=False)
+@json_option
+@click.pass_obj
+def report(obj: Context, edition_id: int | None, as_json: bool) -> None:
+    """How an edition went (default: the latest): readers, sent, failed, bounced, complaints, unsubscribes
+    within 7 days, the time to send, the failing and slowest recipient domains, and the papers most readers
+    received. Bounces and complaints count once `newsletter inbound` (or a webhook) has recorded them.
+
+    Example: newsletter report 12 --json
+    """
+    r = obj.nl.report(edition_id)
+    if as_json:
+        print_json(r)
+        return
+    console.print(Text(f"Edition {r.edition_id} · {r.cadence} {r.period} · {r.state}", style="bold"))
+    if r.subject:
+        console.print(Text(r.subject))
+    console.print(f"{r.readers} readers: {r.sent} sent, {r.failed} failed, {r.waiting} waiting"
+                  + (f" ({r.deferred} deferrals on the way)" if r.deferred else ""))
+    console.print(f"{r.bounced} bounced ({r.hard_bounced} hard), {r.complaints} complaints, "
+                  f"{r.unsubscribes} unsubscribed within 7 days")
+    if r.first_sent is not None:
+        console.print(f"Time to send: {duration(r.send_seconds)} (first {r.first_sent:%Y-%m-%d %H:%M:%S} UTC, "
+                      f"last {r.last_sent:%Y-%m-%d %H:%M:%S} UTC)")
+    else:
+        console.print("Nothing of it sent yet.")
+    if r.domains:
+        table = Table(title="Failing and slowest domains (wait: queued to accepted)", title_justify="left",
+                      box=None, header_style="bold")
+        table.add_column("domain", no_wrap=True, overflow="fold", min_width=16)
+        for name in ("readers", "sent", "failed", "deferred", "bounced", "mean wait", "max wait"):
+            table.add_column(name, justify="right", no_wrap=True)
+        for d in r.domains:
+            table.add_row(Text(d.domain), *(str(v) for v in (d.readers, d.sent, d.failed, d.deferred, d.bounced)),
+                          short(d.mean_wait_seconds), short(d.max_wait_seconds))
+        console.print(table)
+    if r.top_papers:
+        table = Table("readers", "paper", title="Papers most readers received", title_justify="left", box=None,
+                      header_style="bold")
+        for p in r.top_papers:
+            table.add_row(str(p.readers), Text(p.title[:90]))
+        console.print(table)
