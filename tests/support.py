@@ -104,3 +104,18 @@ def replay_daily_sends(nl: Any, standin: GrowingDailyPapers, days: list[date], s
             nl.store.set_delivery_state(edition, reader.subscriber.id, "sent")
         sent[run] = [p.key for p in reader.papers]
     return sent
+
+
+def wait_listening(proc: Any, port: int, timeout: float, what: str) -> None:
+    """Wait until a child process listens on 127.0.0.1:``port``; RuntimeError(``what``) if it exits or times out."""
+    import socket
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(what) from None
+            time.sleep(0.1)

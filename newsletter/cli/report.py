@@ -9,30 +9,19 @@ from rich.text import Text
 from . import Context, config_option, console, json_option, main, print_json
 
 
-def duration(seconds: float | None) -> str:
-    """``1 h 02 min``, ``3 min 20 s``, ``12.5 s``."""
+def duration(seconds: float | None, *, compact: bool = False) -> str:
+    """``1 h 02 min``, ``3 min 20 s``, ``12.5 s``; compact, for table cells: ``1h02m``, ``3m20s``, ``12.5s``."""
     if seconds is None:
         return "–"
+    sep = "" if compact else " "
+    h, m, s = ("h", "m", "s") if compact else ("h", "min", "s")
     if seconds < 60:
-        return f"{seconds:.1f} s" if seconds % 1 else f"{int(seconds)} s"
+        return f"{seconds:.1f}{sep}{s}" if seconds % 1 else f"{int(seconds)}{sep}{s}"
     minutes, secs = divmod(int(round(seconds)), 60)
     if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
+        return f"{minutes}{sep}{m} {secs:02d}{sep}{s}" if not compact else f"{minutes}{m}{secs:02d}{s}"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def short(seconds: float | None) -> str:
-    """``1h02m``, ``3m20s``, ``12.5s``: for table cells."""
-    if seconds is None:
-        return "–"
-    if seconds < 60:
-        return f"{seconds:.1f}s" if seconds % 1 else f"{int(seconds)}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return f"{hours}{sep}{h} {minutes:02d}{sep}{m}" if not compact else f"{hours}{h}{minutes:02d}{m}"
 
 
 @main.command("report")
@@ -71,7 +60,7 @@ def report(obj: Context, edition_id: int | None, as_json: bool) -> None:
             table.add_column(name, justify="right", no_wrap=True)
         for d in r.domains:
             table.add_row(Text(d.domain), *(str(v) for v in (d.readers, d.sent, d.failed, d.deferred, d.bounced)),
-                          short(d.mean_wait_seconds), short(d.max_wait_seconds))
+                          duration(d.mean_wait_seconds, compact=True), duration(d.max_wait_seconds, compact=True))
         console.print(table)
     if r.top_papers:
         table = Table("readers", "paper", title="Papers most readers received", title_justify="left", box=None,

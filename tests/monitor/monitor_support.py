@@ -16,6 +16,7 @@ if DELIVER_TESTS not in sys.path:
     sys.path.insert(0, DELIVER_TESTS)
 
 from mailkit import free_port  # noqa: E402
+from support import wait_listening
 
 CLI = "from newsletter.cli import main; main()"
 
@@ -36,16 +37,11 @@ class Process:
             self._wait_listening()
 
     def _wait_listening(self) -> None:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    raise RuntimeError("newsletter serve did not start: " + self.stderr.read_text())
-                time.sleep(0.1)
+        try:
+            wait_listening(self.proc, self.port, 60, "newsletter serve did not start")
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}: {self.stderr.read_text()}") from None
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 from markupsafe import escape
-from support import PAGES
+from support import PAGES, wait_listening
 from web_support import add_edition, free_port, make_settings
 
 from newsletter.models import FetchedPaper, SourceBatch
@@ -251,16 +251,11 @@ class Serve:
         self.proc = subprocess.Popen([sys.executable, "-m", "newsletter", "--config", str(config), "serve",
                                       "--no-scheduler", "--port", str(self.port)], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 40
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    raise RuntimeError("newsletter serve did not start")
-                time.sleep(0.1)
+        try:
+            wait_listening(self.proc, self.port, 40, "newsletter serve did not start")
+        except RuntimeError:
+            self.stop()
+            raise
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)

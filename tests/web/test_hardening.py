@@ -14,6 +14,7 @@ from typing import Iterator
 
 import httpx
 import pytest
+from support import wait_listening
 from web_support import free_port, make_settings
 
 LIMIT = 65536
@@ -33,16 +34,11 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, "-c", SERVE, str(config), str(self.port)])
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    raise RuntimeError("the web server did not start")
-                time.sleep(0.1)
+        try:
+            wait_listening(self.proc, self.port, 30, "the web server did not start")
+        except RuntimeError:
+            self.stop()
+            raise
 
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
