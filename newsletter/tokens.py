@@ -62,9 +62,14 @@ def _b64decode(text: str) -> bytes:
     if not text or len(text) > 200 or not text.isascii():
         raise InvalidToken("Malformed token.")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (ValueError, TypeError):
         raise InvalidToken("Malformed token.") from None
+    # One spelling per token: base64 ignores the spare low bits of the last character and stray
+    # characters, so an edited token could still decode to the same bytes. Only the canonical form counts.
+    if _b64encode(raw) != text:
+        raise InvalidToken("Malformed token.")
+    return raw
 
 
 class Signer:
