@@ -265,7 +265,8 @@ class InboundEventRow(Base):
     id) is unique, so the same report read twice has no second effect."""
 
     __tablename__ = "inbound_events"
-    __table_args__ = (Index("ix_inbound_events_subscriber", "subscriber_id", "kind"),)
+    __table_args__ = (Index("ix_inbound_events_subscriber", "subscriber_id", "kind"),
+                      Index("ix_inbound_events_delivery", "delivery_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     event_key: Mapped[str] = mapped_column(String(128), unique=True)
