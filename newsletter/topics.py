@@ -38,7 +38,7 @@ from .models import DigestContent, Paper, Subscriber, TopicSection
 
 # Bump when the rules, the built-in vocabulary or the scoring change: stored classifications made by an
 # older version are then redone (the version is part of the settings fingerprint).
-CLASSIFIER_VERSION = "3"
+CLASSIFIER_VERSION = "4"
 FALLBACK = "other"
 LEXICAL = "lexical"
 NO_SIMILARITY = "none"  # the learned model knows every topic and no embedding was given: no similarity term
@@ -54,6 +54,10 @@ MAX_SECONDARY = 2
 # mean over the topics it knows) plus RULE_MIX times the rule and similarity points.
 LEARNED_WEIGHT = 4.0
 RULE_MIX = 0.75
+# Added to the learned model's logit for the fallback topic before the comparison: the trained model puts
+# 0.5% of the dev papers in ``other`` where the labels put 2.7%. Chosen by day-CV on the dev split (the same
+# value picked on every 3 of the 4 folds; nested CV 95.6% vs 94.9%, 1.9% in ``other``).
+FALLBACK_LOGIT = 0.5
 # Secondary topics: tuned by cross-validation by day on the development labels, for precision (an expert accepts
 # the tag) without losing the clear second topics; measured there at 81% of 68 tags (the earlier 0.25 / 0.3
 # without a gap limit gave 74% of 167 tags; 0.35 / 0.6 gave 87% of 45 but dropped tags like "KV cache
@@ -156,6 +160,8 @@ def _learned_points(feats: Iterable[str], scored: Sequence[Topic], fallback: str
     if trained is None:
         return {}
     logits = trained.logits(feats)
+    if fallback in logits:
+        logits[fallback] += FALLBACK_LOGIT
     slugs = [t.slug for t in scored if t.slug in logits] + ([fallback] if fallback in logits else [])
     if not slugs:
         return {}
