@@ -16,7 +16,7 @@ Classification combines four kinds of evidence per topic (see ``newsletter/class
 4. a topic's ``exclude`` phrases, which rule it out.
 
 The best total wins. A paper goes to the fallback topic (``other``) when the learned model prefers
-``other`` over every configured topic, or, for topics the model does not know, when no topic has enough
+``other`` (its logit raised by ``FALLBACK_LOGIT``) over every configured topic, or, for topics the model does not know, when no topic has enough
 evidence. Secondary topics are those the evidence makes a close second (at most ``MAX_SECONDARY``).
 """
 

@@ -77,3 +77,19 @@ def test_cross_validation_holds_days_out_and_scores_the_whole_classifier() -> No
     assert cv.papers == 16  # the undated sample example is never held out
     assert cv.learned_alone == 1.0 and cv.classifier == 1.0 and cv.other_share == 0.0
     assert train.cross_validate(examples, slugs, 2, iterations=50).classifier is None  # no topics: model alone
+
+
+def test_the_fallback_wins_a_near_tie_by_its_offset_and_nothing_more() -> None:
+    chosen = (topics.Topic(slug="agents", name="Agents", description="LLM agents", keywords=["zzqx"]),
+              topics.Topic(slug="other", name="Other", description="None of the above"))
+    paper = topics.Paper(id=1, key="k", title="Plain words here", abstract="")
+    feats = topics.paper_features(paper)
+    assert "t:plain" in feats
+
+    def placed(gap: float) -> str:  # the model's "other" logit is ``gap`` below the agents logit
+        model = learned.LearnedModel(("agents", "other"), (0.0, 0.0), {"t:plain": ((0, gap / 2), (1, -gap / 2))})
+        return topics.classify([paper], chosen, trained=model)[1].primary
+
+    assert 0 < topics.FALLBACK_LOGIT < 1
+    assert placed(topics.FALLBACK_LOGIT / 2) == "other"  # closer than the offset: the fallback
+    assert placed(topics.FALLBACK_LOGIT * 2) == "agents"  # further: the topic
