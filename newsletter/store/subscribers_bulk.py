@@ -20,6 +20,7 @@ from ..models import CADENCES, SUBSCRIBER_ACTIVE, SUBSCRIBER_STATUSES
 TEMP = "import_readers"
 COLUMNS = ("email", "name", "status", "cadence", "topics", "excluded_keywords")
 CHUNK = 20_000
+ANALYZE_AFTER = 10_000  # readers added or changed at once: PostgreSQL's statistics are refreshed
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,10 @@ def import_subscribers(engine: Engine, specs: Iterable[Mapping[str, Any]], *, no
                 "CASE WHEN t.status = :active THEN CAST(:now AS TIMESTAMPTZ) END "
                 f"FROM {TEMP} t WHERE NOT EXISTS (SELECT 1 FROM subscribers s WHERE s.email = t.email) "
                 "ORDER BY t.seq").bindparams(stamp), {"now": now, "active": SUBSCRIBER_ACTIVE}).rowcount
+            if pg and added + updated >= ANALYZE_AFTER:
+                # Fresh statistics: without them PostgreSQL guesses that few readers are active and plans the
+                # readers' keyset batches (``store.sent``) as a sort of the whole table per batch.
+                conn.exec_driver_sql("ANALYZE subscribers")
         finally:
             if not pg:
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{TEMP}")
