@@ -305,7 +305,7 @@ def run_size(kind: str, n: int, args: argparse.Namespace, results: list[dict[str
                 nl.import_file(path, day)
             with Step(results, "plan", **labels_k) as s:
                 plan = nl.plan("daily", day)
-                s.extra["readers_with_news"] = len(plan.readers)
+                s.extra["readers_with_news"] = sum(g.count for g in plan.groups if g.papers)  # loads no reader
             with Step(results, "record", **labels_k) as s:
                 edition = nl.record_edition(plan)
                 s.extra["edition_id"] = edition
@@ -394,9 +394,12 @@ def run_million(args: argparse.Namespace, results: list[dict[str, Any]]) -> None
         nl.import_file(files[0], day)
         with Step(results, "plan", **labels) as s:
             plan = nl.plan("daily", day)
-            s.extra["readers_with_news"] = len(plan.readers)
-        with Step(results, "record", **labels):
-            nl.record_edition(plan)
+            s.extra["readers_with_news"] = sum(g.count for g in plan.groups if g.papers)  # loads no reader
+        with Step(results, "record", **labels) as s:
+            s.extra["edition_id"] = nl.record_edition(plan)
+        with nl.store.engine.connect() as conn:  # counted after the step
+            results[-1]["deliveries"] = conn.execute(text("SELECT count(*) FROM deliveries")).scalar()
+        print(f"  deliveries={results[-1]['deliveries']}  load={os.getloadavg()[0]:.1f}", flush=True)
     finally:
         nl.close()
         db.drop()
@@ -431,6 +434,14 @@ def summary(results: list[dict[str, Any]], tables: list[dict[str, Any]]) -> str:
             f"{min(beyond, default=0):.2f}–{max(beyond, default=0):.2f}) | "
             f"{min(ratio, default=0):.2f}–{max(ratio, default=0):.2f} | {max(r['peak_rss_mb'] for r in rows):.0f} | "
             f"{total / 1e6:.1f} ({grown / max(1, n * editions):.0f}) |")
+    million = {r["step"]: r for r in results if r["readers"] == 1_000_000 and "edition" not in r}
+    if "plan" in million and "record" in million:
+        plan, record = million["plan"], million["record"]
+        lines.append(f"\n1,000,000 readers on PostgreSQL: import {million['import']['per_s']:,} readers per CPU s "
+                     f"({million['import']['wall_s']:.0f} s wall); plan {plan['cpu_s']:.1f} CPU s, "
+                     f"{plan['wall_s']:.1f} s wall; record {record['cpu_s']:.1f} CPU s, {record['wall_s']:.1f} s wall "
+                     f"({record.get('deliveries', 0):,} deliveries); plan and record {plan['wall_s'] + record['wall_s']:.1f} s "
+                     f"wall; peak RSS {max(plan['peak_rss_mb'], record['peak_rss_mb']):.0f} MB")
     for r in results:
         if r["step"].startswith("send x") and "ratio_to_one" in r:
             lines.append(f"\n{r['senders']} senders on PostgreSQL ({r['readers']:,} readers): {r['msg_per_s']} msg/s, "

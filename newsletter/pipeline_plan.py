@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import heapq
 from array import array
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Sequence
@@ -113,18 +114,21 @@ class Planning:
         from .store.editions import reader_kind
 
         planned: dict[tuple[object, ...], PlannedDigest] = {}
+        parts: dict[tuple[object, ...], list["array[int]"]] = {}
         for group, full in self._full_digests(plan):
             sub = group.subscriber  # type: ignore[attr-defined]
             kind = reader_kind(sub.topics, sub.excluded_keywords)
             key = (tuple(p.id for p in group.papers), kind)  # type: ignore[attr-defined]
-            found = planned.get(key)
-            if found is None:
+            if key not in planned:
                 content = self.digest_content(group.papers, sub, plan.cadence, plan.period, plan.day)  # type: ignore[attr-defined]
-                found = planned[key] = PlannedDigest(array("q"), full, content, self.render_for(content), kind, sub)
-            found.reader_ids.extend(group.ids)  # type: ignore[attr-defined]
-        for d in planned.values():
-            if len(d.reader_ids) > 1 and any(a > b for a, b in zip(d.reader_ids, d.reader_ids[1:])):
-                d.reader_ids = array("q", sorted(d.reader_ids))
+                planned[key] = PlannedDigest(array("q"), full, content, self.render_for(content), kind, sub)
+                parts[key] = []
+            parts[key].append(group.ids)  # type: ignore[attr-defined]
+        for key, d in planned.items():
+            # Each group's ids ascend: one group's array is shared as it is, several are merged in order
+            # (never a list of every reader: memory stays a few bytes per reader).
+            ids = parts[key]
+            d.reader_ids = ids[0] if len(ids) == 1 else array("q", heapq.merge(*ids))
         return sorted(planned.values(), key=lambda d: (-d.reader_count, d.reader_ids[0]))
 
     def record_edition(self, plan: Plan, subject: str | None = None, now: datetime | None = None,

@@ -158,3 +158,37 @@ def test_the_migrated_schema_is_the_one_the_models_declare(store: Store) -> None
     differences = [d for d in differences if not (d[0] == "remove_table" and d[1].name in ignored)]
     assert differences == []
     assert "ix_inbound_events_delivery" in {i["name"] for i in inspect(store.engine).get_indexes("inbound_events")}
+
+
+def test_two_planned_digests_of_the_same_papers_share_one_digest_row_and_each_reader_one_delivery(store: Store) -> None:
+    """``write_edition`` merges digests of the same content (readers of two kinds whose emails list the same
+    papers): ascending id arrays are merged, others sorted; each reader gets one delivery, with its message id."""
+    from array import array
+    from datetime import datetime, timezone
+
+    from sqlalchemy import select
+
+    from newsletter.store.record import EditionDigest, write_edition
+    from newsletter.store.schema import DeliveryRow
+
+    store.ingest([page_batch("mar14")])
+    papers = [p.id for p in store.papers()[:3]]
+    subs = [store.add_subscriber(f"m{i}@example.org").id for i in range(9)]
+    digests = [EditionDigest(papers, papers, array("q", subs[0:9:2])),  # ascending
+               EditionDigest(papers, papers, array("q", subs[1:9:2])),  # ascending, the others
+               EditionDigest(papers, papers[:1], [subs[8], subs[2]])]  # another listing, unsorted
+    now = datetime(2025, 3, 14, 6, tzinfo=timezone.utc)
+    eid = write_edition(store.engine, "daily", "2025-03-14", date(2025, 3, 14), "s", [(p, None) for p in papers],
+                        digests[:2], now=now)
+    assert store.table_counts()["digests"] == 1
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(DeliveryRow.subscriber_id, DeliveryRow.message_id)
+                            .where(DeliveryRow.edition_id == eid).order_by(DeliveryRow.subscriber_id)).all()
+    assert [r[0] for r in rows] == subs
+    assert [r[1] for r in rows] == [f"<{eid}.{s}.daily.2025-03-14@newsletter.invalid>" for s in subs]
+    e2 = write_edition(store.engine, "daily", "2025-03-15", date(2025, 3, 15), "s", [(p, None) for p in papers],
+                       [digests[2], EditionDigest(papers, papers[:1], [subs[2], subs[0]])], now=now)
+    with store.engine.connect() as conn:
+        again = conn.execute(select(DeliveryRow.subscriber_id).where(DeliveryRow.edition_id == e2)
+                             .order_by(DeliveryRow.subscriber_id)).scalars().all()
+    assert again == [subs[0], subs[2], subs[8]]  # subs[2] given twice: one delivery
