@@ -36,8 +36,9 @@ from typing import Any, Mapping, Sequence
 from ..config import Settings
 from ..errors import DeliveryError
 from .dkim import DkimSigner, SharedBody, signer_from_settings
-from .links import ReaderLinks
-from . import SLOTS, RenderedDigest, reader_values
+from .links import PREVIEW_CARD_TOKEN, ReaderLinks
+from ..tokens import CARD_TOKEN_CHARS
+from . import CARD_SLOT, SLOTS, RenderedDigest, reader_values
 
 MAX_LINE = 76  # RFC 2045 6.7: quoted-printable lines at most 76 characters; headers fold there too
 MAX_HEADER_LINE = 998  # RFC 5322 2.1.1
@@ -254,7 +255,7 @@ def build_message(rendered: RenderedDigest, recipient: Recipient, settings: Sett
                   signer: DkimSigner | None = None) -> bytes:
     """The whole message for one reader, built with the email package (the reference for the fast path);
     DKIM-signed by ``signer`` when given."""
-    html, text = rendered.fill(_personal(rendered, recipient))
+    html, text = rendered.fill(_personal(rendered, recipient), recipient.links.card)
     msg = _compose(rendered.subject, boundary_for(rendered), settings, to=address(recipient.name, recipient.email),
                    date=date, message_id=recipient.message_id, links=recipient.links, html=html, text=text)
     data = msg.as_bytes(policy=POLICY)
@@ -279,12 +280,15 @@ class LineCache:
 
     def __init__(self, max_entries: int = 200_000) -> None:
         self._lines: dict[bytes, bytes] = {}
+        self.layouts: dict[bytes, Any] = {}  # card lines with stand-in tokens -> their encoded layout
         self.max_entries = max_entries
 
     def encode(self, lines: Sequence[bytes]) -> bytes:
         cache = self._lines
         if len(cache) > self.max_entries:
             cache.clear()
+        if len(self.layouts) > self.max_entries // 4:
+            self.layouts.clear()
         out = []
         for line in lines:
             encoded = cache.get(line)
@@ -302,17 +306,109 @@ class _SlotLine:
     html: bool  # values are HTML-escaped in the HTML part
 
 
-def _encode_part(text: str, markers: Sequence[str], html: bool, cache: LineCache) -> list[bytes | _SlotLine]:
-    pieces: list[bytes | _SlotLine] = []
+class _CardLine:
+    """Encoded body bytes holding card tokens and no other per-reader value, kept as a bytes ``%`` template:
+    per reader ``template % tokens`` writes every token at once (C speed, whatever the number of cards).
+
+    Card tokens have one length and only characters that quoted-printable leaves as they are, so a line keeps
+    its encoded layout (soft breaks included) whatever the tokens. Where the tokens sit is found by encoding
+    the line twice, with two different stand-ins: the bytes that differ are the tokens' characters, in order.
+    A token cut by a soft line break is two stretches, each its own template key. That layout depends only on
+    the line with its markers replaced (the same card in another digest has other markers, the same layout):
+    ``LineCache`` keeps it. Neighbouring constant bytes join the block (``_merged``), so a digest's body is a
+    few such blocks between the lines of the other slots."""
+
+    __slots__ = ("parts", "papers", "template", "cuts")
+
+    def __init__(self, parts: list[tuple[bytes, int, int, int] | bytes], build: bool = True) -> None:
+        # parts: constant bytes, or (unused, paper id, start, end) of a stretch of that card's token
+        self.parts = parts
+        if build:  # a line on its way into a block (``_merged``) is built there, with its neighbours
+            self._build()
+
+    def _build(self) -> None:
+        out: list[bytes] = []
+        papers: dict[int, None] = {}
+        cuts: dict[bytes, tuple[int, int, int]] = {}
+        for part in self.parts:
+            if isinstance(part, bytes):
+                out.append(part.replace(b"%", b"%%"))
+                continue
+            _u, pid, start, end = part
+            papers[pid] = None
+            if start == 0 and end == CARD_TOKEN_CHARS:
+                out.append(b"%%(%d)s" % pid)
+            else:
+                key = b"%d:%d:%d" % (pid, start, end)
+                cuts[key] = (pid, start, end)
+                out.append(b"%%(%s)s" % key)
+        self.template = b"".join(out)
+        self.papers = tuple(papers)
+        self.cuts = cuts
+
+    @classmethod
+    def make(cls, line: str, card_marker: re.Pattern[str], cache: "LineCache") -> "_CardLine | None":
+        ids = [int(m) for m in card_marker.findall(line)]
+        a_line = card_marker.sub("A" * CARD_TOKEN_CHARS, line).encode("utf-8")
+        layout = cache.layouts.get(a_line)
+        if layout is None:
+            b_line = card_marker.sub("B" * CARD_TOKEN_CHARS, line).encode("utf-8")
+            layout = cache.layouts[a_line] = _card_layout(a_line, b_line, len(ids))
+        if layout is False:
+            return None
+        encoded, stretches = layout
+        parts: list[tuple[bytes, int, int, int] | bytes] = []
+        at = 0
+        for k, start, end, offset in stretches:
+            parts.append(encoded[at:start])
+            parts.append((b"", ids[k], offset, offset + end - start))
+            at = end
+        parts.append(encoded[at:])
+        return cls(parts, build=False)
+
+    def fill(self, tokens: Mapping[bytes, bytes]) -> bytes:
+        return self.template % tokens
+
+
+def _card_layout(a_line: bytes, b_line: bytes, count: int) -> "tuple[bytes, list[tuple[int, int, int, int]]] | bool":
+    a = qp_encode_lines([a_line])
+    b = qp_encode_lines([b_line])
+    if len(a) != len(b):
+        return False
+    where = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    if len(where) != CARD_TOKEN_CHARS * count:
+        return False
+    stretches: list[tuple[int, int, int, int]] = []  # (card index, start, end, offset in token)
+    for k in range(count):
+        chars = where[k * CARD_TOKEN_CHARS:(k + 1) * CARD_TOKEN_CHARS]
+        first = 0
+        for j in range(1, len(chars) + 1):
+            if j == len(chars) or chars[j] != chars[j - 1] + 1:
+                stretches.append((k, chars[first], chars[j - 1] + 1, first))
+                first = j
+    return a, stretches
+
+
+def _encode_part(text: str, markers: Sequence[str], html: bool, cache: LineCache,
+                 card_prefix: str | None = None) -> list[bytes | _SlotLine | _CardLine]:
+    pieces: list[bytes | _SlotLine | _CardLine] = []
     run: list[bytes] = []
+    card_marker = re.compile(re.escape(card_prefix) + r"(\d+)%%") if card_prefix else None
+    card_bytes = card_prefix.encode() if card_prefix else None
+    marker_bytes = [m.encode() for m in markers]
     for line in text.encode("utf-8").splitlines():  # the split email.contentmanager makes
-        if b"%%nl-" in line and any(m.encode() in line for m in markers):
-            if run:
-                pieces.append(cache.encode(run))
-                run = []
-            pieces.append(_SlotLine(line.decode("utf-8"), html))
-        else:
-            run.append(line)
+        if b"%%nl-" in line:
+            slot = any(m in line for m in marker_bytes)
+            if slot or (card_bytes and card_bytes in line):
+                if run:
+                    pieces.append(cache.encode(run))
+                    run = []
+                piece: _SlotLine | _CardLine | None = None
+                if card_marker is not None and not slot:
+                    piece = _CardLine.make(line.decode("utf-8"), card_marker, cache)
+                pieces.append(piece or _SlotLine(line.decode("utf-8"), html))
+                continue
+        run.append(line)
     if run:
         pieces.append(cache.encode(run))
     return pieces
@@ -378,10 +474,11 @@ class PreparedDigest:
         self.rendered = rendered
         self.settings = settings
         markers = [rendered.slots[k] for k in SLOTS]
+        card_prefix = rendered.slots.get(CARD_SLOT)
         boundary = boundary_for(rendered).encode("ascii")
         stand_in = _BOUNDARY_STAND_IN.encode("ascii")
         subject = _fold("Subject", sanitize_header_text(rendered.subject, SUBJECT_CHARS))
-        pieces: list[bytes | str | _SlotLine] = []
+        pieces: list[bytes | str | _SlotLine | _CardLine] = []
         for field in frame.headers:
             if field == "Subject":
                 pieces.append(subject)
@@ -390,12 +487,16 @@ class PreparedDigest:
             else:
                 pieces.append(field)
         pieces.append(frame.before_text.replace(stand_in, boundary))
-        pieces.extend(_encode_part(rendered.text, markers, html=False, cache=cache))
+        pieces.extend(_encode_part(rendered.text, markers, html=False, cache=cache, card_prefix=card_prefix))
         pieces.append(frame.between.replace(stand_in, boundary))
-        pieces.extend(_encode_part(rendered.html, markers, html=True, cache=cache))
+        pieces.extend(_encode_part(rendered.html, markers, html=True, cache=cache, card_prefix=card_prefix))
         pieces.append(frame.after_html.replace(stand_in, boundary))
         head_count = len(frame.headers)
         self._pieces = _merged(pieces)
+        blocks = [p for p in self._pieces if isinstance(p, _CardLine)]
+        self._card_papers = tuple(dict.fromkeys(pid for p in blocks for pid in p.papers))
+        self._card_keys = tuple(b"%d" % pid for pid in self._card_papers)
+        self._card_cuts = {k: v for p in blocks for k, v in p.cuts.items()}
         # DKIM (newsletter/render/dkim.py): the body's canonical form is made once here; per reader only the
         # personal lines are canonicalized and the hash goes on from the state before the first of them.
         self._head = _merged(pieces[:head_count])
@@ -425,14 +526,18 @@ class PreparedDigest:
             body_hash = self.signer.body_hash(b"".join(body_parts))
         return b"".join([self.signer.signature(head, body_hash, date), head, *body_parts])
 
-    def _fill(self, pieces: Sequence[bytes | str | _SlotLine], recipient: Recipient, date: datetime,
+    def _fill(self, pieces: Sequence[bytes | str | _SlotLine | _CardLine], recipient: Recipient, date: datetime,
               slot_values: tuple[Mapping[str, str], Mapping[str, str]]) -> list[bytes]:
         html_values, text_values = slot_values
         headers: dict[str, bytes | None] = {"To": None, "Date": None, "Message-ID": None, "List-Unsubscribe": None}
         out: list[bytes] = []
+        card = recipient.links.card
+        tokens = self._tokens(card)
         for piece in pieces:
             if type(piece) is bytes:
                 out.append(piece)
+            elif type(piece) is _CardLine:
+                out.append(piece.fill(tokens))
             elif type(piece) is str:
                 field_bytes = headers[piece]
                 if field_bytes is None:
@@ -444,8 +549,21 @@ class PreparedDigest:
                 for marker, value in (html_values if piece.html else text_values).items():
                     if marker in line:
                         line = line.replace(marker, value)
+                line = self.rendered.fill_cards(line, card)
                 out.append(qp_encode_lines([line.encode("utf-8")]))
         return out
+
+    def _tokens(self, card: Any) -> dict[bytes, bytes]:
+        """Each card's token for this reader (the ``_CardLine`` template keys), signed once per message."""
+        if card is None:
+            preview = PREVIEW_CARD_TOKEN.encode("ascii")
+            tokens = dict.fromkeys(self._card_keys, preview)
+        else:
+            raw = getattr(card, "raw", None) or (lambda pid: card(pid).encode("ascii"))
+            tokens = {key: raw(pid) for key, pid in zip(self._card_keys, self._card_papers)}
+        for key, (pid, start, end) in self._card_cuts.items():
+            tokens[key] = tokens[b"%d" % pid][start:end]
+        return tokens
 
     @staticmethod
     def _header(name: str, recipient: Recipient, date: datetime) -> bytes:
@@ -458,14 +576,31 @@ class PreparedDigest:
         return list_unsubscribe_field(recipient.links)
 
 
-def _merged(pieces: Sequence[bytes | str | _SlotLine]) -> list[bytes | str | _SlotLine]:
-    """Neighbouring constant pieces joined: fewer, larger pieces join faster."""
-    merged: list[bytes | str | _SlotLine] = []
-    for piece in pieces:
-        if isinstance(piece, bytes) and merged and isinstance(merged[-1], bytes):
-            merged[-1] = merged[-1] + piece
+def _merged(pieces: Sequence[bytes | str | _SlotLine | _CardLine]) -> list[bytes | str | _SlotLine | _CardLine]:
+    """Neighbouring constant pieces joined, and joined with the card blocks beside them: fewer, larger pieces
+    join faster."""
+    merged: list[bytes | str | _SlotLine | _CardLine] = []
+    group: list[bytes | _CardLine] = []
+
+    def flush() -> None:
+        if not group:
+            return
+        if any(isinstance(g, _CardLine) for g in group):
+            parts: list[tuple[bytes, int, int, int] | bytes] = []
+            for g in group:
+                parts.extend(g.parts if isinstance(g, _CardLine) else [g])
+            merged.append(_CardLine(parts))
         else:
+            merged.append(b"".join(group))  # type: ignore[arg-type]
+        group.clear()
+
+    for piece in pieces:
+        if isinstance(piece, (bytes, _CardLine)):
+            group.append(piece)
+        else:
+            flush()
             merged.append(piece)
+    flush()
     return merged
 
 
