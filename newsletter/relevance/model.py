@@ -1,0 +1,147 @@
+"""A reader's model: what they asked for more and fewer of, as a sparse weight vector over paper terms. Pure.
+
+- Below ``LINEAR_FROM`` signals: a centroid (Rocchio) of the positives minus a share of the negatives.
+- From ``LINEAR_FROM`` signals on: a regularised logistic model trained by a few epochs of SGD, started from
+  and pulled toward that centroid (so a handful of signals cannot swing it far), the negatives being the
+  reader's "fewer" and a shipped-free pseudo-negative: the mean of the reader's own signals' vectors
+  (what is common to everything they signalled says nothing about the difference).
+
+Either way the weights are cut to the ``TOP_K`` largest and scaled to unit length: the score of a paper is then
+a cosine-like number in [-1, 1], comparable across readers and models. ``to_bytes`` stores the ids as uint32
+and the weights as float16: under 4 KB.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from array import array
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
+
+from ..errors import ParseError
+from .features import Vector
+
+MODEL_VERSION = 1
+KIND_WEIGHT = {"more": 1.0, "fewer": -1.0, "click": 0.3, "seed": 1.0}
+LINEAR_FROM = 5
+TOP_K = 400
+NEGATIVE_SHARE = 0.5
+_HEADER = struct.Struct("<BBIH")  # version, kind (0 centroid, 1 linear), signal count, number of weights
+KINDS = ("centroid", "linear")
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One thing a reader said about a paper: ``kind`` is "more", "fewer", "click" or "seed"."""
+
+    paper_id: int
+    vector: Vector
+    kind: str
+    at: datetime
+
+    def __post_init__(self) -> None:
+        if self.kind not in KIND_WEIGHT:
+            raise ValueError(f"Unknown signal kind {self.kind!r}: use one of {', '.join(KIND_WEIGHT)}.")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class ReaderModel:
+    """Sparse unit weights (``ids`` sorted uint32, ``weights`` float) and how many signals made them."""
+
+    __slots__ = ("ids", "weights", "signal_count", "kind", "_map")
+
+    def __init__(self, ids: Sequence[int] = (), weights: Sequence[float] = (), signal_count: int = 0,
+                 kind: str = "centroid") -> None:
+        self.ids = array("I", ids)
+        self.weights = array("f", weights)
+        if len(self.ids) != len(self.weights):
+            raise ValueError("a model needs one weight per term id")
+        if kind not in KINDS:
+            raise ValueError(f"Unknown model kind {kind!r}.")
+        self.signal_count = int(signal_count)
+        self.kind = kind
+        self._map: dict[int, float] | None = None
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, ReaderModel) and self.ids == other.ids and self.weights == other.weights
+                and self.signal_count == other.signal_count and self.kind == other.kind)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ReaderModel({self.kind}, {self.signal_count} signals, {len(self.ids)} weights)"
+
+    def as_map(self) -> dict[int, float]:
+        if self._map is None:
+            self._map = dict(zip(self.ids, self.weights))
+        return self._map
+
+    def score(self, vector: Vector) -> float:
+        w = self.as_map()
+        x = vector.as_map()
+        return sum(w[i] * x[i] for i in (x.keys() & w.keys())) if x and w else 0.0
+
+    def to_bytes(self) -> bytes:
+        n = len(self.ids)
+        return (_HEADER.pack(MODEL_VERSION, KINDS.index(self.kind), self.signal_count, n) + self.ids.tobytes()
+                + struct.pack(f"<{n}e", *self.weights))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "ReaderModel":
+        if len(raw) < _HEADER.size:
+            raise ParseError(f"A reader model needs at least {_HEADER.size} bytes, got {len(raw)}.")
+        version, kind, count, n = _HEADER.unpack_from(raw)
+        if version != MODEL_VERSION:
+            raise ParseError(f"Reader model version {version} is not known (this code reads {MODEL_VERSION}).")
+        if kind >= len(KINDS) or len(raw) != _HEADER.size + 6 * n:
+            raise ParseError(f"A reader model of {n} weights needs {_HEADER.size + 6 * n} bytes, got {len(raw)}.")
+        ids = array("I")
+        ids.frombytes(raw[_HEADER.size:_HEADER.size + 4 * n])
+        return cls(ids, struct.unpack_from(f"<{n}e", raw, _HEADER.size + 4 * n), count, KINDS[kind])
+
+
+def current(signals: Sequence[Signal]) -> list[tuple[Vector, float]]:
+    """One (vector, weight) per paper: the latest "more"/"fewer"/"seed" wins; a click counts only alone."""
+    explicit: dict[int, Signal] = {}
+    clicks: dict[int, Signal] = {}
+    for s in sorted(signals, key=lambda s: s.at):
+        (clicks if s.kind == "click" else explicit)[s.paper_id] = s
+    chosen = list(explicit.values()) + [s for pid, s in clicks.items() if pid not in explicit]
+    return [(s.vector, KIND_WEIGHT[s.kind]) for s in chosen if s.vector]
+
+
+def _centroid(pairs: Sequence[tuple[Vector, float]]) -> dict[int, float]:
+    pos = [(v, w) for v, w in pairs if w > 0]
+    neg = [(v, -w) for v, w in pairs if w < 0]
+    out: dict[int, float] = {}
+    for group, scale in ((pos, 1.0), (neg, -NEGATIVE_SHARE)):
+        total = sum(w for _, w in group)
+        for v, w in group:
+            for i, x in zip(v.ids, v.weights):
+                out[i] = out.get(i, 0.0) + scale * w * x / total
+    return out
+
+
+def _top_unit(weights: dict[int, float], signal_count: int, kind: str) -> ReaderModel:
+    top = sorted((kv for kv in weights.items() if kv[1]), key=lambda kv: -abs(kv[1]))[:TOP_K]
+    norm = math.sqrt(sum(w * w for _, w in top))
+    if not norm:
+        return ReaderModel((), (), signal_count, kind)
+    top.sort()
+    return ReaderModel([i for i, _ in top], [w / norm for _, w in top], signal_count, kind)
+
+
+def train(signals: Sequence[Signal], previous: ReaderModel | None = None) -> ReaderModel:
+    """The reader's model from all their current signals (``previous`` is accepted for incremental use and
+    only says nothing changed when the signal count is the same: training is cheap and deterministic)."""
+    pairs = current(signals)
+    count = len(pairs)
+    if previous is not None and previous.signal_count == count == 0:
+        return previous
+    weights = _centroid(pairs)
+    if count < LINEAR_FROM:
+        return _top_unit(weights, count, "centroid")
+    return _top_unit(weights, count, "linear")
