@@ -279,8 +279,9 @@ class EmailCounts:
 
 
 def listed_ids(content: DigestContent, shown: Mapping[str, int] | None = None) -> tuple[int, ...]:
-    """The papers the email lists, in order: Top papers, then each section's shown papers; each once."""
-    out: dict[int, None] = {p.id: None for p in content.top}
+    """The papers the email lists, in order: For you, Top papers, then each section's shown papers; each once."""
+    out: dict[int, None] = {f.paper.id: None for f in content.for_you}
+    out.update((p.id, None) for p in content.top if p.id not in out)
     for s in content.sections:
         for p in s.papers[:len(s.papers) if shown is None else shown.get(s.slug, len(s.papers))]:
             out.setdefault(p.id)
@@ -391,6 +392,8 @@ def _context(content: DigestContent, settings: Settings, shown: Mapping[str, int
         "day": content.day,
         "top": content.top,
         "top_rank": {p.id: i for i, p in enumerate(content.top, 1)},
+        "for_you": content.for_you,
+        "for_you_rank": {f.paper.id: i for i, f in enumerate(content.for_you, 1)},
         # "most upvoted first" only when upvotes are known; otherwise the order is the trending rank.
         "by_upvotes": any(p.upvotes for p in content.top),
         "sections": sections,
@@ -501,7 +504,7 @@ def _shrink(shown: Mapping[str, int], html: str, size: int, budget: int, content
     out = dict(shown)
     order = [s.slug for s in content.sections if out.get(s.slug, 0) > 0]
     starts = [m.start() for m in _CARD_START.finditer(html)]
-    top = len(content.top)
+    top = len(content.top) + len(content.for_you)
     weights: dict[str, list[int]] = {}
     if len(starts) == top + sum(out[slug] for slug in order) and len(starts) > 1:
         sizes = [b - a for a, b in itertools.pairwise(starts)] + [0]
