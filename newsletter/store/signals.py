@@ -243,3 +243,20 @@ def erase_signals(conn: Any, subscriber_id: int) -> int:
     gone = conn.execute(delete(SignalRow).where(SignalRow.subscriber_id == subscriber_id)).rowcount
     conn.execute(delete(ReaderModelRow).where(ReaderModelRow.subscriber_id == subscriber_id))
     return int(gone)
+
+
+def find_papers(engine: Engine, arxiv_ids: Sequence[str], title_keys: Sequence[str]) -> dict[str, int]:
+    """Stored papers by arXiv id (``"arxiv:ID"`` -> paper id) and by normalised title (``"title:KEY"``)."""
+    out: dict[str, int] = {}
+    ids = sorted(set(a for a in arxiv_ids if a))
+    keys = sorted(set(t for t in title_keys if t))
+    with engine.connect() as conn:
+        for start in range(0, len(ids), ID_CHUNK):
+            for pid, aid in conn.execute(select(PaperRow.id, PaperRow.arxiv_id).where(
+                    PaperRow.arxiv_id.in_(ids[start:start + ID_CHUNK]))):
+                out[f"arxiv:{aid}"] = int(pid)
+        for start in range(0, len(keys), ID_CHUNK):
+            for pid, key in conn.execute(select(PaperRow.id, PaperRow.title_key).where(
+                    PaperRow.title_key.in_(keys[start:start + ID_CHUNK]))):
+                out.setdefault(f"title:{key}", int(pid))
+    return out
