@@ -260,3 +260,19 @@ def find_papers(engine: Engine, arxiv_ids: Sequence[str], title_keys: Sequence[s
                     PaperRow.title_key.in_(keys[start:start + ID_CHUNK]))):
                 out.setdefault(f"title:{key}", int(pid))
     return out
+
+
+def signals_by_reader(engine: Engine, status: str | None = None) -> dict[int, list[SignalInfo]]:
+    """Every reader's signals (for ``subscribers export``), in one streamed query, oldest first per reader."""
+    q = (select(SignalRow.subscriber_id, SignalRow.paper_id, SignalRow.kind, SignalRow.created_at, PaperRow.title,
+                PaperRow.arxiv_id)
+         .join(PaperRow, PaperRow.id == SignalRow.paper_id)
+         .order_by(SignalRow.subscriber_id, SignalRow.created_at, SignalRow.id))
+    if status:
+        q = q.join(SubscriberRow, SubscriberRow.id == SignalRow.subscriber_id).where(SubscriberRow.status == status)
+    out: dict[int, list[SignalInfo]] = {}
+    with engine.connect() as conn:
+        for r in conn.execution_options(stream_results=True, yield_per=2000).execute(q):
+            out.setdefault(int(r.subscriber_id), []).append(
+                SignalInfo(r.paper_id, r.kind, _utc(r.created_at), r.title, r.arxiv_id))
+    return out
