@@ -14,7 +14,7 @@ Pure code (no database, HTTP or file access; the shipped vocabulary is read once
 
 from .features import Vector, vectorize
 from .model import KIND_WEIGHT, ReaderModel, Signal, train
-from .rank import Candidate, Ranked, RankedList, for_you, rank, today_key
+from .ranking import Candidate, Ranked, RankedList, for_you, rank, today_key
 from .vocab import Vocabulary, is_test_day, split_days
 
 __all__ = ["KIND_WEIGHT", "Candidate", "Ranked", "RankedList", "ReaderModel", "Signal", "Vector", "Vocabulary",

@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from ..classify.text import joined
 from .features import Vector
 from .model import Signal, train
-from .rank import Candidate, for_you, rank, today_key
+from .ranking import Candidate, CandidateSet, for_you, rank, today_key
 
 MORE_PER_DAY = 2
 SIGNAL_SHARE = 1 / 3
@@ -158,7 +158,7 @@ def simulate(interest: Interest, days: Sequence[tuple[str, Sequence[EvalPaper]]]
         if not relevant:
             continue
         base = [p.paper_id for p in sorted(papers, key=lambda p: today_key(p.candidate()))]
-        ranked = ranker(model, [p.candidate() for p in papers])
+        ranked = ranker(model, CandidateSet([p.candidate() for p in papers]))
         ids = [r.paper_id for r in ranked]
         block = [r.paper_id for r in for_you(ranked)] or ids
         p5 += _p_at(block, relevant)
