@@ -191,6 +191,8 @@ class Row:
         return self.ndcg / self.ndcg_base if self.ndcg_base else math.inf
 
     def as_dict(self) -> dict[str, object]:
+        if not self.readers:
+            return {"signals": self.signals, "kind": self.kind, "readers": 0, "skipped": self.skipped}
         return {"signals": self.signals, "kind": self.kind, "readers": self.readers, "skipped": self.skipped,
                 "p5": round(self.p5, 4), "p5_upvotes": round(self.p5_base, 4), "p5_ratio": round(self.p5_ratio, 3),
                 "ndcg10": round(self.ndcg, 4), "ndcg10_upvotes": round(self.ndcg_base, 4),

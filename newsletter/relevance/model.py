@@ -32,13 +32,13 @@ NEGATIVE_SHARE = 0.25
 CONSISTENCY = 1.0  # weight of a term times (share of the positives holding it) ** CONSISTENCY
 _HEADER = struct.Struct("<BBIH")  # version, kind (0 centroid, 1 linear), signal count, number of weights
 KINDS = ("centroid", "linear")
-EPOCHS = 30
+EPOCHS = 15
 LEARNING_RATE = 2.0
 L2 = 0.3
 PRIOR_SCALE = 4.0
 BACKGROUND_WEIGHT = 0.3
 BACKGROUND_TERMS = 128
-LINEAR_TERMS = 1000  # the linear model learns over the prior's heaviest terms
+LINEAR_TERMS = 600  # the linear model learns over the prior's heaviest terms
 MAX_SIGNALS = 200  # the most recent this many count
 
 
