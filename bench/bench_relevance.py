@@ -9,7 +9,8 @@ labels: every fourth day from the first is a test day. Dev and test are replayed
 order, each paper on the first day it trended; topic interests come from tests/data/topic_labels_real_*.csv.
 Tuning happens on dev only; test is reported beside it. The table gives, per number of signals and kind of
 interest, P@5 of what the reader sees first ("For you" from 3 signals) and nDCG@10 of the whole digest, and
-both for today's upvote order on the same reader-days, with the ratio.
+both for today's upvote order on the same reader-days, with the ratio; "why" is the share of For you picks
+that come with a "because you liked" reason.
 
 Cost: ``--cost`` times ``train`` and ``rank`` per reader (this process's CPU time, time.process_time) for
 readers with 5 to 50 signals over the real papers, ranking ``--candidates`` papers each, and prints µs per
@@ -73,14 +74,14 @@ def run_eval(split: str, counts: list[int]) -> list[ev.Row]:
 def print_table(split: str, rows: list[ev.Row]) -> None:
     print(f"\n{split}: readers by kind of hidden interest; P@5 and nDCG@10, per-reader model vs upvote order")
     print(f"{'signals':>7} {'kind':<7} {'readers':>7} {'skip':>4} {'P@5':>6} {'upv':>6} {'ratio':>6} "
-          f"{'nDCG10':>7} {'upv':>6} {'ratio':>6}")
+          f"{'nDCG10':>7} {'upv':>6} {'ratio':>6} {'why':>5}")
     for r in rows:
         if not r.readers:
             print(f"{r.signals:>7} {r.kind:<7} {0:>7} {r.skipped:>4}   (no reader could give {r.signals} signals "
                   "over the signal days)")
             continue
         print(f"{r.signals:>7} {r.kind:<7} {r.readers:>7} {r.skipped:>4} {r.p5:>6.3f} {r.p5_base:>6.3f} "
-              f"{r.p5_ratio:>6.2f} {r.ndcg:>7.3f} {r.ndcg_base:>6.3f} {r.ndcg_ratio:>6.2f}")
+              f"{r.p5_ratio:>6.2f} {r.ndcg:>7.3f} {r.ndcg_base:>6.3f} {r.ndcg_ratio:>6.2f} {r.reasons:>5.2f}")
 
 
 def cost(readers: int, candidates: int, seed: int = 1) -> dict[str, object]:
