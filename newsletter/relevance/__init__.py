@@ -16,7 +16,18 @@ Pure code (no database, HTTP or file access; the shipped vocabulary is read once
 from .features import Vector, vectorize
 from .model import KIND_WEIGHT, ReaderModel, Signal, train
 from .ranking import Candidate, CandidateSet, Ranked, RankedList, for_you, rank, today_key
-from .vocab import Vocabulary, is_test_day, split_days
+
+_FROM_VOCAB = ("Vocabulary", "is_test_day", "split_days")
+
+
+def __getattr__(name: str) -> object:
+    # Not imported eagerly, so that ``python -m newsletter.relevance.vocab`` runs the module once, cleanly.
+    if name in _FROM_VOCAB:
+        from . import vocab
+
+        return getattr(vocab, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["KIND_WEIGHT", "Candidate", "CandidateSet", "Ranked", "RankedList", "ReaderModel", "Signal", "Vector", "Vocabulary",
            "for_you", "is_test_day", "rank", "split_days", "today_key", "train", "vectorize"]
