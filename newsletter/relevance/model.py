@@ -1,10 +1,14 @@
 """A reader's model: what they asked for more and fewer of, as a sparse weight vector over paper terms. Pure.
 
-- Below ``LINEAR_FROM`` signals: a centroid (Rocchio) of the positives minus a share of the negatives.
-- From ``LINEAR_FROM`` signals on: a regularised logistic model trained by a few epochs of SGD, started from
-  and pulled toward that centroid (so a handful of signals cannot swing it far), the negatives being the
-  reader's "fewer" and a shipped-free pseudo-negative: the mean of the reader's own signals' vectors
-  (what is common to everything they signalled says nothing about the difference).
+- Below ``LINEAR_FROM`` signals: a centroid (Rocchio) of the positives minus a share of the negatives, each
+  term weighted by the share of the positives that hold it (what all the liked papers share is the interest).
+- From ``LINEAR_FROM`` signals on: an L2-regularised logistic model, a few epochs of full-batch gradient
+  descent started from and pulled toward that centroid (so a handful of signals cannot swing it far), the
+  negatives being the reader's "fewer" and a pseudo-negative: an average paper, from the shipped vocabulary's
+  document frequencies (terms every paper has are not an interest).
+
+Each paper counts once: its latest "more"/"fewer"/"seed", or a click when there is nothing else; signals
+whose paper has an empty vector count for nothing (``signal_count`` counts the ones used).
 
 Either way the weights are cut to the ``TOP_K`` largest and scaled to unit length: the score of a paper is then
 a cosine-like number in [-1, 1], comparable across readers and models. ``to_bytes`` stores the ids as uint32
@@ -15,8 +19,8 @@ from __future__ import annotations
 
 import math
 import struct
-from operator import mul
 from array import array
+from operator import mul
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
@@ -214,8 +218,11 @@ def _top_unit(weights: dict[int, float], signal_count: int, kind: str) -> Reader
 
 
 def train(signals: Sequence[Signal], previous: ReaderModel | None = None) -> ReaderModel:
-    """The reader's model from all their current signals (``previous`` is accepted for incremental use and
-    only says nothing changed when the signal count is the same: training is cheap and deterministic)."""
+    """The reader's model from their signals (the ``MAX_SIGNALS`` most recent papers).
+
+    Training is from the signals alone, deterministic and cheap (a few ms: ``bench_relevance.py --cost``), so
+    the caller retrains a reader only when their signals change; ``previous`` (their stored model) is kept as
+    it is when there is nothing to learn from."""
     pairs = current(signals)
     count = len(pairs)
     if previous is not None and previous.signal_count == count == 0:
