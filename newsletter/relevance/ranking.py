@@ -67,8 +67,9 @@ class CandidateSet(Sequence[Candidate]):
 
     def __init__(self, candidates: Sequence[Candidate], *, indexed: bool = True) -> None:
         self.ordered: list[Candidate] = sorted(candidates, key=today_key)
-        top_up = math.log1p(max((c[2] or 0 for c in self.ordered), default=0))
-        self.ups = [math.log1p(c[2] or 0) / top_up if top_up else 0.0 for c in self.ordered]
+        ups = [math.log1p(max(c[2] or 0, 0)) for c in self.ordered]  # a negative count is taken as none
+        top_up = max(ups, default=0.0)
+        self.ups = [u / top_up if top_up else 0.0 for u in ups]
         self.index: dict[int, list[tuple[int, float]]] | None = None
         if indexed:
             index: dict[int, list[tuple[int, float]]] = {}

@@ -43,6 +43,9 @@ def test_without_a_model_or_signals_the_order_is_exactly_todays() -> None:
     assert [r.paper_id for r in rank(ReaderModel(), cands, liked=[(1, "x", DECODING[0])])] == expected
     assert all(r.reason_paper_id is None for r in rank(None, cands))
     assert rank(None, []) == [] and for_you(rank(None, cands)) == []
+    odd = [Candidate(1, DECODING[0], -3, None), Candidate(2, VIDEO[0], None, -1), Candidate(3, VIDEO[1], 0, 0)]
+    assert [r.paper_id for r in rank(None, odd)] == [2, 3, 1]  # as topics.rank_key orders them
+    assert {r.paper_id for r in rank(train([sig(9, DECODING[1], "more")]), odd)} == {1, 2, 3}
 
 
 def test_ties_keep_the_order_given_so_todays_full_key_survives() -> None:
