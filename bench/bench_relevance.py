@@ -9,7 +9,8 @@ labels: every fourth day from the first is a test day. Dev and test are replayed
 order, each paper on the first day it trended; topic interests come from tests/data/topic_labels_real_*.csv.
 Tuning happens on dev only; test is reported beside it. The table gives, per number of signals and kind of
 interest, P@5 of what the reader sees first ("For you" from 3 signals) and nDCG@10 of the whole digest, and
-both for today's upvote order on the same reader-days, with the ratio.
+both for today's upvote order on the same reader-days, with the ratio; "why" is the share of For you picks
+that come with a "because you liked" reason.
 
 Cost: ``--cost`` times ``train`` and ``rank`` per reader (this process's CPU time, time.process_time) for
 readers with 5 to 50 signals over the real papers, ranking ``--candidates`` papers each, and prints µs per
@@ -30,7 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from newsletter.relevance import Candidate, Signal, for_you, rank, split_days, train, vectorize  # noqa: E402
+from newsletter.relevance import CandidateSet, Signal, for_you, rank, split_days, train, vectorize  # noqa: E402
+from newsletter.labelled import real_data_folder  # noqa: E402
 from newsletter.relevance import evaluate as ev  # noqa: E402
 from newsletter.relevance.vocab import day_papers  # noqa: E402
 
@@ -40,8 +42,7 @@ LABELS = {"dev": ROOT / "tests" / "data" / "topic_labels_real_dev.csv",
 
 
 def days_folder() -> Path:
-    env = os.environ.get("NEWSLETTER_REAL_DATA")
-    return (Path(env) if env else ROOT.parent / "shared" / "data" / "real") / "hf-api-days"
+    return real_data_folder(ROOT) / "hf-api-days"
 
 
 def load(split: str, folder: Path | None = None) -> tuple[list[tuple[str, list[ev.EvalPaper]]], list[str]]:
@@ -73,41 +74,54 @@ def run_eval(split: str, counts: list[int]) -> list[ev.Row]:
 def print_table(split: str, rows: list[ev.Row]) -> None:
     print(f"\n{split}: readers by kind of hidden interest; P@5 and nDCG@10, per-reader model vs upvote order")
     print(f"{'signals':>7} {'kind':<7} {'readers':>7} {'skip':>4} {'P@5':>6} {'upv':>6} {'ratio':>6} "
-          f"{'nDCG10':>7} {'upv':>6} {'ratio':>6}")
+          f"{'nDCG10':>7} {'upv':>6} {'ratio':>6} {'why':>5}")
     for r in rows:
+        if not r.readers:
+            print(f"{r.signals:>7} {r.kind:<7} {0:>7} {r.skipped:>4}   (no reader could give {r.signals} signals "
+                  "over the signal days)")
+            continue
         print(f"{r.signals:>7} {r.kind:<7} {r.readers:>7} {r.skipped:>4} {r.p5:>6.3f} {r.p5_base:>6.3f} "
-              f"{r.p5_ratio:>6.2f} {r.ndcg:>7.3f} {r.ndcg_base:>6.3f} {r.ndcg_ratio:>6.2f}")
+              f"{r.p5_ratio:>6.2f} {r.ndcg:>7.3f} {r.ndcg_base:>6.3f} {r.ndcg_ratio:>6.2f} {r.reasons:>5.2f}")
 
 
-def cost(readers: int, candidates: int, seed: int = 1) -> dict[str, float]:
+def cost(readers: int, candidates: int, seed: int = 1) -> dict[str, object]:
+    """CPU time per reader of train and of rank + for_you (one CandidateSet per digest, shared by its readers,
+    as the pipeline builds it), for readers with 5, 20 and 50 signals."""
     days, _ = load("dev")
     papers = [p for _, ps in days for p in ps]
     rnd = random.Random(seed)
     pool = [p.candidate() for p in papers]
     cands = rnd.sample(pool, min(candidates, len(pool)))
     t0 = datetime(2025, 1, 1)
-    people = []
-    for _ in range(readers):
-        n = rnd.randint(5, 50)
-        picked = rnd.sample(papers, n)
-        people.append([Signal(p.paper_id, p.vector, rnd.choice(("more", "more", "fewer", "click")),
-                              t0 + timedelta(minutes=k)) for k, p in enumerate(picked)])
     start = time.process_time()
-    models = [train(s) for s in people]
-    trained = time.process_time() - start
-    liked = [[(s.paper_id, "", s.vector) for s in ss if s.kind != "fewer"] for ss in people]
-    start = time.process_time()
-    for m, lk in zip(models, liked):
-        for_you(rank(m, cands, liked=lk))
-    ranked = time.process_time() - start
+    prepared = CandidateSet(cands)
+    prepare_us = (time.process_time() - start) * 1e6
+    out: dict[str, object] = {"readers": readers, "candidates": len(cands), "candidate_set_us": prepare_us,
+                              "by_signals": []}
+    for n in (5, 20, 50):
+        people = []
+        for _ in range(readers):
+            picked = rnd.sample(papers, n)
+            people.append([Signal(p.paper_id, p.vector, rnd.choice(("more", "more", "fewer", "click")),
+                                  t0 + timedelta(minutes=k)) for k, p in enumerate(picked)])
+        start = time.process_time()
+        models = [train(s) for s in people]
+        trained = time.process_time() - start
+        liked = [[(s.paper_id, "", s.vector) for s in ss if s.kind != "fewer"] for ss in people]
+        start = time.process_time()
+        for m, lk in zip(models, liked):
+            for_you(rank(m, prepared, liked=lk))
+        ranked = time.process_time() - start
+        out["by_signals"].append({  # type: ignore[union-attr]
+            "signals": n, "train_us_per_reader": round(trained / readers * 1e6),
+            "rank_us_per_reader": round(ranked / readers * 1e6),
+            "model_bytes_mean": round(sum(len(m.to_bytes()) for m in models) / len(models))})
     start = time.process_time()
     for p in papers[:200]:
         vectorize("A title about speculative decoding", p.text, ())
-    vec = (time.process_time() - start) / 200
-    size = sum(len(m.to_bytes()) for m in models) / len(models)
-    return {"readers": readers, "candidates": len(cands), "train_us_per_reader": trained / readers * 1e6,
-            "rank_us_per_reader": ranked / readers * 1e6, "vectorize_us_per_paper": vec * 1e6,
-            "model_bytes_mean": size, "load": os.getloadavg()[0]}
+    out["vectorize_us_per_paper"] = round((time.process_time() - start) / 200 * 1e6)
+    out["load"] = os.getloadavg()[0]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signals", default="0,1,3,5,10", help="signal counts, comma-separated")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--cost", action="store_true", help="time train and rank per reader instead")
-    parser.add_argument("--readers", type=int, default=2000)
+    parser.add_argument("--readers", type=int, default=500, help="readers per row of --cost")
     parser.add_argument("--candidates", type=int, default=100)
     args = parser.parse_args(argv)
     if args.cost:
@@ -129,10 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(out))
         else:
-            print(f"{out['readers']} readers with 5-50 signals, {out['candidates']} candidates each "
-                  f"(load {out['load']:.2f}): train {out['train_us_per_reader']:.0f} µs/reader, "
-                  f"rank+for_you {out['rank_us_per_reader']:.0f} µs/reader CPU; vectorize "
-                  f"{out['vectorize_us_per_paper']:.0f} µs/paper; model {out['model_bytes_mean']:.0f} bytes")
+            print(f"{out['readers']} readers per row, {out['candidates']} candidates each, CPU time "
+                  f"(load average {out['load']:.2f}); CandidateSet built once: {out['candidate_set_us']:.0f} µs")
+            print(f"{'signals':>7} {'train µs/reader':>16} {'rank+for_you µs/reader':>23} {'model bytes':>12}")
+            for row in out["by_signals"]:
+                print(f"{row['signals']:>7} {row['train_us_per_reader']:>16} {row['rank_us_per_reader']:>23} "
+                      f"{row['model_bytes_mean']:>12}")
+            print(f"vectorize: {out['vectorize_us_per_paper']} µs per paper")
         return 0
     try:
         counts = [int(x) for x in args.signals.split(",") if x.strip()]
@@ -145,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for s, rows in result.items():
             print_table(s, rows)
-        print(f"\nload average {os.getloadavg()[0]:.2f}")
+        print(f"\nload average {os.getloadavg()[0]:.2f}", flush=True)
     return 0
 
 

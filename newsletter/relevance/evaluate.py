@@ -16,6 +16,7 @@ later day that has a matching paper the reader's model (frozen) ranks the day's 
 - P@5: the share of matching papers among the first five they see: the "For you" block when it shows
   (>= 3 signals), else the top of the digest;
 - nDCG@10 of the whole digest (binary gains);
+- the share of the "For you" picks that come with a "because you liked" reason;
 
 each against the same measure of today's upvote order, averaged per reader, then over readers.
 """
@@ -30,7 +31,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from ..classify.text import joined
 from .features import Vector
 from .model import Signal, train
-from .rank import Candidate, for_you, rank, today_key
+from .ranking import Candidate, CandidateSet, for_you, rank, today_key
 
 MORE_PER_DAY = 2
 SIGNAL_SHARE = 1 / 3
@@ -97,6 +98,7 @@ class ReaderResult:
     ndcg: float
     ndcg_base: float
     days: int
+    reasons: float = 0.0  # share of the For you picks that came with "because you liked"
 
 
 def _p_at(ids: Sequence[int], relevant: set[int], k: int = 5) -> float:
@@ -151,16 +153,20 @@ def simulate(interest: Interest, days: Sequence[tuple[str, Sequence[EvalPaper]]]
     if len(signals) < n:
         return None
     model = trainer(signals)
+    liked = [(s.paper_id, "", s.vector) for s in signals if s.kind != "fewer"]
     p5 = p5b = nd = ndb = 0.0
-    count = 0
+    count = picks = reasons = 0
     for _, papers in days[cut:]:
         relevant = {p.paper_id for p in papers if interest.match(p)}
         if not relevant:
             continue
         base = [p.paper_id for p in sorted(papers, key=lambda p: today_key(p.candidate()))]
-        ranked = ranker(model, [p.candidate() for p in papers])
+        ranked = ranker(model, CandidateSet([p.candidate() for p in papers]), liked=liked)
         ids = [r.paper_id for r in ranked]
-        block = [r.paper_id for r in for_you(ranked)] or ids
+        shown = for_you(ranked)
+        picks += len(shown)
+        reasons += sum(r.reason_paper_id is not None for r in shown)
+        block = [r.paper_id for r in shown] or ids
         p5 += _p_at(block, relevant)
         p5b += _p_at(base, relevant)
         nd += _ndcg(ids, relevant)
@@ -168,7 +174,8 @@ def simulate(interest: Interest, days: Sequence[tuple[str, Sequence[EvalPaper]]]
         count += 1
     if not count:
         return None
-    return ReaderResult(interest, n, p5 / count, p5b / count, nd / count, ndb / count, count)
+    return ReaderResult(interest, n, p5 / count, p5b / count, nd / count, ndb / count, count,
+                        reasons / picks if picks else 0.0)
 
 
 @dataclass
@@ -181,6 +188,7 @@ class Row:
     p5_base: float
     ndcg: float
     ndcg_base: float
+    reasons: float = 0.0
 
     @property
     def p5_ratio(self) -> float:
@@ -191,10 +199,12 @@ class Row:
         return self.ndcg / self.ndcg_base if self.ndcg_base else math.inf
 
     def as_dict(self) -> dict[str, object]:
+        if not self.readers:
+            return {"signals": self.signals, "kind": self.kind, "readers": 0, "skipped": self.skipped}
         return {"signals": self.signals, "kind": self.kind, "readers": self.readers, "skipped": self.skipped,
                 "p5": round(self.p5, 4), "p5_upvotes": round(self.p5_base, 4), "p5_ratio": round(self.p5_ratio, 3),
                 "ndcg10": round(self.ndcg, 4), "ndcg10_upvotes": round(self.ndcg_base, 4),
-                "ndcg10_ratio": round(self.ndcg_ratio, 3)}
+                "ndcg10_ratio": round(self.ndcg_ratio, 3), "with_reason": round(self.reasons, 3)}
 
 
 def evaluate(days: Sequence[tuple[str, Sequence[EvalPaper]]], pool: Sequence[Interest],
@@ -209,11 +219,11 @@ def evaluate(days: Sequence[tuple[str, Sequence[EvalPaper]]], pool: Sequence[Int
             mine = [(i, r) for i, r in zip(readers, results) if kind in ("all", i.kind)]
             done = [r for _, r in mine if r is not None]
             if not done:
-                rows.append(Row(n, kind, 0, len(mine), 0.0, 0.0, 0.0, 0.0))
+                rows.append(Row(n, kind, 0, len(mine), 0.0, 0.0, 0.0, 0.0, 0.0))
                 continue
             rows.append(Row(n, kind, len(done), len(mine) - len(done),
                             *(sum(getattr(r, a) for r in done) / len(done)
-                              for a in ("p5", "p5_base", "ndcg", "ndcg_base"))))
+                              for a in ("p5", "p5_base", "ndcg", "ndcg_base", "reasons"))))
     return rows
 
 

@@ -21,8 +21,10 @@ from ..classify.learned import STOPWORDS
 from ..classify.text import tokens
 from ..errors import ParseError
 
-MAX_TERMS = 64
+MAX_TERMS = 128
 TITLE_REPEAT = 2
+KEYWORD_REPEAT = 1
+HEAD_TERMS = 24
 VECTOR_VERSION = 1
 _HEADER = struct.Struct("<BH")  # version, number of terms
 
@@ -34,7 +36,7 @@ class Vector:
     products.
     """
 
-    __slots__ = ("ids", "weights", "_map")
+    __slots__ = ("ids", "weights", "_map", "_keys", "_head")
     __hash__ = None  # type: ignore[assignment]
 
     def __init__(self, ids: Iterable[int] = (), weights: Iterable[float] = ()) -> None:
@@ -43,6 +45,8 @@ class Vector:
         if len(self.ids) != len(self.weights):
             raise ValueError("a vector needs one weight per term id")
         self._map: dict[int, float] | None = None
+        self._keys: frozenset[int] | None = None
+        self._head: dict[int, tuple[frozenset[int], dict[int, float]]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -61,11 +65,25 @@ class Vector:
             self._map = dict(zip(self.ids, self.weights))
         return self._map
 
+    def keys(self) -> frozenset[int]:
+        if self._keys is None:
+            self._keys = frozenset(self.ids)
+        return self._keys
+
+    def head(self, n: int = 0) -> tuple[frozenset[int], dict[int, float]]:
+        """The ``n`` (default ``HEAD_TERMS``) heaviest terms: ids, and id -> weight (cached)."""
+        n = n or HEAD_TERMS
+        if self._head is None:
+            self._head = {}
+        got = self._head.get(n)
+        if got is None:
+            top = sorted(zip(self.weights, self.ids), reverse=True)[:n]
+            got = self._head[n] = (frozenset(i for _, i in top), {i: w for w, i in top})
+        return got
+
     def dot(self, other: "Vector") -> float:
         a, b = self.as_map(), other.as_map()
-        if len(a) > len(b):
-            a, b = b, a
-        return sum(w * b[i] for i, w in a.items() if i in b)
+        return sum(a[i] * b[i] for i in self.keys().intersection(other.keys()))
 
     def to_bytes(self) -> bytes:
         return _HEADER.pack(VECTOR_VERSION, len(self.ids)) + self.ids.tobytes() + self.weights.tobytes()
@@ -102,7 +120,7 @@ def terms(title: str, abstract: str = "", keywords: Sequence[str] = ()) -> dict[
 
     add(_content(tokens(title or "")), TITLE_REPEAT)
     for k in keywords or ():
-        add(_content(tokens(k or "")))
+        add(_content(tokens(k or "")), KEYWORD_REPEAT)
     add(_content(tokens(abstract or "")))
     return counts
 

@@ -78,3 +78,26 @@ def test_a_vocabulary_keeps_words_and_only_repeated_pairs() -> None:
     assert "speculative decoding" in built.ids and "lone pair" not in built.ids and "lone" in built.ids
     v = vectorize("speculative decoding", "", vocabulary=built)
     assert len(v) == 3
+
+
+def test_the_vocabulary_script_rebuilds_from_dev_days_only_and_says_what_it_wrote(tmp_path, capsys) -> None:
+    days = tmp_path / "days"
+    days.mkdir()
+    for n in range(8):
+        title = "Speculative decoding day %d" % n if n % 4 != 2 else "Testdayonly gaussian splatting"
+        (days / f"2025-01-{n + 1:02d}.json").write_text(json.dumps(
+            [{"paper": {"id": f"2501.0000{n}", "title": title, "summary": "A draft model speeds decoding."}}]))
+    out = tmp_path / "vocab.json.gz"
+    assert vocab.main([str(days), "--out", str(out)]) == 0
+    assert "from 6 papers of 6 dev days" in capsys.readouterr().out
+    built = vocab.Vocabulary.from_json(json.loads(gzip.decompress(out.read_bytes())))
+    assert "speculative decoding" in built.ids and "testdayonly" not in built.ids
+    assert "2025-01-03" not in built.days and len(built.days) == 6
+    assert vocab.main([str(tmp_path / "nowhere")]) == 1
+    assert "no Daily Papers day files" in capsys.readouterr().err
+
+
+def test_a_malformed_vocabulary_is_a_clear_error() -> None:
+    for doc in ({}, {"terms": ["a"], "df": [1, 2], "docs": 3}, {"terms": ["a"], "df": ["x"], "docs": 1}):
+        with pytest.raises(ParseError):
+            vocab.Vocabulary.from_json(doc)

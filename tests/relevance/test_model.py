@@ -43,6 +43,9 @@ def test_without_a_model_or_signals_the_order_is_exactly_todays() -> None:
     assert [r.paper_id for r in rank(ReaderModel(), cands, liked=[(1, "x", DECODING[0])])] == expected
     assert all(r.reason_paper_id is None for r in rank(None, cands))
     assert rank(None, []) == [] and for_you(rank(None, cands)) == []
+    odd = [Candidate(1, DECODING[0], -3, None), Candidate(2, VIDEO[0], None, -1), Candidate(3, VIDEO[1], 0, 0)]
+    assert [r.paper_id for r in rank(None, odd)] == [2, 3, 1]  # as topics.rank_key orders them
+    assert {r.paper_id for r in rank(train([sig(9, DECODING[1], "more")]), odd)} == {1, 2, 3}
 
 
 def test_ties_keep_the_order_given_so_todays_full_key_survives() -> None:
@@ -112,3 +115,23 @@ def test_for_you_needs_the_minimum_signals() -> None:
     ranked = rank(train(signals), candidates())
     assert for_you(ranked) == [] and len(for_you(ranked, min_signals=2)) == 5
     assert for_you(ranked, k=3, signal_count=9) == ranked[:3]
+
+
+def test_a_shared_candidate_set_ranks_like_the_plain_list() -> None:
+    from newsletter.relevance import CandidateSet
+    cands = candidates()
+    prepared = CandidateSet(cands)
+    assert len(prepared) == len(cands) and prepared[0] in cands
+    liked = [(n, f"Liked {n}", DECODING[n]) for n in range(3)]
+    for signals in ([], [sig(1, DECODING[0], "more")], [sig(n, DECODING[n], "more", n) for n in range(6)]
+                    + [sig(9, VIDEO[1], "fewer", 9)]):
+        m = train(signals)
+        assert [r.paper_id for r in rank(m, prepared, liked=liked)] == [r.paper_id for r in rank(m, cands, liked=liked)]
+
+
+def test_a_reason_is_a_similar_liked_paper_never_the_paper_itself() -> None:
+    protein = vectorize("Protein folding with graph networks", "We predict protein structures from sequences.")
+    m = train([sig(1, DECODING[0], "more"), sig(2, protein, "more")])
+    cands = [Candidate(1, DECODING[0], 5, 1), Candidate(7, DECODING[1], 5, 2), Candidate(8, VIDEO[1], 5, 3)]
+    liked = [(1, "Decoding", DECODING[0]), (2, "Protein", protein)]
+    assert {r.paper_id: r.reason_paper_id for r in rank(m, cands, liked=liked)} == {1: None, 7: 1, 8: None}
