@@ -30,7 +30,7 @@ from sqlalchemy import Engine, select
 from ..models import DigestContent, ForYou, Paper, TopicSection
 from ..store.schema import PaperRow, SignalRow
 from ..store.signals import models_for, readers_with_models, save_models, stale_readers
-from . import Candidate, ReaderModel, Signal, Vector, for_you, rank, train, vectorize
+from . import Candidate, CandidateSet, ReaderModel, Signal, Vector, for_you, rank, train, vectorize
 
 MIN_SIGNALS = 3  # the For you block needs this many signals
 REASON_TITLE = 80  # characters of the liked paper's title in "Because you liked …"
@@ -74,6 +74,7 @@ class Personalizer:
         self.for_you_count = for_you_count
         self.readers: dict[int, tuple[bytes, int, list[tuple[int, str, Vector]]]] = {}
         self._vectors: dict[int, Vector] = {}
+        self._sets: dict[tuple[int, ...], CandidateSet] = {}  # the papers of a digest, indexed once for its readers
         self._any = None  # whether any reader has a model: one query, so a plan without signals costs nothing
 
     def has_any(self) -> bool:
@@ -131,17 +132,26 @@ class Personalizer:
         if found is None:
             return content
         data, count, liked = found
-        return personalize(content, ReaderModel.from_bytes(data), liked, self._vector, self.for_you_count)
+        key = tuple(sorted(p.id for s in content.sections for p in s.papers))
+        prepared = self._sets.get(key)
+        if prepared is None:
+            if len(self._sets) > 256:
+                self._sets.clear()
+            papers = {p.id: p for s in content.sections for p in s.papers}
+            prepared = self._sets[key] = CandidateSet(
+                [Candidate(p.id, self._vector(p), p.upvotes, p.best_rank) for p in papers.values()])
+        return personalize(content, ReaderModel.from_bytes(data), liked, self._vector, self.for_you_count, prepared)
 
 
 def personalize(content: DigestContent, model: ReaderModel, liked: Sequence[tuple[int, str, Vector]],
-                vector_of: Any, for_you_count: int = 5) -> DigestContent:
+                vector_of: Any, for_you_count: int = 5, candidates: Sequence[Candidate] | None = None) -> DigestContent:
     """Pure: sections reordered by the blend, the For you block picked from the papers the email shows, and
     taken out of Top papers (a paper is shown once)."""
     papers = {p.id: p for s in content.sections for p in s.papers}
     if not papers:
         return content
-    candidates = [Candidate(p.id, vector_of(p), p.upvotes, p.best_rank) for p in papers.values()]
+    if candidates is None:
+        candidates = [Candidate(p.id, vector_of(p), p.upvotes, p.best_rank) for p in papers.values()]
     ranked = rank(model, candidates, liked=liked)
     position = {r.paper_id: i for i, r in enumerate(ranked)}
     sections = tuple(TopicSection(s.slug, s.name, tuple(sorted(s.papers, key=lambda p: position[p.id])), s.total)
