@@ -180,11 +180,18 @@ class Digest(_Section):
     max_per_topic: int = Field(12, ge=1, description="Most papers one topic section lists; the rest stay in the "
                                "reader's web copy and are not recorded as sent.")
     top_papers: int = Field(3, ge=0, description="Papers in the 'Top papers' highlight that opens each digest.")
+    for_you: int = Field(5, ge=0, le=20, description="Papers in the 'For you' block that opens the digest of a reader "
+                         "with at least 3 signals (more/fewer like this, seeds), ranked by their own model; 0: no block.")
     subject: str = Field(
         "{top_title} · {count} new in {topics} topics, {date}",
         description="Subject line template; fields: {top_title} (the first top paper), {count} (papers the email "
         "lists), {topics}, {more} (papers only in the web copy), {date}, {cadence}, {period}.",
     )
+
+
+class Tracking(_Section):
+    clicks: bool = Field(False, description="Card title links go through /r/TOKEN, which records the click as a weak "
+                         "positive signal for that reader and redirects to the paper's own stored link.")
 
 
 class Delivery(_Section):
@@ -398,6 +405,7 @@ class Settings(_Section):
     windows: Windows = Field(default_factory=Windows, description="How long a trending paper stays eligible.")
     schedule: Schedule = Field(default_factory=Schedule, description="When digests go out.")
     digest: Digest = Field(default_factory=Digest, description="Shape of each digest.")
+    tracking: Tracking = Field(default_factory=Tracking, description="Optional click tracking of card links.")
     web: Web = Field(default_factory=Web, description="The subscribe, preferences and archive pages (`newsletter serve`).")
     delivery: Delivery = Field(default_factory=Delivery, description="Retries, leases and bounces of the send loop.")
     inbound: Inbound = Field(default_factory=Inbound, description="The bounce and unsubscribe mailbox.")

@@ -232,6 +232,14 @@ class EditionSummary:
 
 
 @dataclass(frozen=True)
+class ForYou:
+    """A paper of a reader's "For you" block and why it is there ("Because you liked …", or empty)."""
+
+    paper: Paper
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class TopicSection:
     """One section of a digest: a topic and its papers, best first."""
 
@@ -252,6 +260,9 @@ class DigestContent:
     top: tuple[Paper, ...]  # the "Top papers" highlight (also present in their sections)
     sections: tuple[TopicSection, ...]
     omitted: int = 0  # papers left out by the per-digest cap (linked on the web instead)
+    # The reader's "For you" block (issue 15: their own model ranked these first), each with its one-line
+    # reason; their sections show them as a one-line reference, like the top papers. Empty for shared digests.
+    for_you: tuple["ForYou", ...] = ()
 
     @property
     def papers(self) -> tuple[Paper, ...]:

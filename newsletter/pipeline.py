@@ -327,6 +327,7 @@ class Newsletter(Planning):
         now = now or datetime.now(timezone.utc)
         reader = self.store.subscriber(subscriber) if subscriber is not None else None
         kept: dict[str, object] | None = None
+        plan = None
         if edition_id is not None:
             digest_id = None
             if reader is not None:
@@ -354,6 +355,8 @@ class Newsletter(Planning):
             papers = list(plan.groups[0].papers) if reader and plan.groups else list(plan.candidates)
             edition_id = plan.existing_edition
         content = self.digest_content(papers, reader, cadence, period, day)
+        if reader is not None and not kept and plan is not None and plan.personal is not None:
+            content = plan.personal.apply(content, reader.id)  # their own ranking (issue 15)
         rendered = RenderedDigest(**kept) if edition_id is not None and kept else self.render_for(content, edition_id)
         signed_at = now
         if edition_id is not None and reader is not None:  # the links the reader got were signed when queued
@@ -366,7 +369,7 @@ class Newsletter(Planning):
         # edition's page, or the archive while there is no edition yet.
         web_copy = links.web_copy or edition_url(self.settings.site_url, edition_id)
         html, text = rendered.fill(reader_values(reader.name if reader else None, links.preferences,
-                                                 links.unsubscribe, web_copy))
+                                                 links.unsubscribe, web_copy), links.card if reader else None)
         domain = self.settings.sender.email.rpartition("@")[2]
         to = reader.email if reader else f"preview@{domain}"
         message_id = f"<preview.{cadence}.{period}.{reader.id if reader else 0}@{domain}>"

@@ -25,6 +25,7 @@ from .reports import Plan, PlannedDigest
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .relevance.personal import Personalizer
     from .render import RenderedDigest
     from .store import Store
 
@@ -50,6 +51,7 @@ class Planning:
     def plan(self, cadence: str, day: date | None = None, subscriber_ids: Sequence[int] | None = None) -> Plan:
         """What the next ``cadence`` edition for ``day`` (default today) would hold for each active reader
         (``subscriber_ids``: only these), grouped by the same choices and unsent papers."""
+        from .relevance.personal import add_personal
         from .store.sent import parse_history, reader_batches, sent_digests
 
         if cadence not in CADENCES:
@@ -70,11 +72,19 @@ class Planning:
         carry = {p.id: p for p in self.store.papers(ids=others)} if others else {}
         carry.update((p.id, p) for p in candidates)
         builder = GroupBuilder(cadence, candidates, lambda h: parse_history(h, digests), carry)
+        personal = self.personalizer()  # issue 15: readers with signals get their own ranking
         for batch in reader_batches(self.store.engine, cadence, since, subscriber_ids):
-            builder.add(batch)
+            add_personal(builder, personal, batch)
         period = period_for(cadence, day)
         return Plan(cadence, day, period, start, candidates, builder.groups(), self.store.edition_id_for(cadence, period),
-                    load_subscribers=self.store.subscribers_by_ids)
+                    load_subscribers=self.store.subscribers_by_ids, personal=personal)
+
+    def personalizer(self) -> "Personalizer":
+        """Retrain the models whose signals changed, then a ``Personalizer`` for one plan."""
+        from .relevance.personal import Personalizer, retrain
+
+        retrain(self.store.engine)
+        return Personalizer(self.store.engine, self.settings.digest.for_you)
 
     def reader_digests(self, plan: Plan) -> dict[int, DigestContent]:
         """Each reader's digest: their unsent papers that pass their topics and excluded keywords, grouped.
@@ -99,10 +109,13 @@ class Planning:
             if not group.papers:
                 continue
             sub = group.subscriber
-            key = (tuple(p.id for p in group.papers), sub.topics, sub.excluded_keywords)
+            own = plan.personal is not None and plan.personal.is_personal(sub.id)
+            key = (tuple(p.id for p in group.papers), sub.topics, sub.excluded_keywords, sub.id if own else None)
             if key not in shared:
                 shared[key] = build_digest(group.papers, self.settings.topics, sub, uncapped, plan.cadence,
                                            plan.period, plan.day)
+                if own:
+                    shared[key] = plan.personal.apply(shared[key], sub.id)
             if shared[key].paper_count:
                 out.append((group, shared[key]))
         return out
@@ -118,9 +131,12 @@ class Planning:
         for group, full in self._full_digests(plan):
             sub = group.subscriber  # type: ignore[attr-defined]
             kind = reader_kind(sub.topics, sub.excluded_keywords)
-            key = (tuple(p.id for p in group.papers), kind)  # type: ignore[attr-defined]
+            own = plan.personal is not None and plan.personal.is_personal(sub.id)
+            key = (tuple(p.id for p in group.papers), kind, sub.id if own else None)  # type: ignore[attr-defined]
             if key not in planned:
                 content = self.digest_content(group.papers, sub, plan.cadence, plan.period, plan.day)  # type: ignore[attr-defined]
+                if own:
+                    content = plan.personal.apply(content, sub.id)
                 planned[key] = PlannedDigest(array("q"), full, content, self.render_for(content), kind, sub)
                 parts[key] = []
             parts[key].append(group.ids)  # type: ignore[attr-defined]

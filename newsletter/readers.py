@@ -18,7 +18,7 @@ from .models import CADENCES, SUBSCRIBER_ACTIVE, SUBSCRIBER_STATUSES, Subscriber
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
 
 CSV_COLUMNS = ("email", "cadence", "topics", "excluded_keywords", "name", "status")
-EXPORT_EXTRA = ("id", "created_at")  # in the JSON export, for a person reading it; ignored on import
+EXPORT_EXTRA = ("id", "created_at", "signals")  # in the JSON export, for a person reading it; ignored on import
 
 
 class InvalidReader(NewsletterError):
@@ -129,8 +129,17 @@ def to_csv(subscribers: Iterable[Subscriber]) -> str:
     return out.getvalue()
 
 
-def to_records(subscribers: Iterable[Subscriber]) -> list[dict[str, Any]]:
-    """Readers as ``subscribers export --json`` prints them (``parse_json`` reads them back)."""
-    return [{"email": s.email, "cadence": s.cadence, "topics": list(s.topics) if s.topics is not None else None,
-             "excluded_keywords": list(s.excluded_keywords), "name": s.name, "status": s.status,
-             "id": s.id, "created_at": s.created_at.isoformat() if s.created_at else None} for s in subscribers]
+def to_records(subscribers: Iterable[Subscriber], signals: Mapping[int, Sequence[Any]] | None = None
+               ) -> list[dict[str, Any]]:
+    """Readers as ``subscribers export --json`` prints them (``parse_json`` reads them back). With ``signals``
+    (reader id -> their ``store.signals.SignalInfo``), each reader's signals too (the import ignores them)."""
+    out = []
+    for s in subscribers:
+        record = {"email": s.email, "cadence": s.cadence, "topics": list(s.topics) if s.topics is not None else None,
+                  "excluded_keywords": list(s.excluded_keywords), "name": s.name, "status": s.status,
+                  "id": s.id, "created_at": s.created_at.isoformat() if s.created_at else None}
+        if signals is not None:
+            record["signals"] = [{"paper": x.title, "arxiv_id": x.arxiv_id, "kind": x.kind,
+                                  "at": x.created_at.isoformat()} for x in signals.get(s.id, ())]
+        out.append(record)
+    return out

@@ -6,7 +6,7 @@ from array import array
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Any, TYPE_CHECKING, Callable, Sequence
 
 from .diff import ReaderDiff, ReaderGroup
 from .models import DigestContent, Paper, Subscriber
@@ -57,6 +57,7 @@ class Plan:
     load_subscribers: "Callable[[Sequence[int]], list[Subscriber]] | None" = field(default=None, repr=False,
                                                                                     compare=False)
     _readers: list[ReaderDiff] | None = field(default=None, repr=False, compare=False)
+    personal: Any = field(default=None, repr=False, compare=False)  # relevance.personal.Personalizer (issue 15)
 
     @property
     def reader_count(self) -> int:

@@ -15,9 +15,11 @@ Example::
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import secrets
+import struct
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -82,6 +84,10 @@ class Signer:
                                   hint="set NEWSLETTER_SIGNING_KEY to a long random value, e.g. `openssl rand -hex 32`")
         self._key = raw
 
+    def card_signer(self) -> "CardSigner":
+        """The signer of card tokens under the same key."""
+        return CardSigner(self._key)
+
     def _tag(self, payload: bytes) -> bytes:
         return hmac.new(self._key, _DOMAIN + payload, hashlib.sha256).digest()[:_TAG_BYTES]
 
@@ -117,6 +123,90 @@ class Signer:
         if claims.issued_at - current > 300:  # more than clock skew ahead: not ours
             raise InvalidToken("This link is not valid.")
         return claims
+
+
+# --- card tokens: one short token per (reader, paper) for the links on each card of a digest ----------------
+
+CARD_PURPOSE = 0x01  # the first byte: room for other compact purposes later
+CARD_TOKEN_CHARS = 24  # 18 bytes, base64url without padding: every card token has this length
+CARD_MAX_AGE_DAYS = 365
+_CARD_DOMAIN = b"trending-papers-newsletter card v1\x00"
+_CARD_TAG_BYTES = 7
+_CARD = struct.Struct(">BIIH")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")  # purpose, reader id, paper id, issued day (days since 1970-01-01, UTC)
+
+
+@dataclass(frozen=True)
+class CardClaims:
+    subscriber_id: int
+    paper_id: int
+    issued_day: int
+
+
+class CardSigner:
+    """Signs the one token a card of a digest carries for its reader: "more like this", "fewer like this" and
+    (with ``tracking.clicks``) the tracked title link share it, the direction being in the URL path.
+
+    A token is 18 bytes, base64url (24 characters): a purpose byte, the reader id, the paper id, the issue day
+    and a 56-bit tag. The tag is a keyed BLAKE2b of the card under a per-reader key, itself an HMAC-SHA256
+    (under the signing key, like the other tokens) of the reader id and day: a message signs 50 cards with one
+    HMAC and 50 fast BLAKE2b calls. Fixed length, so an encoded email line keeps its layout whatever the token.
+    """
+
+    def __init__(self, key: bytes | str) -> None:
+        raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+        if len(raw) < 16:
+            raise NewsletterError("The signing key is too short (under 16 bytes).")
+        self._mac = hmac.new(raw, _CARD_DOMAIN, hashlib.sha256)
+
+    def reader_key(self, subscriber_id: int, issued_day: int) -> bytes:
+        mac = self._mac.copy()
+        mac.update(struct.pack(">II", subscriber_id & 0xFFFFFFFF, issued_day & 0xFFFF))
+        return mac.digest()
+
+    def for_reader(self, subscriber_id: int, issued_day: int) -> Callable[[int], str]:
+        """A function paper id -> that reader's card token (what a message fills in per card)."""
+        key = self.reader_key(subscriber_id, issued_day)
+        sid, day = int(subscriber_id), int(issued_day)
+        pack, blake, encode = _CARD.pack, hashlib.blake2b, binascii.b2a_base64
+
+        def raw(paper_id: int) -> bytes:
+            payload = pack(CARD_PURPOSE, sid, paper_id, day)
+            tag = blake(payload, key=key, digest_size=_CARD_TAG_BYTES).digest()
+            return encode(payload + tag, newline=False).translate(_URLSAFE)  # 18 bytes: no padding
+
+        def token(paper_id: int) -> str:
+            return raw(paper_id).decode("ascii")
+
+        token.raw = raw  # type: ignore[attr-defined]  # the bytes, for the message fast path
+        return token
+
+    def sign(self, subscriber_id: int, paper_id: int, issued_at: int | datetime | None = None) -> str:
+        if isinstance(issued_at, datetime):
+            issued_at = int(issued_at.timestamp())
+        issued = int(time.time()) if issued_at is None else int(issued_at)
+        return self.for_reader(subscriber_id, issued // DAY)(paper_id)
+
+    def verify(self, token: str, *, now: int | datetime | None = None,
+               max_age_days: int = CARD_MAX_AGE_DAYS) -> CardClaims:
+        """The claims of a genuine card token not older than ``max_age_days``; raises InvalidToken or ExpiredToken."""
+        if len(token) != CARD_TOKEN_CHARS:
+            raise InvalidToken("This link is not valid.", hint="use the link from your most recent email")
+        raw = _b64decode(token)
+        payload, tag = raw[:_CARD.size], raw[_CARD.size:]
+        purpose, sid, pid, day = _CARD.unpack(payload)
+        key = self.reader_key(sid, day)
+        if purpose != CARD_PURPOSE or not hmac.compare_digest(
+                tag, hashlib.blake2b(payload, key=key, digest_size=_CARD_TAG_BYTES).digest()):
+            raise InvalidToken("This link is not valid.", hint="use the link from your most recent email")
+        if isinstance(now, datetime):
+            now = int(now.timestamp())
+        today = (int(time.time()) if now is None else int(now)) // DAY
+        if today - day > max_age_days:
+            raise ExpiredToken("This link has expired.", hint="use the link from your most recent email")
+        if day - today > 1:
+            raise InvalidToken("This link is not valid.")
+        return CardClaims(sid, pid, day)
 
 
 def signing_key(configured: str | None, get_state: Callable[[str], str | None],

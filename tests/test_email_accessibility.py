@@ -75,3 +75,29 @@ def test_the_check_fails_on_links_told_apart_by_colour_alone(browser: Any, tmp_p
     found = violations(page)
     assert "link-in-text-block" in {v["id"] for v in found}, report(found)
     page.context.close()
+
+
+def test_a_for_you_digest_passes_axe_wcag21_aa(browser: Any, tmp_path: Path) -> None:
+    """A reader with signals (issue 15): their For you block (cards with a reason) and its references in the
+    sections, with their own more / fewer links, pass the same rules."""
+    from newsletter.relevance import Signal, train
+    from newsletter.relevance.personal import paper_vector, personalize
+
+    content = sample_digest()
+    papers = list(content.papers)
+    liked = [p for p in papers if p.topic == "3d"][:4]
+    vec = {p.id: paper_vector(p.title, p.abstract, p.ai_keywords) for p in papers}
+    from datetime import datetime, timezone
+
+    model = train([Signal(p.id, vec[p.id], "more", datetime(2025, 3, 14, tzinfo=timezone.utc)) for p in liked])
+    mine = personalize(content, model, [(p.id, p.title, vec[p.id]) for p in liked], lambda p: vec[p.id], 5)
+    assert mine.for_you and all(f.reason for f in mine.for_you)
+    rendered = render_digest(mine, settings(), EDITION)
+    html, text = rendered.fill(VALUES, lambda pid: f"T{pid:023d}")
+    assert "\nFor you\n=======\n" in text and "Because you liked" in html
+    assert len(rendered.listed) == len(set(rendered.listed))
+    page = open_email(browser, tmp_path, html, "for-you")
+    assert page.locator("#for-you").count() == 1
+    found = violations(page)
+    assert found == [], f"axe-core {axe_version()} on a For you digest:\n{report(found)}"
+    page.context.close()

@@ -20,7 +20,9 @@ from newsletter.models import FetchedPaper, SourceBatch
 from newsletter.readers import parse_csv, parse_json, to_csv, to_records
 from newsletter.store import Store
 from newsletter.store.inbound import EventRecord, record_event
+from newsletter.relevance.personal import retrain
 from newsletter.store.readers import ERASED, erase, reader_record, update_reader
+from newsletter.store.signals import record_signal
 from newsletter.store.subscriptions import Choices, RequestMeta, confirm_subscription, request_subscription
 
 ADA = "ada.lovelace@example.org"
@@ -62,6 +64,12 @@ def everything_about_ada(store: Store) -> dict[str, int]:
                  bounce_limit=3, now=NOW)
     record_event(store, EventRecord("k3", "mailbox", "soft", f"mailbox full (forwarded from {ADA})",
                                     recipient="bob@example.org"), bounce_limit=3, now=NOW)
+    # Her signals (issue 15) and the model trained on them; Bob has one too.
+    papers = [store.paper(f"2603.0000{n}").id for n in range(2)]
+    record_signal(store.engine, ada.id, papers[0], "more", NOW)
+    record_signal(store.engine, ada.id, papers[1], "seed", NOW)
+    record_signal(store.engine, bob.id, papers[1], "fewer", NOW)
+    retrain(store.engine, NOW)
     return ids
 
 
@@ -94,19 +102,22 @@ def test_erase_leaves_no_trace_of_the_address_in_any_table(store: Store) -> None
     assert shown.subscriber.status == "unsubscribed"
     assert shown.consents[0].ip == "203.0.113.7" and shown.consents[0].confirm_ip == "203.0.113.8"
     assert sorted(b.kind for b in shown.bounces) == ["complaint", "hard"]
+    assert sorted(x.kind for x in shown.signals) == ["more", "seed"]
 
     done = erase(store, ADA.title())
+    assert done.signals == 2
     assert (done.subscriber_id, done.consents, done.deliveries, done.events) == (ada.id, 2, 2, 2)
     assert done.scrubbed == 2  # Bob's delivery error and Bob's bounce report
     assert scan(store.engine, ADA) == []
     assert scan(store.engine, "203.0.113.") == [] and scan(store.engine, "ada's") == []  # consent records too
     with store.engine.connect() as conn:
-        for table in ("consents", "deliveries", "inbound_events"):
+        for table in ("consents", "deliveries", "inbound_events", "reader_signals", "reader_models"):
             assert not conn.execute(sa.text(f"SELECT COUNT(*) FROM {table} WHERE subscriber_id = :i"),
                                     {"i": ada.id}).scalar()
     # Bob is untouched but for her address in his records.
     bob = reader_record(store, "bob@example.org")
     assert bob.subscriber.name == "Bob" and bob.delivery_counts == {"pending": 1, "failed": 1}
+    assert [x.kind for x in bob.signals] == ["fewer"]
     assert bob.deliveries[0].last_error == f"451 greylisted, also tried {ERASED}"
     assert [b.reason for b in bob.bounces] == [f"mailbox full (forwarded from {ERASED})"]
     with pytest.raises(Exception, match="No subscriber"):
@@ -185,6 +196,17 @@ def test_the_commands_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert shown["subscriber"]["topics"] == ["quantization", "llm-inference"]
     assert shown["delivery_counts"] == {"sent": 1} and shown["deliveries"][0]["state"] == "sent"
     assert shown["consents"] == [] and shown["bounces"] == []  # added by hand: no web consent
+    assert shown["signals"] == []
+    kept = Store.open(f"sqlite:///{tmp_path / 'newsletter.db'}")
+    try:  # a "more like this" of hers (issue 15): shown, exported, erased with her
+        record_signal(kept.engine, kept.subscriber(ADA).id, kept.papers()[0].id, "more")
+    finally:
+        kept.close()
+    shown = json.loads(run(cfg, "subscribers", "show", ADA, "--json").output)
+    assert [x["kind"] for x in shown["signals"]] == ["more"] and shown["signals"][0]["title"]
+    assert "signals (1:" in run(cfg, "subscribers", "show", ADA).output
+    exported = json.loads(run(cfg, "subscribers", "export", "--json").output)
+    assert [x["kind"] for x in exported[0]["signals"]] == ["more"] and exported[1]["signals"] == []
     table = " ".join(run(cfg, "subscribers", "show", ADA).output.split())
     assert "status active" in table and "deliveries (1: 1 sent)" in table and "consent records (0)" in table
 
@@ -198,7 +220,7 @@ def test_the_commands_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     refused = run(cfg, "subscribers", "erase", ADA, input="n\n", ok=False)
     assert refused.exit_code == 1 and run(cfg, "subscribers", "show", ADA).exit_code == 0
     erased = json.loads(run(cfg, "subscribers", "erase", ADA, "--json").output)
-    assert erased["deliveries"] == 1
+    assert erased["deliveries"] == 1 and erased["signals"] == 1
     assert run(cfg, "subscribers", "show", ADA, ok=False).exit_code != 0
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'newsletter.db'}")
     try:

@@ -254,11 +254,34 @@ def test_the_text_part_is_written_for_plain_text() -> None:
 
 def test_slot_markers_sit_alone_on_short_lines() -> None:
     rendered = render_digest(sample_digest(), settings(), EDITION)
+    readers = [m for k, m in rendered.slots.items() if k != render.CARD_SLOT]
     for part in (rendered.html, rendered.text):
-        lines = list(render.iter_slot_lines(part, rendered.slots.values()))
+        lines = list(render.iter_slot_lines(part, readers))
         assert lines and all(len(line) < 200 for line in lines)
+        # a card's token is on no line of the reader's other values (the fast path splices those lines apart)
+        assert not [line for line in lines if rendered.slots[render.CARD_SLOT] in line]
     for marker in rendered.slots.values():
         assert marker in rendered.html
+
+
+def test_every_card_carries_the_readers_own_more_and_fewer_links_in_both_parts() -> None:
+    from newsletter.render.links import LinkMaker
+    from newsletter.tokens import Signer
+
+    content = sample_digest()
+    rendered = render_digest(content, settings(), EDITION)
+    links = LinkMaker("https://papers.example.org", "papers@example.org", Signer(b"k" * 32)).for_reader(42, 1_741_939_200)
+    html, text = rendered.fill(VALUES, links.card)
+    for pid in rendered.listed:
+        token = links.card(pid)
+        assert len(token) == 24
+        assert html.count(f'href="https://papers.example.org/more/{token}"') == 1
+        assert html.count(f'href="https://papers.example.org/fewer/{token}"') == 1
+        assert f"More like this: https://papers.example.org/more/{token}\n" in text
+        assert f"Fewer like this: https://papers.example.org/fewer/{token}\n" in text
+    assert "%%nl-" not in html + text
+    preview_html, _ = rendered.fill(VALUES)  # a preview: no reader, the links lead to the "not valid" page
+    assert "/more/preview-card-not-a-link0" in preview_html
 
 
 # --- the size guard ---------------------------------------------------------------------------------------------------

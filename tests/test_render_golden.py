@@ -69,7 +69,8 @@ def test_html_and_text_match_the_golden_files(case: str) -> None:
                "one-topic": lambda: sample_digest(topics=["video-generation"])}[case]()
     rendered = render_digest(content, settings(), EDITION)
     r = reader()
-    html, text = rendered.fill(reader_values(r.name, r.links.preferences, r.links.unsubscribe, r.links.web_copy))
+    html, text = rendered.fill(reader_values(r.name, r.links.preferences, r.links.unsubscribe, r.links.web_copy),
+                               r.links.card)
     check(f"{case}.html", normalise(one_tag_per_line(html)))
     check(f"{case}.txt", normalise(text))
     check(f"{case}.subject.txt", rendered.subject + "\n")

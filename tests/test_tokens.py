@@ -131,3 +131,40 @@ def test_times_may_be_given_as_datetimes_or_left_to_the_clock() -> None:
     assert signer.verify(fresh, "confirm").subscriber_id == 3
     with pytest.raises(ExpiredToken):  # the clock is used when no time is given: T0 was long ago
         signer.verify(token, "confirm")
+
+
+# --- card tokens (issue 15) ----------------------------------------------------------------------------------
+
+from newsletter.tokens import CARD_TOKEN_CHARS, CardSigner  # noqa: E402
+
+
+def test_a_card_token_is_short_fixed_length_and_names_its_reader_and_paper() -> None:
+    cards = CardSigner(b"card signing key, long enough!!")
+    now = 1_741_939_200  # 2025-03-14
+    small, big = cards.sign(1, 2, now), cards.sign(4_000_000_000, 3_000_000_000, now)
+    assert len(small) == len(big) == CARD_TOKEN_CHARS == 24
+    assert all(c.isalnum() or c in "-_" for c in small + big)  # safe in a URL path and in quoted-printable
+    claims = cards.verify(small, now=now)
+    assert (claims.subscriber_id, claims.paper_id, claims.issued_day) == (1, 2, now // 86_400)
+    assert cards.for_reader(1, now // 86_400)(2) == small  # the per-message signer gives the same token
+
+
+def test_a_forged_edited_foreign_or_expired_card_token_is_refused() -> None:
+    cards = CardSigner(b"card signing key, long enough!!")
+    now = 1_741_939_200
+    token = cards.sign(7, 9, now)
+    other = CardSigner(b"another key, also long enough!!").sign(7, 9, now)
+    with pytest.raises(InvalidToken):
+        cards.verify(other, now=now)
+    for i in range(len(token)):  # every one-character edit
+        edited = token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1:]
+        with pytest.raises(InvalidToken):
+            cards.verify(edited, now=now)
+    for bad in ("", "x" * 24, token[:-1], token + "A", "é" * 24):
+        with pytest.raises(InvalidToken):
+            cards.verify(bad, now=now)
+    with pytest.raises(ExpiredToken):
+        cards.verify(token, now=now + 366 * 86_400)
+    unsub = Signer(b"card signing key, long enough!!").sign("unsubscribe", 7, now)
+    with pytest.raises(InvalidToken):
+        cards.verify(unsub, now=now)  # another family's token is not a card token

@@ -106,7 +106,7 @@ def update(obj: Context, email: str, topics: str | None, cadence: str | None, ex
 @json_option
 @click.pass_obj
 def show(obj: Context, email: str, limit: int, as_json: bool) -> None:
-    """Everything kept about one reader: status and choices, consent records, deliveries and bounces.
+    """Everything kept about one reader: status and choices, consent records, deliveries, bounces and signals.
 
     Example: newsletter subscribers show ada@example.org --json
     """
@@ -152,6 +152,12 @@ def show(obj: Context, email: str, limit: int, as_json: bool) -> None:
         for b in r.bounces:
             table.add_row(when(b.received_at), b.kind, b.source, b.effect, Text(b.reason[:120]))
         console.print(table)
+    console.print(f"\n[bold]signals[/bold] ({len(r.signals)}: more / fewer like this, seeds, clicks)")
+    if r.signals:
+        table = Table("when", "kind", "arxiv", "paper", box=None, header_style="bold")
+        for x in r.signals:
+            table.add_row(when(x.created_at), x.kind, x.arxiv_id or "", Text(x.title[:100]))
+        console.print(table)
 
 
 @subscribers.command("export")
@@ -170,9 +176,12 @@ def export(obj: Context, fmt: str, status: str | None, out: click.utils.LazyFile
     """
     import json
 
+    from ..store.signals import signals_by_reader
+
     subs = obj.nl.store.subscribers(status=status)
-    if fmt == "json":
-        out.write(json.dumps(to_records(subs), indent=2, ensure_ascii=False) + "\n")
+    if fmt == "json":  # with each reader's signals (more/fewer like this, seeds, clicks)
+        signals = signals_by_reader(obj.nl.store.engine, status)
+        out.write(json.dumps(to_records(subs, signals), indent=2, ensure_ascii=False) + "\n")
     else:
         out.write(to_csv(subs))
 

@@ -30,7 +30,7 @@ import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import jinja2
 import mjml
@@ -61,6 +61,9 @@ SIZE_LIMIT = 100_000  # bytes of HTML; Gmail clips at 102 KB
 SIZE_ALLOWANCE = 2_000  # room for what is filled in per reader (tokens are longer than their markers)
 # The web copy is a slot too: each reader's own signed link to their digest's papers (``links.web_copy_url``).
 SLOTS = ("greeting", "preferences_url", "unsubscribe_url", "web_copy_url")
+# Each card's own token (``links.ReaderLinks.card``, one per reader and paper) is a slot too: its marker is
+# ``slots[CARD_SLOT] + str(paper id) + "%%"``. Per reader a message fills in each card's token.
+CARD_SLOT = "card"
 HTML_TEMPLATE = "digest.mjml"
 TEXT_TEMPLATE = "digest.txt"
 FONT_STACK = ("-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, 'Helvetica Neue', Helvetica, Arial, "
@@ -201,13 +204,26 @@ class RenderedDigest:
     def text_values(self, values: Mapping[str, str]) -> dict[str, str]:
         return {self.slots[k]: v for k, v in self._values(values).items()}
 
-    def fill(self, values: Mapping[str, str]) -> tuple[str, str]:
+    def fill(self, values: Mapping[str, str], cards: Callable[[int], str] | None = None) -> tuple[str, str]:
         """(html, text) for one reader. ``values`` maps every name in SLOTS to its plain value (without
-        ``web_copy_url``, the ``edition_url`` the digest was rendered with)."""
+        ``web_copy_url``, the ``edition_url`` the digest was rendered with); ``cards`` gives the reader's card
+        token of a paper (None: ``links.PREVIEW_CARD_TOKEN`` on every card)."""
         missing = [k for k in SLOTS if k not in values and k != "web_copy_url"]
         if missing:
             raise ValueError(f"values for {missing} are missing")
-        return _replace_all(self.html, self.html_values(values)), _replace_all(self.text, self.text_values(values))
+        html = _replace_all(self.html, self.html_values(values))
+        text = _replace_all(self.text, self.text_values(values))
+        return self.fill_cards(html, cards), self.fill_cards(text, cards)
+
+    def fill_cards(self, text: str, cards: Callable[[int], str] | None) -> str:
+        """``text`` with every card marker replaced by the reader's card token (tokens need no escaping)."""
+        prefix = self.slots.get(CARD_SLOT)
+        if not prefix or prefix not in text:
+            return text
+        from .links import PREVIEW_CARD_TOKEN
+
+        sign = cards or (lambda _pid: PREVIEW_CARD_TOKEN)
+        return re.sub(re.escape(prefix) + r"(\d+)%%", lambda m: sign(int(m.group(1))), text)
 
 
 def _replace_all(text: str, replacements: Mapping[str, str]) -> str:
@@ -263,8 +279,9 @@ class EmailCounts:
 
 
 def listed_ids(content: DigestContent, shown: Mapping[str, int] | None = None) -> tuple[int, ...]:
-    """The papers the email lists, in order: Top papers, then each section's shown papers; each once."""
-    out: dict[int, None] = {p.id: None for p in content.top}
+    """The papers the email lists, in order: For you, Top papers, then each section's shown papers; each once."""
+    out: dict[int, None] = {f.paper.id: None for f in content.for_you}
+    out.update((p.id, None) for p in content.top if p.id not in out)
     for s in content.sections:
         for p in s.papers[:len(s.papers) if shown is None else shown.get(s.slug, len(s.papers))]:
             out.setdefault(p.id)
@@ -375,6 +392,8 @@ def _context(content: DigestContent, settings: Settings, shown: Mapping[str, int
         "day": content.day,
         "top": content.top,
         "top_rank": {p.id: i for i, p in enumerate(content.top, 1)},
+        "for_you": content.for_you,
+        "for_you_rank": {f.paper.id: i for i, f in enumerate(content.for_you, 1)},
         # "most upvoted first" only when upvotes are known; otherwise the order is the trending rank.
         "by_upvotes": any(p.upvotes for p in content.top),
         "sections": sections,
@@ -387,6 +406,9 @@ def _context(content: DigestContent, settings: Settings, shown: Mapping[str, int
         "not_shown": counts.more,
         "hidden_sections": len(every) - len(sections),
         "slot": slots,
+        "card_token": lambda paper: f"{slots[CARD_SLOT]}{int(paper.id)}%%",
+        "site": settings.site_url.rstrip("/"),
+        "track_clicks": settings.tracking.clicks,
         "font_stack": FONT_STACK,
     }
 
@@ -415,7 +437,9 @@ def _markers(content: DigestContent, edition_url: str) -> dict[str, str]:
     # A marker must never occur in paper text: it carries a digest of this very content, which no title can
     # contain. Only letters, digits, '%' and '-': unchanged by escaping, MJML and URL contexts.
     nonce = hashlib.sha256(repr((content, edition_url)).encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return {name: f"%%nl-{nonce}-{name.replace('_', '-')}%%" for name in SLOTS}
+    markers = {name: f"%%nl-{nonce}-{name.replace('_', '-')}%%" for name in SLOTS}
+    markers[CARD_SLOT] = f"%%nl-{nonce}-c"  # + paper id + "%%"
+    return markers
 
 
 def render_digest(content: DigestContent, settings: Settings, edition_url: str, *,
@@ -439,7 +463,7 @@ def render_digest(content: DigestContent, settings: Settings, edition_url: str, 
         source = templates.render(templates.html, HTML_TEMPLATE,
                                   _context(content, settings, shown, slots, subject, preheader, counts))
         html = compile_mjml(source)
-        size = len(html.encode("utf-8"))
+        size = len(html.encode("utf-8")) - _card_marker_excess(html, slots[CARD_SLOT])
         if size <= budget:
             break
         shown = _shrink(shown, html, size, budget, content)
@@ -452,6 +476,18 @@ def render_digest(content: DigestContent, settings: Settings, edition_url: str, 
     return RenderedDigest(subject=subject, html=html, text=_tidy_text(text), preheader=preheader, slots=slots,
                           shown=shown, shortened=shortened, listed=listed_ids(content, shown),
                           fallback_url=edition_url)
+
+
+def _card_marker_excess(html: str, prefix: str) -> int:
+    """How many bytes the card markers of ``html`` are longer than the card tokens that replace them: the size
+    guard counts the email as it is sent."""
+    from ..tokens import CARD_TOKEN_CHARS
+
+    n = html.count(prefix)
+    if not n:
+        return 0
+    digits = sum(len(m) for m in re.findall(re.escape(prefix) + r"(\d+)%%", html))
+    return n * (len(prefix) + 2 - CARD_TOKEN_CHARS) + digits
 
 
 _CARD_START = re.compile(r'<div class="nl-paper[ "]')
@@ -468,7 +504,7 @@ def _shrink(shown: Mapping[str, int], html: str, size: int, budget: int, content
     out = dict(shown)
     order = [s.slug for s in content.sections if out.get(s.slug, 0) > 0]
     starts = [m.start() for m in _CARD_START.finditer(html)]
-    top = len(content.top)
+    top = len(content.top) + len(content.for_you)
     weights: dict[str, list[int]] = {}
     if len(starts) == top + sum(out[slug] for slug in order) and len(starts) > 1:
         sizes = [b - a for a, b in itertools.pairwise(starts)] + [0]

@@ -26,7 +26,6 @@ import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email import quoprimime
 from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -36,10 +35,10 @@ from typing import Any, Mapping, Sequence
 from ..config import Settings
 from ..errors import DeliveryError
 from .dkim import DkimSigner, SharedBody, signer_from_settings
-from .links import ReaderLinks
-from . import SLOTS, RenderedDigest, reader_values
+from .cards import MAX_LINE, _CardLine, qp_encode_lines  # noqa: F401 - qp_encode_lines re-exported
+from .links import PREVIEW_CARD_TOKEN, ReaderLinks
+from . import CARD_SLOT, SLOTS, RenderedDigest, reader_values
 
-MAX_LINE = 76  # RFC 2045 6.7: quoted-printable lines at most 76 characters; headers fold there too
 MAX_HEADER_LINE = 998  # RFC 5322 2.1.1
 SUBJECT_CHARS = 200
 NAME_CHARS = 64
@@ -254,7 +253,7 @@ def build_message(rendered: RenderedDigest, recipient: Recipient, settings: Sett
                   signer: DkimSigner | None = None) -> bytes:
     """The whole message for one reader, built with the email package (the reference for the fast path);
     DKIM-signed by ``signer`` when given."""
-    html, text = rendered.fill(_personal(rendered, recipient))
+    html, text = rendered.fill(_personal(rendered, recipient), recipient.links.card)
     msg = _compose(rendered.subject, boundary_for(rendered), settings, to=address(recipient.name, recipient.email),
                    date=date, message_id=recipient.message_id, links=recipient.links, html=html, text=text)
     data = msg.as_bytes(policy=POLICY)
@@ -264,27 +263,21 @@ def build_message(rendered: RenderedDigest, recipient: Recipient, settings: Sett
 # --- the fast path ------------------------------------------------------------------------------------------------
 
 
-def qp_encode_lines(lines: Sequence[bytes]) -> bytes:
-    """Lines (UTF-8, without line ends) as the email package encodes a text part: quoted-printable, CRLF.
-
-    The encoder works line by line (a soft line break never spans two lines), so this equals the
-    concatenation of each line encoded alone: what lets ``LineCache`` reuse lines across digests.
-    """
-    return quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), MAX_LINE, "\r\n").encode("ascii")
-
-
 class LineCache:
     """Quoted-printable encodings of lines seen before. Distinct digests share most of their lines (the same
     paper's card, the same frame), so preparing the hundredth digest of a send encodes little that is new."""
 
     def __init__(self, max_entries: int = 200_000) -> None:
         self._lines: dict[bytes, bytes] = {}
+        self.layouts: dict[bytes, Any] = {}  # card lines with stand-in tokens -> their encoded layout
         self.max_entries = max_entries
 
     def encode(self, lines: Sequence[bytes]) -> bytes:
         cache = self._lines
         if len(cache) > self.max_entries:
             cache.clear()
+        if len(self.layouts) > self.max_entries // 4:
+            self.layouts.clear()
         out = []
         for line in lines:
             encoded = cache.get(line)
@@ -302,17 +295,26 @@ class _SlotLine:
     html: bool  # values are HTML-escaped in the HTML part
 
 
-def _encode_part(text: str, markers: Sequence[str], html: bool, cache: LineCache) -> list[bytes | _SlotLine]:
-    pieces: list[bytes | _SlotLine] = []
+def _encode_part(text: str, markers: Sequence[str], html: bool, cache: LineCache,
+                 card_prefix: str | None = None) -> list[bytes | _SlotLine | _CardLine]:
+    pieces: list[bytes | _SlotLine | _CardLine] = []
     run: list[bytes] = []
+    card_marker = re.compile(re.escape(card_prefix) + r"(\d+)%%") if card_prefix else None
+    card_bytes = card_prefix.encode() if card_prefix else None
+    marker_bytes = [m.encode() for m in markers]
     for line in text.encode("utf-8").splitlines():  # the split email.contentmanager makes
-        if b"%%nl-" in line and any(m.encode() in line for m in markers):
-            if run:
-                pieces.append(cache.encode(run))
-                run = []
-            pieces.append(_SlotLine(line.decode("utf-8"), html))
-        else:
-            run.append(line)
+        if b"%%nl-" in line:
+            slot = any(m in line for m in marker_bytes)
+            if slot or (card_bytes and card_bytes in line):
+                if run:
+                    pieces.append(cache.encode(run))
+                    run = []
+                piece: _SlotLine | _CardLine | None = None
+                if card_marker is not None and not slot:
+                    piece = _CardLine.make(line.decode("utf-8"), card_marker, cache)
+                pieces.append(piece or _SlotLine(line.decode("utf-8"), html))
+                continue
+        run.append(line)
     if run:
         pieces.append(cache.encode(run))
     return pieces
@@ -378,10 +380,11 @@ class PreparedDigest:
         self.rendered = rendered
         self.settings = settings
         markers = [rendered.slots[k] for k in SLOTS]
+        card_prefix = rendered.slots.get(CARD_SLOT)
         boundary = boundary_for(rendered).encode("ascii")
         stand_in = _BOUNDARY_STAND_IN.encode("ascii")
         subject = _fold("Subject", sanitize_header_text(rendered.subject, SUBJECT_CHARS))
-        pieces: list[bytes | str | _SlotLine] = []
+        pieces: list[bytes | str | _SlotLine | _CardLine] = []
         for field in frame.headers:
             if field == "Subject":
                 pieces.append(subject)
@@ -390,12 +393,16 @@ class PreparedDigest:
             else:
                 pieces.append(field)
         pieces.append(frame.before_text.replace(stand_in, boundary))
-        pieces.extend(_encode_part(rendered.text, markers, html=False, cache=cache))
+        pieces.extend(_encode_part(rendered.text, markers, html=False, cache=cache, card_prefix=card_prefix))
         pieces.append(frame.between.replace(stand_in, boundary))
-        pieces.extend(_encode_part(rendered.html, markers, html=True, cache=cache))
+        pieces.extend(_encode_part(rendered.html, markers, html=True, cache=cache, card_prefix=card_prefix))
         pieces.append(frame.after_html.replace(stand_in, boundary))
         head_count = len(frame.headers)
         self._pieces = _merged(pieces)
+        blocks = [p for p in self._pieces if isinstance(p, _CardLine)]
+        self._card_papers = tuple(dict.fromkeys(pid for p in blocks for pid in p.papers))
+        self._card_keys = tuple(b"%d" % pid for pid in self._card_papers)
+        self._card_cuts = {k: v for p in blocks for k, v in p.cuts.items()}
         # DKIM (newsletter/render/dkim.py): the body's canonical form is made once here; per reader only the
         # personal lines are canonicalized and the hash goes on from the state before the first of them.
         self._head = _merged(pieces[:head_count])
@@ -425,14 +432,18 @@ class PreparedDigest:
             body_hash = self.signer.body_hash(b"".join(body_parts))
         return b"".join([self.signer.signature(head, body_hash, date), head, *body_parts])
 
-    def _fill(self, pieces: Sequence[bytes | str | _SlotLine], recipient: Recipient, date: datetime,
+    def _fill(self, pieces: Sequence[bytes | str | _SlotLine | _CardLine], recipient: Recipient, date: datetime,
               slot_values: tuple[Mapping[str, str], Mapping[str, str]]) -> list[bytes]:
         html_values, text_values = slot_values
         headers: dict[str, bytes | None] = {"To": None, "Date": None, "Message-ID": None, "List-Unsubscribe": None}
         out: list[bytes] = []
+        card = recipient.links.card
+        tokens = self._tokens(card)
         for piece in pieces:
             if type(piece) is bytes:
                 out.append(piece)
+            elif type(piece) is _CardLine:
+                out.append(piece.fill(tokens))
             elif type(piece) is str:
                 field_bytes = headers[piece]
                 if field_bytes is None:
@@ -444,8 +455,21 @@ class PreparedDigest:
                 for marker, value in (html_values if piece.html else text_values).items():
                     if marker in line:
                         line = line.replace(marker, value)
+                line = self.rendered.fill_cards(line, card)
                 out.append(qp_encode_lines([line.encode("utf-8")]))
         return out
+
+    def _tokens(self, card: Any) -> dict[bytes, bytes]:
+        """Each card's token for this reader (the ``_CardLine`` template keys), signed once per message."""
+        if card is None:
+            preview = PREVIEW_CARD_TOKEN.encode("ascii")
+            tokens = dict.fromkeys(self._card_keys, preview)
+        else:
+            raw = getattr(card, "raw", None) or (lambda pid: card(pid).encode("ascii"))
+            tokens = {key: raw(pid) for key, pid in zip(self._card_keys, self._card_papers)}
+        for key, (pid, start, end) in self._card_cuts.items():
+            tokens[key] = tokens[b"%d" % pid][start:end]
+        return tokens
 
     @staticmethod
     def _header(name: str, recipient: Recipient, date: datetime) -> bytes:
@@ -458,14 +482,31 @@ class PreparedDigest:
         return list_unsubscribe_field(recipient.links)
 
 
-def _merged(pieces: Sequence[bytes | str | _SlotLine]) -> list[bytes | str | _SlotLine]:
-    """Neighbouring constant pieces joined: fewer, larger pieces join faster."""
-    merged: list[bytes | str | _SlotLine] = []
-    for piece in pieces:
-        if isinstance(piece, bytes) and merged and isinstance(merged[-1], bytes):
-            merged[-1] = merged[-1] + piece
+def _merged(pieces: Sequence[bytes | str | _SlotLine | _CardLine]) -> list[bytes | str | _SlotLine | _CardLine]:
+    """Neighbouring constant pieces joined, and joined with the card blocks beside them: fewer, larger pieces
+    join faster."""
+    merged: list[bytes | str | _SlotLine | _CardLine] = []
+    group: list[bytes | _CardLine] = []
+
+    def flush() -> None:
+        if not group:
+            return
+        if any(isinstance(g, _CardLine) for g in group):
+            parts: list[tuple[bytes, int, int, int] | bytes] = []
+            for g in group:
+                parts.extend(g.parts if isinstance(g, _CardLine) else [g])
+            merged.append(_CardLine(parts))
         else:
+            merged.append(b"".join(group))  # type: ignore[arg-type]
+        group.clear()
+
+    for piece in pieces:
+        if isinstance(piece, (bytes, _CardLine)):
+            group.append(piece)
+        else:
+            flush()
             merged.append(piece)
+    flush()
     return merged
 
 

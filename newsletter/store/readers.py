@@ -1,8 +1,8 @@
 """Queries of reader management: change a reader's choices, show everything kept about one reader, and erase
 one (the GDPR erasure).
 
-``erase`` leaves no personal data behind: the reader's row, their consent records, their deliveries and the
-bounces, complaints and unsubscribe requests about them are deleted, and the address is scrubbed from every
+``erase`` leaves no personal data behind: the reader's row, their consent records, their signals and model
+(issue 15), their deliveries and the bounces, complaints and unsubscribe requests about them are deleted, and the address is scrubbed from every
 other text column that mentions it (an error message of another delivery, a report's reason). On SQLite the
 deleted bytes are overwritten (``secure_delete``) and the write-ahead log is checkpointed and truncated, so the
 address is not left in the file's free pages either.
@@ -11,7 +11,7 @@ address is not left in the file's free pages either.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 
@@ -23,7 +23,8 @@ from ..models import CADENCES, Subscriber
 from . import Store, _check_choice, _subscriber, utcnow
 from .deliveries import as_utc
 from .inbound import EventInfo, events
-from .schema import Base, ConsentRow, DeliveryRow, EditionRow, InboundEventRow, SubscriberRow
+from .schema import Base, ConsentRow, DeliveryRow, EditionRow, InboundEventRow, ReaderModelRow, SignalRow, SubscriberRow
+from .signals import SignalInfo, reader_signals
 from .subscriptions import ConsentRecord, consents
 
 ERASED = "[erased]"  # what the address becomes where another record mentions it
@@ -53,6 +54,7 @@ class ReaderRecord:
     delivery_counts: dict[str, int]  # state -> deliveries, over every edition
     deliveries: list[ReaderDelivery]  # the newest first, at most ``limit``
     bounces: list[EventInfo]  # bounces, complaints and unsubscribe requests about them, newest first
+    signals: list[SignalInfo] = field(default_factory=list)  # more/fewer/seed/click (issue 15), newest first
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Erased:
     deliveries: int
     events: int
     scrubbed: int  # other fields the address was removed from
+    signals: int = 0  # their signals (the reader's model goes with them)
 
 
 def _row(s: Session, email: str) -> SubscriberRow:
@@ -116,7 +119,8 @@ def reader_record(store: Store, email: str, limit: int = 20) -> ReaderRecord:
         record = dict(bounce_count=row.bounce_count or 0, confirmed_at=as_utc(row.confirmed_at),
                       unsubscribed_at=as_utc(row.unsubscribed_at), updated_at=as_utc(row.updated_at))
     return ReaderRecord(sub, consents=consents(store, sub.id), delivery_counts=counts, deliveries=listed,
-                        bounces=events(store, email=sub.email, limit=limit), **record)
+                        bounces=events(store, email=sub.email, limit=limit),
+                        signals=reader_signals(store.engine, sub.id), **record)
 
 
 def _text_columns() -> list[tuple[Any, Any, list[Any]]]:
@@ -145,6 +149,8 @@ def erase(store: Store, email: str) -> Erased:
             InboundEventRow.subscriber_id == sid, func.lower(InboundEventRow.recipient) == address,
             InboundEventRow.delivery_id.in_(theirs)))).rowcount
         gone_consents = s.execute(delete(ConsentRow).where(ConsentRow.subscriber_id == sid)).rowcount
+        gone_signals = s.execute(delete(SignalRow).where(SignalRow.subscriber_id == sid)).rowcount
+        s.execute(delete(ReaderModelRow).where(ReaderModelRow.subscriber_id == sid))
         gone_deliveries = s.execute(delete(DeliveryRow).where(DeliveryRow.subscriber_id == sid)).rowcount
         s.execute(delete(SubscriberRow).where(SubscriberRow.id == sid))
         scrubbed = 0
@@ -164,7 +170,7 @@ def erase(store: Store, email: str) -> Erased:
     if sqlite:  # the old pages stay in the write-ahead log until it is checkpointed
         with store.engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    return Erased(sid, gone_consents, gone_deliveries, gone_events, scrubbed)
+    return Erased(sid, gone_consents, gone_deliveries, gone_events, scrubbed, gone_signals)
 
 
 __all__ = ["ERASED", "Erased", "ReaderDelivery", "ReaderRecord", "erase", "reader_record", "update_reader"]

@@ -305,3 +305,34 @@ class MetricCounterRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     labels: Mapped[str] = mapped_column(String(300), primary_key=True)
     value: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class SignalRow(Base):
+    """A reader's signal about one paper (issue 15): "more", "fewer", "click" (a weak positive, only with
+    ``tracking.clicks``) or "seed" (from the preferences page). One current signal per (reader, paper)."""
+
+    __tablename__ = "reader_signals"
+    __table_args__ = (UniqueConstraint("subscriber_id", "paper_id", name="uq_reader_signal"),
+                      Index("ix_reader_signals_paper", "paper_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))  # more | fewer | click | seed
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReaderModelRow(Base):
+    """A reader's trained relevance model (``ReaderModel.to_bytes``), and which state of their signals it was
+    trained on: ``signals_version`` goes up with every change of their signals, ``trained_version`` is the
+    version the stored model saw, so the readers to retrain are ``trained_version < signals_version``."""
+
+    __tablename__ = "reader_models"
+    __table_args__ = (Index("ix_reader_models_stale", "trained_version", "signals_version"),)
+
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True)
+    signals_version: Mapped[int] = mapped_column(Integer, default=0)
+    trained_version: Mapped[int] = mapped_column(Integer, default=0)
+    signal_count: Mapped[int] = mapped_column(Integer, default=0)
+    model: Mapped[bytes | None] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -174,10 +174,11 @@ def create_app(settings: Settings, store: Store | None = None, *, production: bo
     app.mount("/static", StaticFiles(directory=shipped_web_templates() / "static"), name="static")
     _exception_handlers(app, web)
 
-    from . import admin, admin_api, api, monitor, pages, webhooks
+    from . import admin, admin_api, api, monitor, pages, relevance, webhooks
 
     app.include_router(monitor.router)  # /healthz and /metrics
     app.include_router(pages.router)
+    app.include_router(relevance.router)  # more / fewer like this, tracked clicks, signals and seeds (issue 15)
     app.include_router(api.router)
     app.include_router(admin_api.router)  # the operator API: off (404) without admin.api_token
     app.include_router(webhooks.router)  # bounce and complaint webhooks of sending services

@@ -135,10 +135,15 @@ async def confirm(request: Request) -> Response:
 
 
 def _preferences(web: Web, request: Request, reader: Subscriber, *, form: FormData | None = None,
-                 error: str | None = None, saved: bool = False, status: int = 200) -> Response:
+                 error: str | None = None, saved: bool = False, status: int = 200, notice: str | None = None,
+                 seed_error: str | None = None, seeded: Any = ()) -> Response:
+    from ..store.signals import reader_signals
+
     return web.render(request, "preferences.html", {
         "reader": reader, "values": _form_values(form, reader), "links": web.subscriptions.tokens_for(reader.id),
-        "error": error, "saved": saved}, status=status, private=True)
+        "error": error, "saved": saved, "signals": reader_signals(web.store.engine, reader.id), "notice": notice,
+        "seed_error": seed_error, "seeded": list(seeded),
+        "seed_cap_kb": web.settings.web.max_body_bytes // 1024}, status=status, private=True)
 
 
 @page("/preferences")
