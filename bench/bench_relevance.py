@@ -13,7 +13,8 @@ both for today's upvote order on the same reader-days, with the ratio; "why" is 
 that come with a "because you liked" reason.
 
 Cost: ``--cost`` times ``train`` and ``rank`` per reader (this process's CPU time, time.process_time) for
-readers with 5 to 50 signals over the real papers, ranking ``--candidates`` papers each, and prints µs per
+readers with 5, 20 and 50 signals over the real papers, ranking ``--candidates`` papers each, and prints µs
+per reader: with one ``CandidateSet`` shared by the readers (built once per digest) and with a plain list per
 reader; the load average is printed beside it.
 """
 
@@ -112,7 +113,12 @@ def cost(readers: int, candidates: int, seed: int = 1) -> dict[str, object]:
         for m, lk in zip(models, liked):
             for_you(rank(m, prepared, liked=lk))
         ranked = time.process_time() - start
+        start = time.process_time()
+        for m, lk in zip(models, liked):
+            for_you(rank(m, cands, liked=lk))
+        plain = time.process_time() - start
         out["by_signals"].append({  # type: ignore[union-attr]
+            "rank_plain_list_us_per_reader": round(plain / readers * 1e6),
             "signals": n, "train_us_per_reader": round(trained / readers * 1e6),
             "rank_us_per_reader": round(ranked / readers * 1e6),
             "model_bytes_mean": round(sum(len(m.to_bytes()) for m in models) / len(models))})
@@ -145,10 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{out['readers']} readers per row, {out['candidates']} candidates each, CPU time "
                   f"(load average {out['load']:.2f}); CandidateSet built once: {out['candidate_set_us']:.0f} µs")
-            print(f"{'signals':>7} {'train µs/reader':>16} {'rank+for_you µs/reader':>23} {'model bytes':>12}")
+            print(f"{'signals':>7} {'train µs/reader':>16} {'rank+for_you µs/reader':>23} {'(plain list)':>13} "
+                  f"{'model bytes':>12}")
             for row in out["by_signals"]:
                 print(f"{row['signals']:>7} {row['train_us_per_reader']:>16} {row['rank_us_per_reader']:>23} "
-                      f"{row['model_bytes_mean']:>12}")
+                      f"{row['rank_plain_list_us_per_reader']:>13} {row['model_bytes_mean']:>12}")
             print(f"vectorize: {out['vectorize_us_per_paper']} µs per paper")
         return 0
     try:
