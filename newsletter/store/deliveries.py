@@ -44,7 +44,7 @@ from ..models import (
 )
 from .clock import as_utc, to_utc, utcnow
 from .delivery_marks import OutcomeMarks
-from .delivery_sql import _MARK_SENT_SQL, _RELEASED_STATE
+from .delivery_sql import _BATCH_CHANGES, _MARK_SENT_SQL, _RELEASED_STATE
 from .delivery_views import DeliveryInfo, delivery_list, make_due_now, next_attempt
 from .schema import DeliveryRow, EditionRow, SubscriberRow
 from .sender_lock import SQLITE_LOCK_KEY, PgLiveness, SenderBusy, SqliteLock, new_owner
@@ -258,25 +258,24 @@ class DeliveryQueue(OutcomeMarks):
         return claim
 
 
-    def inactive_readers(self, subscriber_ids: Sequence[int]) -> dict[int, str]:
-        """Which of these readers (one claim's) are no longer active, with their status."""
-        q = select(S.id, S.status).where(S.id.in_(list(subscriber_ids)), S.status != SUBSCRIBER_ACTIVE)
-        return dict(self._read(q))  # type: ignore[arg-type]
+    def batch_changes(self, batch: Sequence[DueDelivery]) -> tuple[dict[int, str], dict[int, str]]:
+        """For one claim's deliveries: ({reader: status} of their readers no longer active, {edition: state} of
+        their editions paused or cancelled, see ``store.control``), in one statement built once."""
+        readers: dict[int, str] = {}
+        editions: dict[int, str] = {}
+        params = {"sids": list({d.subscriber_id for d in batch}), "eids": list({d.edition_id for d in batch})}
+        for kind, id_, state in self._read(_BATCH_CHANGES, params):
+            (readers if kind == "reader" else editions)[id_] = state
+        return readers, editions
 
-    def halted_editions(self, edition_ids: Sequence[int]) -> dict[int, str]:
-        """Which of these editions are paused or cancelled (``store.control``)."""
-        q = select(EditionRow.id, EditionRow.state).where(EditionRow.id.in_(list(set(edition_ids))),
-                                                          EditionRow.state != EDITION_ACTIVE)
-        return dict(self._read(q))  # type: ignore[arg-type]
-
-    def _read(self, q: Any) -> list[Any]:
+    def _read(self, q: Any, params: dict[str, Any] | None = None) -> list[Any]:
         """A read of the send loop on the queue's connection (outside a run: a connection of its own), its
         transaction ended at once so it holds no snapshot (SQLite: nor the WAL) while messages go out."""
         if self._conn is None:
             with self.engine.connect() as conn:
-                return list(conn.execute(q))
+                return list(conn.execute(q, params))
         with self._writing() as conn:
-            rows = list(conn.execute(q))
+            rows = list(conn.execute(q, params))
             conn.commit()
         return rows
 
