@@ -572,9 +572,14 @@ def test_a_second_sender_on_sqlite_refuses_with_a_clear_message_or_waits(sqlite_
     handler.hold = threading.Event()  # the first sender is stuck on its first message, holding the lock
     events: list[str] = []
     with MailServer(handler) as server:
-        def first() -> None:
-            send(sqlite_store, server, batch_size=5)
-            events.append("first done")
+        def first() -> None:  # "done" as its run returns (the lock given back), before its SMTP QUIT
+            messenger = SmtpMessenger("127.0.0.1", server.port, timeout=10)
+            try:
+                Sender(DeliveryQueue(sqlite_store.engine), messenger, build_message, DeliveryPolicy(batch_size=5),
+                       clock=Clock()).run()
+                events.append("first done")
+            finally:
+                messenger.close()
 
         def waiting() -> None:
             messenger = SmtpMessenger("127.0.0.1", server.port)
