@@ -54,14 +54,24 @@ SENDER = "papers@example.org"
 
 
 class AcceptAll:
+    """Accepts every message; with ``latency``, answers each one's data that many seconds late (without holding
+    the server: other connections go on), like a real relay's round trip and queueing."""
+
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.latency:
+            import asyncio
+
+            await asyncio.sleep(self.latency)
         return "250 2.0.0 OK"
 
 
-def serve(port: int, ready: Any) -> None:
+def serve(port: int, ready: Any, latency: float = 0.0) -> None:
     from aiosmtpd.controller import Controller
 
-    controller = Controller(AcceptAll(), hostname="127.0.0.1", port=port, data_size_limit=0)
+    controller = Controller(AcceptAll(latency), hostname="127.0.0.1", port=port, data_size_limit=0)
     controller.start()
     ready.set()
     try:

@@ -331,12 +331,11 @@ class Sender:
 
     def _recheck(self, batch: Sequence[DueDelivery]) -> None:
         """A batch is claimed with its readers and editions active; an unsubscribe, a pause or a cancel can
-        arrive while it is being sent, so they are looked at again, at most every ``recheck_seconds`` (two
-        small queries, not one per message)."""
+        arrive while it is being sent, so they are looked at again, at most every ``recheck_seconds`` (one
+        small query for the batch, not one per message)."""
         tick = time.monotonic()
         if self._gone_batch is not batch or tick - self._gone_at >= self.recheck_seconds:
-            self._gone = self.queue.inactive_readers([x.subscriber_id for x in batch])
-            self._halted = self.queue.halted_editions([x.edition_id for x in batch])
+            self._gone, self._halted = self.queue.batch_changes(batch)
             self._gone_batch, self._gone_at = batch, tick
 
     def _left(self, batch: Sequence[DueDelivery], d: DueDelivery) -> str | None:

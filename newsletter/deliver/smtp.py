@@ -154,7 +154,7 @@ class SmtpMessenger:
         stage = "MAIL FROM"
         reply: bytes | str
         try:
-            code, reply = conn.mail(sender, options)
+            code, reply = _mail(conn, sender, options)
             if code != 250:
                 if reused and code == 421:
                     raise _Stale()
@@ -166,7 +166,7 @@ class SmtpMessenger:
                     f"The SMTP server {self.where} refused the sender {sender}: {text}",
                     hint="check sender.email: the server must allow sending from this address")
             stage = "RCPT TO"
-            code, reply = conn.rcpt(rcpt)
+            code, reply = _rcpt(conn, rcpt)
             if code not in (250, 251):
                 self._reset(conn, code)
                 text = _reply(code, reply)
@@ -300,7 +300,25 @@ class SmtpMessenger:
             self._sleep(slot - now)
 
 
-_LEADING_DOT = re.compile(rb"(?m)^\.")
+# An address smtplib's quoteaddr would give back as ``<address>`` unchanged: no spaces, quotes, comments,
+# brackets or line breaks. For those, MAIL FROM and RCPT TO skip its parseaddr (a third of smtplib's CPU).
+_PLAIN_ADDRESS = re.compile(r"[^\s<>()\[\]\\\",;:@]+@[^\s<>()\[\]\\\",;:@]+")
+
+
+def _mail(conn: Connection, sender: str, options: list[str]) -> tuple[int, bytes]:
+    """``conn.mail(sender, options)``; a plain address with no options goes without smtplib's parsing."""
+    if options or not _PLAIN_ADDRESS.fullmatch(sender):
+        return conn.mail(sender, options)
+    conn.putcmd("mail", f"FROM:<{sender}>")
+    return conn.getreply()
+
+
+def _rcpt(conn: Connection, rcpt: str) -> tuple[int, bytes]:
+    """``conn.rcpt(rcpt)``, the same way."""
+    if not _PLAIN_ADDRESS.fullmatch(rcpt):
+        return conn.rcpt(rcpt)
+    conn.putcmd("rcpt", f"TO:<{rcpt}>")
+    return conn.getreply()
 
 
 def _data(conn: Connection, data: bytes, waiting: Callable[[], None] | None) -> tuple[int, bytes]:
@@ -310,10 +328,10 @@ def _data(conn: Connection, data: bytes, waiting: Callable[[], None] | None) -> 
     code, reply = conn.getreply()
     if code != 354:
         raise smtplib.SMTPDataError(code, reply)
-    content = _LEADING_DOT.sub(b"..", data)
-    if not content.endswith(b"\r\n"):
-        content += b"\r\n"
-    conn.send(content + b".\r\n")
+    # Dot-stuffing (RFC 5321 4.5.2): what ``(?m)^\.`` → ``..`` does, by a byte search ten times as fast as
+    # the regex on a 70 KB message (where a quoted-printable line often starts with a dot, ".5em" in CSS).
+    content = (b"." + data if data.startswith(b".") else data).replace(b"\n.", b"\n..")
+    conn.send(content + (b".\r\n" if content.endswith(b"\r\n") else b"\r\n.\r\n"))
     if waiting is not None:
         waiting()
     return conn.getreply()

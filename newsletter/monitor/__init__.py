@@ -114,12 +114,17 @@ class MeteredMessenger:
     def __init__(self, inner: Messenger, engine: Engine, *, counts: Counts | None = None) -> None:
         self.inner = inner
         self.counts = counts or Counts(engine)
-        self._inner_ready = "ready" in inspect.signature(inner.send).parameters
+        params = inspect.signature(inner.send).parameters
+        self._inner_ready, self._inner_waiting = "ready" in params, "waiting" in params
 
     def __getattr__(self, name: str) -> Any:  # name, concurrency, rate_limit, ...: the wrapped messenger's
         return getattr(self.inner, name)
 
-    def send(self, message: OutgoingMessage, ready: Callable[[], None] | None = None) -> None:
+    def send(self, message: OutgoingMessage, ready: Callable[[], None] | None = None,
+             waiting: Callable[[], None] | None = None) -> None:
+        """The inner messenger's send, counted; ``ready`` and ``waiting`` (see ``SmtpMessenger.send``) pass
+        through (``waiting`` only to a messenger that takes it: the send loop builds the next message itself
+        otherwise), so the send loop still builds the next message while the server takes this one."""
         waited = 0.0
 
         def timed_ready() -> None:  # the wait for the previous commit is not this message's send time
@@ -131,9 +136,21 @@ class MeteredMessenger:
             finally:
                 waited += time.perf_counter() - started
 
+        def timed_waiting() -> None:  # building the next message is not this message's send time either
+            nonlocal waited
+            started = time.perf_counter()
+            try:
+                assert waiting is not None
+                waiting()
+            finally:
+                waited += time.perf_counter() - started
+
         started = time.perf_counter()
         try:
-            if self._inner_ready:
+            if self._inner_waiting:
+                self.inner.send(message, timed_ready if ready is not None else None,  # type: ignore[call-arg]
+                                waiting=timed_waiting if waiting is not None else None)
+            elif self._inner_ready:
                 self.inner.send(message, timed_ready if ready is not None else None)  # type: ignore[call-arg]
             else:
                 if ready is not None:

@@ -11,13 +11,8 @@ one statement and one commit (``record_sent``).
 How senders stay out of each other's way is ``store.sender_lock``: any number side by side on PostgreSQL
 (claims use ``FOR UPDATE SKIP LOCKED``, so two senders never claim the same row), one at a time on SQLite.
 
-On PostgreSQL "sent" is recorded on a connection of its own, in autocommit mode (one round trip per
-outcome, no separate COMMIT) and with ``synchronous_commit = off``: the write returns once PostgreSQL has it
-(every other session sees it at once, and a sender that dies loses nothing it recorded), without waiting for
-the WAL flush to disk, which would otherwise cost each message a disk flush. Only a crash of the database
-server itself can lose the last fraction of a second of "sent" outcomes (those messages would go out again,
-with the same Message-IDs): the durability SQLite has in WAL mode with ``synchronous=NORMAL``, which the store
-uses. Claims and every other outcome commit as usual.
+The outcomes ("sent" and the rest, and how "sent" stays durable without costing a disk flush per message)
+are ``store.delivery_marks``.
 
 Example::
 
@@ -36,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterator, Sequence
 
 from sqlalchemy import Connection, Engine, and_, func, or_, select, update
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..models import (
     DELIVERY_CLAIMED,
@@ -48,17 +43,8 @@ from ..models import (
     SUBSCRIBER_ACTIVE,
 )
 from .clock import as_utc, to_utc, utcnow
-from .delivery_sql import (
-    _BOUNCE,
-    _MARK_FAILED,
-    _MARK_RETRY,
-    _MARK_SENT,
-    _MARK_SENT_MANY,
-    _MARK_SENT_SQL,
-    _MARK_SUPPRESSED,
-    _RELEASED_STATE,
-    _UNBOUNCE,
-)
+from .delivery_marks import OutcomeMarks
+from .delivery_sql import _BATCH_CHANGES, _MARK_SENT_SQL, _RELEASED_STATE
 from .delivery_views import DeliveryInfo, delivery_list, make_due_now, next_attempt
 from .schema import DeliveryRow, EditionRow, SubscriberRow
 from .sender_lock import SQLITE_LOCK_KEY, PgLiveness, SenderBusy, SqliteLock, new_owner
@@ -94,7 +80,7 @@ class Claim:
     expired: int = 0  # not sent within the retry window: now failed
 
 
-class DeliveryQueue:
+class DeliveryQueue(OutcomeMarks):
     """The queries of one sender. ``running()`` holds its connection and lock for a run."""
 
     def __init__(self, engine: Engine, owner: str | None = None) -> None:
@@ -127,10 +113,7 @@ class DeliveryQueue:
         try:
             if self.postgres:
                 self._pg_liveness.take()
-                # See the module docstring: "sent" waits for PostgreSQL, not for its disk.
-                self._sent_conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-                self._sent_conn.exec_driver_sql("SET synchronous_commit TO off")
-                self._sent_cursor = self._sent_conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                self._open_sent()  # where "sent" is recorded (store.delivery_marks)
             else:
                 self._sqlite_lock.take(self._conn, lease_seconds, lock_wait, now)
             self.take_over_orphans()
@@ -154,19 +137,7 @@ class DeliveryQueue:
                 if self._conn is not None:
                     self._sqlite_lock.release(self._conn)
             finally:
-                if self._sent_cursor is not None:
-                    try:
-                        self._sent_cursor.close()
-                    except Exception:  # noqa: BLE001 - a broken connection: it is discarded below anyway
-                        pass
-                    self._sent_cursor = None
-                if self._sent_conn is not None:
-                    try:  # the connection goes back to the pool: as it came
-                        self._sent_conn.exec_driver_sql("RESET synchronous_commit")
-                    except SQLAlchemyError:
-                        self._sent_conn.invalidate()
-                    self._sent_conn.close()
-                    self._sent_conn = None
+                self._close_sent()
                 if self._conn is not None:
                     self._conn.close()
                 self._conn = None
@@ -286,190 +257,25 @@ class DeliveryQueue:
         claim.suppressed, claim.expired = len(suppressed), len(expired)
         return claim
 
-    # --- outcomes: each committed before the next message's content goes --------------------------------
 
-    def mark_sent(self, d: DueDelivery, now: datetime) -> bool:
-        """Record the server's 250. False when the row was no longer ours (our lease ran out meanwhile)."""
-        self._finish()
-        stamp = self._bind_time(_utc(now))
-        if not d.bounce_count and self._sent_sql is not None and (
-                self._sent_conn is not None or not self.conn.in_transaction()):
-            params = (stamp, stamp, d.id, self.owner) if self._sent_positional else {
-                "now": stamp, "did": d.id, "me": self.owner}
-            return self._sent_now(params) == 1
-        with self._writing() as conn:
-            if self._sent_sql is None:
-                done = conn.execute(_MARK_SENT, {"did": d.id, "me": self.owner, "now": _utc(now)})
-            elif self._sent_positional:
-                done = conn.exec_driver_sql(self._sent_sql, (stamp, stamp, d.id, self.owner))
-            else:
-                done = conn.exec_driver_sql(self._sent_sql, {"now": stamp, "did": d.id, "me": self.owner})
-            if d.bounce_count:
-                conn.execute(_UNBOUNCE, {"sids": [d.subscriber_id]})
-            conn.commit()
-        return done.rowcount == 1
+    def batch_changes(self, batch: Sequence[DueDelivery]) -> tuple[dict[int, str], dict[int, str]]:
+        """For one claim's deliveries: ({reader: status} of their readers no longer active, {edition: state} of
+        their editions paused or cancelled, see ``store.control``), in one statement built once."""
+        readers: dict[int, str] = {}
+        editions: dict[int, str] = {}
+        params = {"sids": list({d.subscriber_id for d in batch}), "eids": list({d.edition_id for d in batch})}
+        for kind, id_, state in self._read(_BATCH_CHANGES, params):
+            (readers if kind == "reader" else editions)[id_] = state
+        return readers, editions
 
-    def _sent_now(self, params: Any) -> int:
-        """The "sent" UPDATE through the driver's own cursor (a third of the CPU of the same call through
-        SQLAlchemy): on PostgreSQL on the autocommit connection, on SQLite on the queue's connection, committed
-        at once (only called when no SQLAlchemy transaction is open on it). Errors are SQLAlchemy's, as every
-        other write's."""
-        assert self._sent_sql is not None
-        if self._sent_conn is not None:
-            raw, commit = self._sent_cursor, False
-        else:
-            dbapi_conn = self.conn.connection.dbapi_connection
-            assert dbapi_conn is not None
-            if self._sent_cursor is None:
-                self._sent_cursor = dbapi_conn.cursor()
-            raw, commit = self._sent_cursor, True
-        try:
-            raw.execute(self._sent_sql, params)
-            done = int(raw.rowcount)
-            if commit:
-                dbapi_conn.commit()
-        except self.engine.dialect.loaded_dbapi.Error as exc:
-            if commit:
-                try:
-                    dbapi_conn.rollback()
-                except self.engine.dialect.loaded_dbapi.Error:
-                    pass
-            raise DBAPIError.instance(self._sent_sql, params, exc, self.engine.dialect.loaded_dbapi.Error) from exc
-        return done
-
-    # "sent" on PostgreSQL without waiting for the reply: the send loop hands the next message's envelope to
-    # the SMTP server meanwhile, and reads the reply (``settle``) before that message's content goes.
-    _PG_SENT = ("UPDATE deliveries SET state = 'sent', attempts = attempts + 1, sent_at = $1::timestamptz, "
-                "updated_at = $1::timestamptz, claimed_by = NULL, lease_until = NULL, last_error = NULL "
-                "WHERE id = $2::bigint AND state = 'claimed' AND claimed_by = $3::text").encode()
-
-    @property
-    def defers_sent(self) -> bool:
-        """True when ``mark_sent_deferred`` can leave its reply for ``settle`` (PostgreSQL through psycopg)."""
-        return self._sent_conn is not None and hasattr(self._sent_cursor.connection, "pgconn")
-
-    def mark_sent_deferred(self, d: DueDelivery, now: datetime) -> None:
-        """Send the "sent" UPDATE for ``d``; ``settle()`` reads its reply (and must before anything else is
-        handed over). Falls back to ``mark_sent`` where it cannot defer; ``settle`` counts a lost row either way."""
-        self._finish()
-        if not self.defers_sent or d.bounce_count:
-            self._lost += 0 if self.mark_sent(d, now) else 1
-            return
-        pgconn = self._sent_cursor.connection.pgconn
-        params = [_utc(now).isoformat().encode(), str(d.id).encode(), self.owner.encode()]
-        try:
-            pgconn.send_query_params(self._PG_SENT, params)
-        except Exception as exc:  # noqa: BLE001 - the driver's error, as SQLAlchemy's
-            raise self._db_error(exc) from exc
-        self._in_flight = d
-
-    _lost = 0
-
-    def settle(self) -> int:
-        """Wait for the reply to a deferred "sent" UPDATE; how many deferred "sent" since the last ``settle``
-        found their row no longer ours (another sender had taken it over). Every other call of the queue reads
-        a pending reply first too (and counts it for the next ``settle``)."""
-        self._finish()
-        lost, self._lost = self._lost, 0
-        return lost
-
-    def _finish(self) -> None:
-        if self._in_flight is None:
-            return
-        self._in_flight = None
-        pgconn = self._sent_cursor.connection.pgconn
-        import select
-
-        from psycopg import pq
-
-        try:
-            pgconn.consume_input()
-            while pgconn.is_busy():
-                select.select([pgconn.socket], [], [], 30)
-                pgconn.consume_input()
-            rows, error = 0, None
-            while (result := pgconn.get_result()) is not None:
-                if result.status == pq.ExecStatus.COMMAND_OK:
-                    rows = result.command_tuples or 0
-                else:
-                    error = (result.error_message or b"").decode("utf-8", "replace") or "the UPDATE failed"
-        except Exception as exc:  # noqa: BLE001 - the driver's error, as SQLAlchemy's
-            raise self._db_error(exc) from exc
-        if error is not None:
-            raise self._db_error(self.engine.dialect.loaded_dbapi.OperationalError(error))
-        self._lost += 0 if rows == 1 else 1
-
-    def _db_error(self, exc: BaseException) -> DBAPIError:
-        dbapi = self.engine.dialect.loaded_dbapi
-        if not isinstance(exc, dbapi.Error):
-            exc = dbapi.OperationalError(str(exc))
-        return DBAPIError.instance(self._sent_sql or "", None, exc, dbapi.Error)  # type: ignore[arg-type]
-
-    def record_sent(self, deliveries: Sequence[DueDelivery], now: datetime) -> int:
-        """Record several 250s in one statement and one commit; how many rows were still ours. The list is
-        what one send loop has on the wire at once (at most a claim), never a list that grows with readers."""
-        self._finish()
-        if len(deliveries) == 1:
-            return int(self.mark_sent(deliveries[0], now))
-        if not deliveries:
-            return 0
-        params = {"ids": [d.id for d in deliveries], "me": self.owner, "now": _utc(now)}
-        if self._sent_conn is not None and not any(d.bounce_count for d in deliveries):
-            return self._sent_conn.execute(_MARK_SENT_MANY, params).rowcount or 0  # autocommitted
-        with self._writing() as conn:
-            done = conn.execute(_MARK_SENT_MANY, params)
-            bounced = [d.subscriber_id for d in deliveries if d.bounce_count]
-            if bounced:
-                conn.execute(_UNBOUNCE, {"sids": bounced})
-            conn.commit()
-        return done.rowcount or 0
-
-    def mark_retry(self, d: DueDelivery, error: str, next_attempt_at: datetime, now: datetime) -> bool:
-        with self._writing() as conn:
-            done = conn.execute(_MARK_RETRY, {"did": d.id, "me": self.owner, "now": _utc(now),
-                                              "error": error, "next_at": _utc(next_attempt_at)})
-            conn.commit()
-        return done.rowcount == 1
-
-    def mark_failed(self, d: DueDelivery, error: str, now: datetime, *,
-                    bounce_limit: int | None = None) -> bool:
-        """Record a permanent failure; with ``bounce_limit`` the reader's bounce count grows too, and at the
-        limit the reader is marked bounced (their later deliveries are suppressed)."""
-        now = _utc(now)
-        with self._writing() as conn:
-            done = conn.execute(_MARK_FAILED, {"did": d.id, "me": self.owner, "now": now, "error": error})
-            if bounce_limit is not None and done.rowcount == 1:
-                conn.execute(_BOUNCE, {"sid": d.subscriber_id, "now": now, "limit": bounce_limit})
-            conn.commit()
-        return done.rowcount == 1
-
-    def mark_suppressed(self, d: DueDelivery, status: str, now: datetime) -> bool:
-        """Not sent: the reader left (unsubscribed, bounced) after the delivery was claimed."""
-        with self._writing() as conn:
-            done = conn.execute(_MARK_SUPPRESSED, {"did": d.id, "me": self.owner, "now": _utc(now),
-                                                   "error": f"not sent: the reader is {status}"})
-            conn.commit()
-        return done.rowcount == 1
-
-    def inactive_readers(self, subscriber_ids: Sequence[int]) -> dict[int, str]:
-        """Which of these readers (one claim's) are no longer active, with their status."""
-        q = select(S.id, S.status).where(S.id.in_(list(subscriber_ids)), S.status != SUBSCRIBER_ACTIVE)
-        return dict(self._read(q))  # type: ignore[arg-type]
-
-    def halted_editions(self, edition_ids: Sequence[int]) -> dict[int, str]:
-        """Which of these editions are paused or cancelled (``store.control``)."""
-        q = select(EditionRow.id, EditionRow.state).where(EditionRow.id.in_(list(set(edition_ids))),
-                                                          EditionRow.state != EDITION_ACTIVE)
-        return dict(self._read(q))  # type: ignore[arg-type]
-
-    def _read(self, q: Any) -> list[Any]:
+    def _read(self, q: Any, params: dict[str, Any] | None = None) -> list[Any]:
         """A read of the send loop on the queue's connection (outside a run: a connection of its own), its
         transaction ended at once so it holds no snapshot (SQLite: nor the WAL) while messages go out."""
         if self._conn is None:
             with self.engine.connect() as conn:
-                return list(conn.execute(q))
+                return list(conn.execute(q, params))
         with self._writing() as conn:
-            rows = list(conn.execute(q))
+            rows = list(conn.execute(q, params))
             conn.commit()
         return rows
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, case, update
+from sqlalchemy import and_, bindparam, case, text, update
 
 from ..models import (
     DELIVERY_CLAIMED,
@@ -11,6 +11,7 @@ from ..models import (
     DELIVERY_RETRY,
     DELIVERY_SENT,
     DELIVERY_SUPPRESSED,
+    EDITION_ACTIVE,
     SUBSCRIBER_ACTIVE,
     SUBSCRIBER_BOUNCED,
 )
@@ -62,3 +63,12 @@ _UNBOUNCE = update(S).where(S.id.in_(bindparam("sids", expanding=True)), S.bounc
 _MARK_SENT_SQL = ("UPDATE deliveries SET state = 'sent', attempts = attempts + 1, sent_at = {now}, "
                   "updated_at = {now}, claimed_by = NULL, lease_until = NULL, last_error = NULL "
                   "WHERE id = {did} AND state = 'claimed' AND claimed_by = {me}")
+# What changed for a batch since it was claimed: its readers no longer active, its editions paused or
+# cancelled. Built once (its expanding lists hold one claim's readers, at most ``batch_size``), looked at
+# every half second of sending.
+_BATCH_CHANGES = text(
+    f"SELECT 'reader' AS kind, id, status AS state FROM subscribers "
+    f"WHERE id IN :sids AND status <> '{SUBSCRIBER_ACTIVE}' "
+    f"UNION ALL "
+    f"SELECT 'edition', id, state FROM editions WHERE id IN :eids AND state <> '{EDITION_ACTIVE}'"
+).bindparams(bindparam("sids", expanding=True), bindparam("eids", expanding=True))

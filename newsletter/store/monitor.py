@@ -8,6 +8,7 @@ flush, so two senders adding at once both count (SQLite and PostgreSQL alike).
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any, Mapping
 
 from sqlalchemy import Engine, func, select, text
@@ -20,6 +21,11 @@ Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
 
 def label_key(labels: Mapping[str, str] | Labels) -> str:
     pairs = sorted(labels.items()) if isinstance(labels, Mapping) else sorted(labels)
+    return _label_key(tuple(pairs))
+
+
+@lru_cache(maxsize=1024)  # the send loop counts a few label sets, once per message each
+def _label_key(pairs: Labels) -> str:
     return json.dumps(dict(pairs), sort_keys=True, separators=(",", ":"))
 
 

@@ -158,6 +158,41 @@ def test_a_sender_killed_after_37_messages_and_restarted_sends_each_reader_one_c
     store.close()
 
 
+def test_each_sent_is_committed_and_on_disk_before_the_next_message_goes(db_url: str, smtpd: MailServer) -> None:
+    """When the server takes message k, the k-1 before it are "sent" for every other session: a crash of the
+    sender, or of the database server (PostgreSQL: "sent" commits with synchronous_commit on, so a commit is
+    on disk before its reply), repeats at most the message in flight."""
+    from sqlalchemy import text
+
+    store = Store.open(db_url)
+    queue_edition(store, 30, now=T0)
+    sent_when: list[int] = []
+
+    def count_sent(k: int) -> None:  # on the server's side, before it answers 250 to message k
+        with store.engine.connect() as conn:
+            sent_when.append(conn.execute(text("SELECT count(*) FROM deliveries WHERE state = 'sent'")).scalar())
+
+    smtpd.handler.on_message = count_sent
+    queue = DeliveryQueue(store.engine)
+    modes: list[str] = []
+    open_sent = queue._open_sent
+
+    def open_and_look() -> None:  # what the connection "sent" goes out on promises
+        open_sent()
+        modes.append(queue._sent_conn.exec_driver_sql("SHOW synchronous_commit").scalar())  # type: ignore[union-attr]
+
+    queue._open_sent = open_and_look  # type: ignore[method-assign]
+    messenger = SmtpMessenger("127.0.0.1", smtpd.port)
+    try:
+        report = Sender(queue, messenger, build_message, DeliveryPolicy(batch_size=10), clock=lambda: T0).run()
+    finally:
+        messenger.close()
+    assert report.sent == 30
+    assert sent_when == list(range(30))
+    assert modes == (["on"] if store.engine.dialect.name == "postgresql" else [])
+    store.close()
+
+
 def wait_until_sessions_end(store: Store) -> None:
     """PostgreSQL ends a killed client's session when it notices the closed socket: wait for that, as a
     restart minutes later would (until then the dead sender's claims look alive and wait for their lease)."""
@@ -537,9 +572,14 @@ def test_a_second_sender_on_sqlite_refuses_with_a_clear_message_or_waits(sqlite_
     handler.hold = threading.Event()  # the first sender is stuck on its first message, holding the lock
     events: list[str] = []
     with MailServer(handler) as server:
-        def first() -> None:
-            send(sqlite_store, server, batch_size=5)
-            events.append("first done")
+        def first() -> None:  # "done" as its run returns (the lock given back), before its SMTP QUIT
+            messenger = SmtpMessenger("127.0.0.1", server.port, timeout=10)
+            try:
+                Sender(DeliveryQueue(sqlite_store.engine), messenger, build_message, DeliveryPolicy(batch_size=5),
+                       clock=Clock()).run()
+                events.append("first done")
+            finally:
+                messenger.close()
 
         def waiting() -> None:
             messenger = SmtpMessenger("127.0.0.1", server.port)

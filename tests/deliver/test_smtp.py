@@ -65,6 +65,29 @@ def test_eight_bit_bodies_are_declared(smtpd: MailServer) -> None:
     assert "Grüße".encode() in smtpd.handler.received[0].data
 
 
+@pytest.mark.parametrize("data", [
+    b"Subject: dots\r\n\r\n.a line that starts with a dot\r\n..two\r\nmid . dot\r\n.\r\nend\r\n",
+    b".X-First: a header line starting with a dot\r\n\r\nno CRLF at the end",
+    b"Subject: no dots\r\n\r\nplain body\r\n",
+])
+def test_lines_starting_with_a_dot_arrive_as_they_were(smtpd: MailServer, data: bytes) -> None:
+    """Dot-stuffing (RFC 5321 4.5.2): a line starting with a dot, even a lone dot, reaches the server as sent."""
+    m = messenger(smtpd)
+    m.send(OutgoingMessage(SENDER, "r1@example.org", "<1@example.org>", data))
+    m.close()
+    assert smtpd.handler.received[0].data.rstrip(b"\r\n") == data.rstrip(b"\r\n")
+
+
+@pytest.mark.parametrize("rcpt", ["plain@example.org", "first.last+tag@sub.example.org", '"quoted name"@example.org'])
+def test_plain_and_quoted_recipients_reach_the_server_as_given(smtpd: MailServer, rcpt: str) -> None:
+    """Plain addresses skip smtplib's address parsing; anything else takes its own path: the same envelope."""
+    m = messenger(smtpd)
+    m.send(OutgoingMessage(SENDER, rcpt, "<2@example.org>", b"Subject: x\r\n\r\nbody\r\n"))
+    m.close()
+    got = smtpd.handler.received[0]
+    assert (got.mail_from, got.rcpt) == (SENDER, rcpt)
+
+
 def test_the_pool_opens_at_most_pool_size_connections_and_uses_them_side_by_side(smtpd: MailServer) -> None:
     smtpd.handler.hold = threading.Event()  # the server answers nothing until both connections have a message
     m = messenger(smtpd, pool_size=2)

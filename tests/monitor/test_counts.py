@@ -105,3 +105,38 @@ def test_a_look_for_due_deliveries_that_finds_none_is_not_a_send(tmp_path: Path)
         assert read_json_states(nl.store.engine, (LAST_SEND,)) == {}
     finally:
         nl.close()
+
+
+def test_a_metered_smtp_messenger_still_lets_the_next_message_be_built_while_the_server_takes_one(
+        tmp_path: Path) -> None:
+    """``newsletter send`` wraps the SMTP messenger in ``MeteredMessenger``: ``waiting()`` passes through it, so
+    every message after the first is built while the server is still taking the one before (inside its DATA)."""
+    import traceback
+    from datetime import datetime, timezone
+
+    from mailkit import MailServer, build_message, queue_edition
+
+    from newsletter.deliver.sender import DeliveryPolicy, Sender
+    from newsletter.deliver.smtp import SmtpMessenger
+    from newsletter.store.deliveries import DeliveryQueue
+
+    t0 = datetime(2026, 3, 14, 8, 0, tzinfo=timezone.utc)
+    store = Store.open(f"sqlite:///{tmp_path / 'n.db'}")
+    queue_edition(store, 8, now=t0)
+    during_data: list[bool] = []
+
+    def prepare(d):  # noqa: ANN001, ANN202
+        during_data.append(any(f.name == "_data" for f in traceback.extract_stack()))
+        return build_message(d)
+
+    with MailServer() as server:
+        messenger = MeteredMessenger(SmtpMessenger("127.0.0.1", server.port), store.engine)
+        try:
+            report = Sender(DeliveryQueue(store.engine), messenger, prepare, DeliveryPolicy(batch_size=8),
+                            clock=lambda: t0).run()
+        finally:
+            messenger.close()
+        assert report.sent == 8 and len(server.handler.received) == 8
+    assert during_data == [False] + [True] * 7
+    assert stored(store)[("messages_sent", ())] == 8
+    store.close()
