@@ -12,6 +12,7 @@ confirmed or resubscribed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
@@ -20,7 +21,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..models import SUBSCRIBER_ACTIVE, SUBSCRIBER_BOUNCED, SUBSCRIBER_PENDING, SUBSCRIBER_UNSUBSCRIBED
+from ..models import CADENCES, SUBSCRIBER_ACTIVE, SUBSCRIBER_BOUNCED, SUBSCRIBER_PENDING, SUBSCRIBER_UNSUBSCRIBED
 from . import Store, utcnow
 from .schema import ConsentRow, DeliveryRow, InboundEventRow, SubscriberRow
 
@@ -75,6 +76,11 @@ class EventInfo:
     edition_id: int | None
 
 
+# <edition.reader.cadence.period@domain>; 9 digits keep the numbers inside the columns' 32-bit range (a
+# real JavaMail id, <000000000.9999999999999.JavaMail…>, looks much like ours).
+_OUR_MESSAGE_ID = re.compile(r"<([0-9]{1,9})\.([0-9]{1,9})\.(?:%s)\.[^<>\s@]+@[^<>\s@]+>\Z" % "|".join(CADENCES))
+
+
 def _match(s: Session, rec: EventRecord) -> tuple[SubscriberRow | None, int | None, str | None]:
     """(reader, delivery id, how it was found)."""
     if rec.kind == "unsubscribe":  # only the signed token names a reader: a From address is easily forged
@@ -85,9 +91,13 @@ def _match(s: Session, rec: EventRecord) -> tuple[SubscriberRow | None, int | No
                           .where(DeliveryRow.id == rec.verp_delivery_id)).first()
         if found:
             return s.get(SubscriberRow, found.subscriber_id, with_for_update=True), found.id, "verp"
-    if rec.original_message_id:
+    if rec.original_message_id and (ours := _OUR_MESSAGE_ID.match(rec.original_message_id.strip())):
+        # Our Message-IDs name their delivery: <edition.reader.cadence.period@domain>. The (edition, reader)
+        # key finds the row by its unique index, and the whole id must still match; deliveries need no
+        # index of their own on message_id (it was the largest index of the table).
         found = s.execute(select(DeliveryRow.id, DeliveryRow.subscriber_id)
-                          .where(DeliveryRow.message_id == rec.original_message_id.strip())).first()
+                          .where(DeliveryRow.edition_id == int(ours[1]), DeliveryRow.subscriber_id == int(ours[2]),
+                                 DeliveryRow.message_id == ours[0])).first()
         if found:
             return s.get(SubscriberRow, found.subscriber_id, with_for_update=True), found.id, "message-id"
     if rec.recipient:

@@ -200,7 +200,9 @@ class DeliveryRow(Base):
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
     state: Mapped[str] = mapped_column(String(12))
-    message_id: Mapped[str] = mapped_column(String(300), index=True)  # fixed per (edition, subscriber), reused on retry
+    # Fixed per (edition, subscriber), reused on retry: <edition.subscriber.cadence.period@domain>. Not indexed:
+    # a bounce that quotes it is matched through (edition_id, subscriber_id), which the id names.
+    message_id: Mapped[str] = mapped_column(String(300))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -152,3 +152,27 @@ def test_an_unmatched_bounce_is_stored_with_its_reason_and_changes_nothing(tmp_p
         assert isinstance(event.received_at, datetime) and event.received_at.tzinfo == timezone.utc
     finally:
         world.nl.close()
+
+
+def test_a_bounce_that_quotes_only_our_message_id_names_its_delivery(tmp_path: Path, db_url: str,
+                                                                     bounces_dir: Path) -> None:
+    # Found through (edition, reader), which our Message-IDs name, and the whole id must match: an id of our
+    # shape with the right numbers but another tail names no delivery.
+    world = make_world(tmp_path, db_url, READERS)
+    try:
+        name = next(p.name for p in sorted(bounces_dir.glob("hard__*.eml"))
+                    if classify(p.read_bytes()).original_message_id and classify(p.read_bytes()).recipient)
+        ada, bob = world.sent["ada@example.org"], world.sent["bob@example.org"]
+        assert _handle(world, _dsn(bounces_dir, name, world, ada.email, how="message-id")) == "counted"
+        (event,) = events(world.nl.store, email=ada.email)
+        assert event.delivery_id == ada.delivery_id
+        raw = (bounces_dir / name).read_bytes()
+        original = classify(raw)
+        forged = bob.message_id.replace("@", ".x@", 1)
+        assert forged != bob.message_id
+        stray = readdressed(raw, to="papers@example.org", replace={original.original_message_id: forged,
+                                                                   original.recipient: "nobody@example.net"})
+        assert _handle(world, stray) == "unmatched"
+        assert world.bounce_count(bob.email) == 0
+    finally:
+        world.nl.close()
