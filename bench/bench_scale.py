@@ -309,7 +309,7 @@ def run_size(kind: str, n: int, args: argparse.Namespace, results: list[dict[str
                 nl.import_file(path, day)
             with Step(results, "plan", **labels_k) as s:
                 plan = nl.plan("daily", day)
-                s.extra["readers_with_news"] = sum(g.count for g in plan.groups if g.papers)  # loads no reader
+                s.extra["readers_with_candidates"] = sum(g.count for g in plan.groups if g.papers)  # before topics filter
             with Step(results, "record", **labels_k) as s:
                 edition = nl.record_edition(plan)
                 s.extra["edition_id"] = edition
@@ -403,7 +403,7 @@ def run_million(args: argparse.Namespace, results: list[dict[str, Any]]) -> None
         nl.import_file(files[0], day)
         with Step(results, "plan", **labels) as s:
             plan = nl.plan("daily", day)
-            s.extra["readers_with_news"] = sum(g.count for g in plan.groups if g.papers)  # loads no reader
+            s.extra["readers_with_candidates"] = sum(g.count for g in plan.groups if g.papers)  # before topics filter
         with Step(results, "record", **labels) as s:
             s.extra["edition_id"] = nl.record_edition(plan)
         with nl.store.engine.connect() as conn:  # counted after the step
