@@ -192,3 +192,17 @@ def test_two_planned_digests_of_the_same_papers_share_one_digest_row_and_each_re
         again = conn.execute(select(DeliveryRow.subscriber_id).where(DeliveryRow.edition_id == e2)
                              .order_by(DeliveryRow.subscriber_id)).scalars().all()
     assert again == [subs[0], subs[2], subs[8]]  # subs[2] given twice: one delivery
+
+
+def test_migration_0014_drops_the_message_id_index_and_goes_back(store: Store) -> None:
+    from alembic import command
+
+    def indexes() -> set[str]:
+        return {i["name"] for i in inspect(store.engine).get_indexes("deliveries")}
+
+    assert "ix_deliveries_message_id" not in indexes()
+    with store._connect() as conn, conn.begin():
+        command.downgrade(store._alembic_config(conn), "0013_relevance")
+    assert "ix_deliveries_message_id" in indexes()
+    assert store.upgrade() == ("0013_relevance", store.head_revision())
+    assert "ix_deliveries_message_id" not in indexes()
