@@ -74,15 +74,20 @@ def _b64decode(text: str) -> bytes:
     return raw
 
 
+def _key_bytes(key: bytes | str) -> bytes:
+    """The signing key's bytes; both signers refuse a key under 16 bytes."""
+    raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    if len(raw) < 16:
+        raise NewsletterError("The signing key is too short (under 16 bytes).",
+                              hint="set NEWSLETTER_SIGNING_KEY to a long random value, e.g. `openssl rand -hex 32`")
+    return raw
+
+
 class Signer:
     """Signs and verifies tokens with one secret key."""
 
     def __init__(self, key: bytes | str) -> None:
-        raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
-        if len(raw) < 16:
-            raise NewsletterError("The signing key is too short (under 16 bytes).",
-                                  hint="set NEWSLETTER_SIGNING_KEY to a long random value, e.g. `openssl rand -hex 32`")
-        self._key = raw
+        self._key = _key_bytes(key)
 
     def card_signer(self) -> "CardSigner":
         """The signer of card tokens under the same key."""
@@ -154,10 +159,7 @@ class CardSigner:
     """
 
     def __init__(self, key: bytes | str) -> None:
-        raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
-        if len(raw) < 16:
-            raise NewsletterError("The signing key is too short (under 16 bytes).")
-        self._mac = hmac.new(raw, _CARD_DOMAIN, hashlib.sha256)
+        self._mac = hmac.new(_key_bytes(key), _CARD_DOMAIN, hashlib.sha256)
 
     def reader_key(self, subscriber_id: int, issued_day: int) -> bytes:
         mac = self._mac.copy()

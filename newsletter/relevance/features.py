@@ -29,23 +29,43 @@ VECTOR_VERSION = 1
 _HEADER = struct.Struct("<BH")  # version, number of terms
 
 
-class Vector:
+class Sparse:
+    """Sparse weights: ``ids`` (sorted term ids, array('I')) and ``weights`` (array('f')), with the cached
+    {id: weight} map and id set that dot products use. The base of ``Vector`` and of ``model.ReaderModel``."""
+
+    __slots__ = ("ids", "weights", "_map", "_keys")
+
+    def __init__(self, ids: Iterable[int], weights: Iterable[float], what: str) -> None:
+        self.ids = array("I", ids)
+        self.weights = array("f", weights)
+        if len(self.ids) != len(self.weights):
+            raise ValueError(f"a {what} needs one weight per term id")
+        self._map: dict[int, float] | None = None
+        self._keys: frozenset[int] | None = None
+
+    def as_map(self) -> dict[int, float]:
+        if self._map is None:
+            self._map = dict(zip(self.ids, self.weights))
+        return self._map
+
+    def keys(self) -> frozenset[int]:
+        if self._keys is None:
+            self._keys = frozenset(self.ids)
+        return self._keys
+
+
+class Vector(Sparse):
     """A sparse unit vector: ``ids`` (sorted term ids, array('I')) and ``weights`` (array('f')).
 
     Not hashable (it is data, compared by value). ``as_map()`` gives a cached {id: weight} dict for dot
     products.
     """
 
-    __slots__ = ("ids", "weights", "_map", "_keys", "_head")
+    __slots__ = ("_head",)
     __hash__ = None  # type: ignore[assignment]
 
     def __init__(self, ids: Iterable[int] = (), weights: Iterable[float] = ()) -> None:
-        self.ids = array("I", ids)
-        self.weights = array("f", weights)
-        if len(self.ids) != len(self.weights):
-            raise ValueError("a vector needs one weight per term id")
-        self._map: dict[int, float] | None = None
-        self._keys: frozenset[int] | None = None
+        super().__init__(ids, weights, "vector")
         self._head: dict[int, tuple[frozenset[int], dict[int, float]]] | None = None
 
     def __len__(self) -> int:
@@ -59,16 +79,6 @@ class Vector:
 
     def __repr__(self) -> str:
         return f"Vector({len(self.ids)} terms)"
-
-    def as_map(self) -> dict[int, float]:
-        if self._map is None:
-            self._map = dict(zip(self.ids, self.weights))
-        return self._map
-
-    def keys(self) -> frozenset[int]:
-        if self._keys is None:
-            self._keys = frozenset(self.ids)
-        return self._keys
 
     def head(self, n: int = 0) -> tuple[frozenset[int], dict[int, float]]:
         """The ``n`` (default ``HEAD_TERMS``) heaviest terms: ids, and id -> weight (cached)."""

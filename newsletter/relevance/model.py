@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Sequence
 
 from ..errors import ParseError
-from .features import Vector
+from .features import Sparse, Vector
 
 MODEL_VERSION = 1
 KIND_WEIGHT = {"more": 1.0, "fewer": -1.0, "click": 0.3, "seed": 1.0}
@@ -62,23 +62,18 @@ class Signal:
     __hash__ = None  # type: ignore[assignment]
 
 
-class ReaderModel:
+class ReaderModel(Sparse):
     """Sparse unit weights (``ids`` sorted uint32, ``weights`` float) and how many signals made them."""
 
-    __slots__ = ("ids", "weights", "signal_count", "kind", "_map", "_keys")
+    __slots__ = ("signal_count", "kind")
 
     def __init__(self, ids: Sequence[int] = (), weights: Sequence[float] = (), signal_count: int = 0,
                  kind: str = "centroid") -> None:
-        self.ids = array("I", ids)
-        self.weights = array("f", weights)
-        if len(self.ids) != len(self.weights):
-            raise ValueError("a model needs one weight per term id")
+        super().__init__(ids, weights, "model")
         if kind not in KINDS:
             raise ValueError(f"Unknown model kind {kind!r}.")
         self.signal_count = int(signal_count)
         self.kind = kind
-        self._map: dict[int, float] | None = None
-        self._keys: frozenset[int] | None = None
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, ReaderModel) and self.ids == other.ids and self.weights == other.weights
@@ -89,23 +84,14 @@ class ReaderModel:
     def __repr__(self) -> str:
         return f"ReaderModel({self.kind}, {self.signal_count} signals, {len(self.ids)} weights)"
 
-    def as_map(self) -> dict[int, float]:
-        if self._map is None:
-            self._map = dict(zip(self.ids, self.weights))
-        return self._map
-
     def score(self, vector: Vector) -> float:
-        if self._keys is None:
-            self._keys = frozenset(self.ids)
         w, x = self.as_map(), vector.as_map()
-        return sum(w[i] * x[i] for i in vector.keys().intersection(self._keys))
+        return sum(w[i] * x[i] for i in vector.keys().intersection(self.keys()))
 
     def score_head(self, head: tuple[frozenset[int], dict[int, float]], least: float = 0.0) -> float:
         """The score over some of a vector's terms (``Vector.head``), those weighing at least ``least``."""
-        if self._keys is None:
-            self._keys = frozenset(self.ids)
         w, x = self.as_map(), head[1]
-        return sum(w[i] * x[i] for i in head[0].intersection(self._keys) if x[i] >= least)
+        return sum(w[i] * x[i] for i in head[0].intersection(self.keys()) if x[i] >= least)
 
     def to_bytes(self) -> bytes:
         n = len(self.ids)
