@@ -7,7 +7,10 @@ this message's envelope is exchanged. A new transport is one module plus one ent
 
 How ``send`` reports failure decides what the loop does with the delivery:
 
-- returns: the server accepted the message (SMTP 250 after DATA); the delivery is marked sent.
+- returns: the server accepted the message (SMTP 250 after DATA); the delivery is marked sent. What it
+  returns is the SMTP exchange's time in whole milliseconds (``SmtpMessenger``: from the connection, or MAIL
+  FROM on a reused one, to the final reply), stored with the "sent" mark for the report; ``None`` for a
+  transport that has no such exchange.
 - ``TemporaryFailure``: 4xx, dropped connection, timeout; retried later with backoff.
 - ``PermanentFailure``: 5xx; the delivery fails. With ``bounce=True`` (5xx to RCPT TO) the address counts
   a bounce.
@@ -74,9 +77,10 @@ class Messenger(Protocol):
     name: str
     concurrency: int  # messages the send loop may have in flight at once (the SMTP pool size)
 
-    def send(self, message: OutgoingMessage, ready: Callable[[], None] | None = None) -> None:
+    def send(self, message: OutgoingMessage, ready: Callable[[], None] | None = None) -> int | None:
         """Hand ``message`` over; call ``ready()`` (when given) just before its content goes, and let what it
-        raises through without delivering anything: the send loop records the previous message meanwhile."""
+        raises through without delivering anything: the send loop records the previous message meanwhile.
+        Returns the SMTP exchange's time in milliseconds, or None."""
 
     def close(self) -> None: ...
 

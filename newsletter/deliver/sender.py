@@ -183,18 +183,19 @@ class Sender:
                 if isinstance(message, Exception):
                     raise message
                 outcome: MessageFailure | None = None
+                smtp_ms = None  # what ``send`` returns: the SMTP exchange's time (None: the transport has none)
                 try:
                     if self._waiting_hook:
-                        self.messenger.send(message, ready, waiting=lambda: build_next(i + 1))  # type: ignore[call-arg]
+                        smtp_ms = self.messenger.send(message, ready, waiting=lambda: build_next(i + 1))  # type: ignore[call-arg]
                     elif self._ready_hook:
-                        self.messenger.send(message, ready)  # type: ignore[call-arg]
+                        smtp_ms = self.messenger.send(message, ready)  # type: ignore[call-arg]
                     else:
                         ready()
-                        self.messenger.send(message)
+                        smtp_ms = self.messenger.send(message)
                 except (TemporaryFailure, PermanentFailure) as exc:
                     outcome = exc
                 # "sent" goes to the database now; its reply is read before the next content (``ready``).
-                self._record(d, outcome, deferred=True)
+                self._record(d, outcome, deferred=True, smtp_ms=smtp_ms)
             settle()
         except BaseException as exc:
             # A fatal transport error, a bug in prepare, a stop request, Ctrl-C: the message in hand and the
@@ -246,7 +247,7 @@ class Sender:
                         d = inflight.pop(future)
                         outcome = future.exception()
                         if outcome is None or isinstance(outcome, (TemporaryFailure, PermanentFailure)):
-                            outcomes.append((d, outcome))
+                            outcomes.append((d, outcome, future.result() if outcome is None else None))
                         else:
                             pending.append(d)  # not marked: goes back to the queue
                             fatal = fatal or outcome
@@ -257,14 +258,14 @@ class Sender:
                 for future, d in inflight.items():
                     exc2 = future.exception()
                     if exc2 is None or isinstance(exc2, (TemporaryFailure, PermanentFailure)):
-                        outcomes.append((d, exc2))
+                        outcomes.append((d, exc2, future.result() if exc2 is None else None))
                     else:
                         pending.append(d)
                 try:
                     self._record_many(outcomes)  # type: ignore[arg-type]
                 except Exception:  # noqa: BLE001 - the first error is the one raised
                     log.exception("could not record the outcomes of %d deliveries", len(outcomes))
-                    pending.extend(d for d, _ in outcomes)
+                    pending.extend(d for d, _, _ in outcomes)
             finally:
                 try:
                     self.queue.release(pending)
@@ -277,30 +278,32 @@ class Sender:
 
     # --- outcomes ---------------------------------------------------------------------------------------
 
-    def _record_many(self, outcomes: Sequence[tuple[DueDelivery, MessageFailure | None]]) -> None:
-        """Outcomes that arrived together: the sent ones in one statement, failures (rare) one by one."""
-        sent = [d for d, failure in outcomes if failure is None]
+    def _record_many(self, outcomes: Sequence[tuple[DueDelivery, MessageFailure | None, int | None]]) -> None:
+        """Outcomes that arrived together (each with its SMTP time): the sent ones in one statement, failures
+        (rare) one by one."""
+        sent = [d for d, failure, _ in outcomes if failure is None]
         if len(sent) > 1:
-            ours = self.queue.record_sent(sent, self.clock())
+            ours = self.queue.record_sent(sent, self.clock(), [ms for _, failure, ms in outcomes if failure is None])
             self.report.sent += len(sent)
             if ours < len(sent):
                 self.report.lost_claims += len(sent) - ours
                 log.warning("%d of %d deliveries were taken over by another sender before their outcome was "
                             "recorded", len(sent) - ours, len(sent))
             self._progress()
-        for d, failure in outcomes:
+        for d, failure, ms in outcomes:
             if failure is not None or len(sent) == 1:
-                self._record(d, failure)
+                self._record(d, failure, smtp_ms=ms)
 
-    def _record(self, d: DueDelivery, failure: MessageFailure | None, deferred: bool = False) -> None:
+    def _record(self, d: DueDelivery, failure: MessageFailure | None, deferred: bool = False,
+                smtp_ms: int | None = None) -> None:
         now = self.clock()
         report = self.report
         if failure is None and deferred:
-            self.queue.mark_sent_deferred(d, now)  # a lost row is counted when its reply is read
+            self.queue.mark_sent_deferred(d, now, smtp_ms)  # a lost row is counted when its reply is read
             ours = True
             report.sent += 1
         elif failure is None:
-            ours = self.queue.mark_sent(d, now)
+            ours = self.queue.mark_sent(d, now, smtp_ms)
             report.sent += 1
         elif isinstance(failure, TemporaryFailure):
             error = failure.message

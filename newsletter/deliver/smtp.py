@@ -16,6 +16,12 @@ A connection that was idle in the pool may have been closed by the server (idle 
 messages per connection answered with 421): when that shows before the server accepted MAIL FROM, the
 message is tried once more on a fresh connection. After DATA nothing is retried here, because the server
 may have accepted the message (RFC 1047); the send loop retries later with the same Message-ID.
+
+``send`` returns the message's SMTP time in milliseconds: from the connection (or, on a reused one, MAIL FROM)
+to the moment the server's final reply came in, less the send loop's own work in between (``ready``: the
+previous outcome's commit). The final reply's arrival is the kernel's receive time of its first bytes
+(``SO_TIMESTAMP`` on Linux), so building the next message meanwhile (``waiting``) does not count, however long
+it takes; elsewhere it is when the reply was seen, at most that build's time later.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from . import FatalTransportError, OutgoingMessage, PermanentFailure, TemporaryFailure, TransportUnavailable
+from .arrival import arrival as _arrival
+from .arrival import watch_arrivals as _watch_arrivals
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -97,8 +105,9 @@ class SmtpMessenger:
     # --- the Messenger protocol ---------------------------------------------------------------------
 
     def send(self, message: OutgoingMessage, ready: Callable[[], None] | None = None,
-             waiting: Callable[[], None] | None = None) -> None:
-        """Hand one message to the server; returns once it answered 250 to the message data.
+             waiting: Callable[[], None] | None = None) -> int:
+        """Hand one message to the server; returns once it answered 250 to the message data, with the SMTP
+        exchange's time in milliseconds (see the module docstring).
 
         ``ready`` is called after the server accepted the recipient, just before the content goes: if it
         raises (a stop request), the transaction is abandoned and nothing is delivered. ``waiting`` is called
@@ -107,11 +116,13 @@ class SmtpMessenger:
         """
         self._throttle()
         with self._slots:  # at most pool_size connections in use at once
+            start = time.perf_counter()  # the time counts from here: the connection, or MAIL FROM on a reused one
             conn, reused = self._checkout()
             try:
-                self._attempt(conn, message, reused, ready, waiting)
+                return self._attempt(conn, message, reused, ready, waiting, start)
             except _Stale:
-                self._attempt(self._connect(), message, False, ready, waiting)
+                start = time.perf_counter()
+                return self._attempt(self._connect(), message, False, ready, waiting, start)
 
     def close(self) -> None:
         with self._lock:
@@ -125,10 +136,11 @@ class SmtpMessenger:
     # --- one message --------------------------------------------------------------------------------
 
     def _attempt(self, conn: Connection, message: OutgoingMessage, reused: bool,
-                 ready: Callable[[], None] | None, waiting: Callable[[], None] | None = None) -> None:
+                 ready: Callable[[], None] | None, waiting: Callable[[], None] | None = None,
+                 start: float | None = None) -> int:
         """Send on ``conn``, then return it to the pool, or close it when it cannot carry another message."""
         try:
-            self._transmit(conn, message, reused, ready, waiting)
+            took = self._transmit(conn, message, reused, ready, waiting, start)
         except (TemporaryFailure, PermanentFailure) as exc:
             if isinstance(exc, _ConnectionLost):
                 self._discard(conn)
@@ -139,9 +151,13 @@ class SmtpMessenger:
             self._discard(conn)
             raise
         self._checkin(conn)
+        return took
 
     def _transmit(self, conn: Connection, message: OutgoingMessage, reused: bool,
-                  ready: Callable[[], None] | None = None, waiting: Callable[[], None] | None = None) -> None:
+                  ready: Callable[[], None] | None = None, waiting: Callable[[], None] | None = None,
+                  start: float | None = None) -> int:
+        """One transaction; the milliseconds from ``start`` to the final reply's arrival, less ``ready``'s."""
+        start = time.perf_counter() if start is None else start
         rcpt, sender = message.recipient, message.envelope_from
         options: list[str] = []
         if not (sender.isascii() and rcpt.isascii()):
@@ -174,10 +190,13 @@ class SmtpMessenger:
                     raise _temporary(f"{rcpt}: {text}", code, lost=code == 421)
                 raise PermanentFailure(f"{rcpt}: {text}", code=code, bounce=True)
             if ready is not None:
+                paused = time.perf_counter()
                 ready()  # if it raises, the connection is closed mid-transaction: nothing is delivered
+                start += time.perf_counter() - paused  # the send loop's own work is not the server's time
             stage = "DATA"
+            replied = None
             try:
-                code, reply = _data(conn, message.data, waiting)
+                code, reply, replied = _data(conn, message.data, waiting, self.timeout)
             except smtplib.SMTPDataError as exc:  # the DATA command itself was refused
                 code, reply = exc.smtp_code, exc.smtp_error
             if code != 250:
@@ -186,6 +205,7 @@ class SmtpMessenger:
                 if 400 <= code < 500:
                     raise _temporary(f"{rcpt}: message deferred: {text}", code, lost=code == 421)
                 raise PermanentFailure(f"{rcpt}: message refused: {text}", code=code)
+            return max(0, round(((replied or time.perf_counter()) - start) * 1000))
         except smtplib.SMTPServerDisconnected as exc:
             if isinstance(exc.__context__, TimeoutError):  # smtplib reports a read timeout as a disconnect
                 raise _temporary(f"{rcpt}: {self.where} did not answer {stage} within {self.timeout:g}s",
@@ -282,6 +302,7 @@ class SmtpMessenger:
             raise TransportUnavailable(f"Cannot reach the SMTP server {self.where}: {exc}",
                                        hint="check smtp.host and smtp.port, and that the server is running, "
                                        "then run `newsletter retry`") from None
+        _watch_arrivals(conn.sock)
         with self._lock:
             self.connections_opened += 1
         return conn
@@ -321,9 +342,11 @@ def _rcpt(conn: Connection, rcpt: str) -> tuple[int, bytes]:
     return conn.getreply()
 
 
-def _data(conn: Connection, data: bytes, waiting: Callable[[], None] | None) -> tuple[int, bytes]:
+def _data(conn: Connection, data: bytes, waiting: Callable[[], None] | None,
+          timeout: float | None = None) -> tuple[int, bytes, float]:
     """``smtplib.SMTP.data`` for bytes (dot-stuffed, ended with CRLF.CRLF), with ``waiting()`` called between
-    handing over the content and reading the server's reply to it."""
+    handing over the content and reading the server's reply to it; the reply, and when it came in
+    (``_arrival``)."""
     conn.putcmd("data")
     code, reply = conn.getreply()
     if code != 354:
@@ -334,7 +357,9 @@ def _data(conn: Connection, data: bytes, waiting: Callable[[], None] | None) -> 
     conn.send(content + (b".\r\n" if content.endswith(b"\r\n") else b"\r\n.\r\n"))
     if waiting is not None:
         waiting()
-    return conn.getreply()
+    arrived = _arrival(conn, timeout)
+    code, reply = conn.getreply()
+    return code, reply, arrived
 
 
 def _temporary(message: str, code: int | None, *, lost: bool) -> TemporaryFailure:

@@ -121,8 +121,8 @@ class MeteredMessenger:
         return getattr(self.inner, name)
 
     def send(self, message: OutgoingMessage, ready: Callable[[], None] | None = None,
-             waiting: Callable[[], None] | None = None) -> None:
-        """The inner messenger's send, counted; ``ready`` and ``waiting`` (see ``SmtpMessenger.send``) pass
+             waiting: Callable[[], None] | None = None) -> int | None:
+        """The inner messenger's send, counted (and what it returns, the SMTP time, handed back); ``ready`` and ``waiting`` (see ``SmtpMessenger.send``) pass
         through (``waiting`` only to a messenger that takes it: the send loop builds the next message itself
         otherwise), so the send loop still builds the next message while the server takes this one."""
         waited = 0.0
@@ -148,14 +148,14 @@ class MeteredMessenger:
         started = time.perf_counter()
         try:
             if self._inner_waiting:
-                self.inner.send(message, timed_ready if ready is not None else None,  # type: ignore[call-arg]
-                                waiting=timed_waiting if waiting is not None else None)
+                smtp_ms = self.inner.send(message, timed_ready if ready is not None else None,  # type: ignore[call-arg]
+                                          waiting=timed_waiting if waiting is not None else None)
             elif self._inner_ready:
-                self.inner.send(message, timed_ready if ready is not None else None)  # type: ignore[call-arg]
+                smtp_ms = self.inner.send(message, timed_ready if ready is not None else None)  # type: ignore[call-arg]
             else:
                 if ready is not None:
                     timed_ready()
-                self.inner.send(message)
+                smtp_ms = self.inner.send(message)
         except TemporaryFailure as exc:
             self._count("messages_retried", started, waited, reason=failure_reason(exc))
             raise
@@ -164,6 +164,7 @@ class MeteredMessenger:
             raise
         else:
             self._count("messages_sent", started, waited)
+            return smtp_ms
 
     def _count(self, name: str, started: float, waited: float, **labels: str) -> None:
         self.counts.add(name, **labels)

@@ -95,7 +95,7 @@ class DeliveryQueue(OutcomeMarks):
         self._pg_liveness = PgLiveness(engine, self.owner)
         dialect = engine.dialect
         style = {"qmark": "?", "format": "%s", "named": ":{}", "pyformat": "%({})s"}.get(dialect.paramstyle)
-        self._sent_sql = (_MARK_SENT_SQL.format(**{n: style.format(n) for n in ("now", "did", "me")})
+        self._sent_sql = (_MARK_SENT_SQL.format(**{n: style.format(n) for n in ("now", "ms", "did", "me")})
                           if style else None)  # another driver's style: the SQLAlchemy statement
         self._sent_positional = style is not None and "{}" not in style  # a tuple, in the order above
         # Datetimes as the dialect stores them (SQLite: text in SQLAlchemy's format; PostgreSQL: as they are).

@@ -12,6 +12,9 @@ loop does not wait for that answer at once: the UPDATE goes out after message N'
 and its reply is read (``settle``) after message N+1's envelope (MAIL FROM, RCPT TO) and just before N+1's
 content, so the WAL flush overlaps the SMTP exchange and no message's content goes while an earlier "sent" is
 not yet on disk. Claims and every other outcome commit as usual on the queue's connection.
+
+"sent" carries the message's SMTP exchange time (``smtp_ms``, what the messenger's ``send`` returned; None for
+a transport without one) in the same statement, so the report's per-domain times cost no write of their own.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from .clock import to_utc as _utc
-from .delivery_sql import _BOUNCE, _MARK_FAILED, _MARK_RETRY, _MARK_SENT, _MARK_SENT_MANY, _MARK_SUPPRESSED, _UNBOUNCE
+from .delivery_sql import _BOUNCE, _MARK_FAILED, _MARK_RETRY, _MARK_SENT, _MARK_SUPPRESSED, _UNBOUNCE, mark_sent_many
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -70,22 +73,24 @@ class OutcomeMarks:
             self._sent_conn.close()
             self._sent_conn = None
 
-    def mark_sent(self, d: DueDelivery, now: datetime) -> bool:
-        """Record the server's 250. False when the row was no longer ours (our lease ran out meanwhile)."""
+    def mark_sent(self, d: DueDelivery, now: datetime, smtp_ms: int | None = None) -> bool:
+        """Record the server's 250 (and the SMTP exchange's time). False when the row was no longer ours (our
+        lease ran out meanwhile)."""
         self._finish()
         stamp = self._bind_time(_utc(now))
         if not d.bounce_count and self._sent_sql is not None and (
                 self._sent_conn is not None or not self.conn.in_transaction()):
-            params = (stamp, stamp, d.id, self.owner) if self._sent_positional else {
-                "now": stamp, "did": d.id, "me": self.owner}
+            params = (stamp, stamp, smtp_ms, d.id, self.owner) if self._sent_positional else {
+                "now": stamp, "ms": smtp_ms, "did": d.id, "me": self.owner}
             return self._sent_now(params) == 1
         with self._writing() as conn:
             if self._sent_sql is None:
-                done = conn.execute(_MARK_SENT, {"did": d.id, "me": self.owner, "now": _utc(now)})
+                done = conn.execute(_MARK_SENT, {"did": d.id, "me": self.owner, "now": _utc(now), "ms": smtp_ms})
             elif self._sent_positional:
-                done = conn.exec_driver_sql(self._sent_sql, (stamp, stamp, d.id, self.owner))
+                done = conn.exec_driver_sql(self._sent_sql, (stamp, stamp, smtp_ms, d.id, self.owner))
             else:
-                done = conn.exec_driver_sql(self._sent_sql, {"now": stamp, "did": d.id, "me": self.owner})
+                done = conn.exec_driver_sql(self._sent_sql, {"now": stamp, "ms": smtp_ms, "did": d.id,
+                                                             "me": self.owner})
             if d.bounce_count:
                 conn.execute(_UNBOUNCE, {"sids": [d.subscriber_id]})
             conn.commit()
@@ -122,23 +127,24 @@ class OutcomeMarks:
     # "sent" on PostgreSQL without waiting for the reply: the send loop hands the next message's envelope to
     # the SMTP server meanwhile, and reads the reply (``settle``) before that message's content goes.
     _PG_SENT = ("UPDATE deliveries SET state = 'sent', attempts = attempts + 1, sent_at = $1::timestamptz, "
-                "updated_at = $1::timestamptz, claimed_by = NULL, lease_until = NULL, last_error = NULL "
-                "WHERE id = $2::bigint AND state = 'claimed' AND claimed_by = $3::text").encode()
+                "updated_at = $1::timestamptz, smtp_ms = $4::integer, claimed_by = NULL, lease_until = NULL, "
+                "last_error = NULL WHERE id = $2::bigint AND state = 'claimed' AND claimed_by = $3::text").encode()
 
     @property
     def defers_sent(self) -> bool:
         """True when ``mark_sent_deferred`` can leave its reply for ``settle`` (PostgreSQL through psycopg)."""
         return self._sent_conn is not None and hasattr(self._sent_cursor.connection, "pgconn")
 
-    def mark_sent_deferred(self, d: DueDelivery, now: datetime) -> None:
+    def mark_sent_deferred(self, d: DueDelivery, now: datetime, smtp_ms: int | None = None) -> None:
         """Send the "sent" UPDATE for ``d``; ``settle()`` reads its reply (and must before anything else is
         handed over). Falls back to ``mark_sent`` where it cannot defer; ``settle`` counts a lost row either way."""
         self._finish()
         if not self.defers_sent or d.bounce_count:
-            self._lost += 0 if self.mark_sent(d, now) else 1
+            self._lost += 0 if self.mark_sent(d, now, smtp_ms) else 1
             return
         pgconn = self._sent_cursor.connection.pgconn
-        params = [_utc(now).isoformat().encode(), str(d.id).encode(), self.owner.encode()]
+        params = [_utc(now).isoformat().encode(), str(d.id).encode(), self.owner.encode(),
+                  None if smtp_ms is None else str(smtp_ms).encode()]
         try:
             pgconn.send_query_params(self._PG_SENT, params)
         except Exception as exc:  # noqa: BLE001 - the driver's error, as SQLAlchemy's
@@ -183,19 +189,23 @@ class OutcomeMarks:
             exc = dbapi.OperationalError(str(exc))
         return DBAPIError.instance(self._sent_sql or "", None, exc, dbapi.Error)  # type: ignore[arg-type]
 
-    def record_sent(self, deliveries: Sequence[DueDelivery], now: datetime) -> int:
-        """Record several 250s in one statement and one commit; how many rows were still ours. The list is
-        what one send loop has on the wire at once (at most a claim), never a list that grows with readers."""
+    def record_sent(self, deliveries: Sequence[DueDelivery], now: datetime,
+                    smtp_ms: Sequence[int | None] | None = None) -> int:
+        """Record several 250s (with each one's SMTP time, ``smtp_ms`` in the same order) in one statement and
+        one commit; how many rows were still ours. The list is what one send loop has on the wire at once (at
+        most a claim), never a list that grows with readers."""
         self._finish()
+        times = list(smtp_ms) if smtp_ms is not None else [None] * len(deliveries)
         if len(deliveries) == 1:
-            return int(self.mark_sent(deliveries[0], now))
+            return int(self.mark_sent(deliveries[0], now, times[0]))
         if not deliveries:
             return 0
         params = {"ids": [d.id for d in deliveries], "me": self.owner, "now": _utc(now)}
+        statement = mark_sent_many({d.id: ms for d, ms in zip(deliveries, times)})
         if self._sent_conn is not None and not any(d.bounce_count for d in deliveries):
-            return self._sent_conn.execute(_MARK_SENT_MANY, params).rowcount or 0  # autocommitted
+            return self._sent_conn.execute(statement, params).rowcount or 0  # autocommitted
         with self._writing() as conn:
-            done = conn.execute(_MARK_SENT_MANY, params)
+            done = conn.execute(statement, params)
             bounced = [d.subscriber_id for d in deliveries if d.bounce_count]
             if bounced:
                 conn.execute(_UNBOUNCE, {"sids": bounced})

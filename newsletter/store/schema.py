@@ -211,6 +211,8 @@ class DeliveryRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The sent message's SMTP exchange, connect (or MAIL FROM on a reused connection) to the final reply, in ms.
+    smtp_ms: Mapped[int | None] = mapped_column(Integer)
 
 
 class RenderBodyRow(Base):
