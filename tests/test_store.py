@@ -206,3 +206,17 @@ def test_migration_0014_drops_the_message_id_index_and_goes_back(store: Store) -
     assert "ix_deliveries_message_id" in indexes()
     assert store.upgrade() == ("0013_relevance", store.head_revision())
     assert "ix_deliveries_message_id" not in indexes()
+
+
+def test_migration_0015_adds_the_smtp_time_and_goes_back(store: Store) -> None:
+    from alembic import command
+
+    def columns() -> set[str]:
+        return {c["name"] for c in inspect(store.engine).get_columns("deliveries")}
+
+    assert "smtp_ms" in columns()
+    with store._connect() as conn, conn.begin():
+        command.downgrade(store._alembic_config(conn), "0014_message_id_index")
+    assert "smtp_ms" not in columns() and "sent_at" in columns()
+    assert store.upgrade() == ("0014_message_id_index", store.head_revision())
+    assert "smtp_ms" in columns()

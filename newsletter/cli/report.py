@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from ..store.reports import DomainStats
 
 from . import Context, config_option, console, json_option, main, print_json
 
@@ -24,6 +29,26 @@ def duration(seconds: float | None, *, compact: bool = False) -> str:
     return f"{hours}{sep}{h} {minutes:02d}{sep}{m}" if not compact else f"{hours}{h}{minutes:02d}{m}"
 
 
+def milliseconds(ms: float | None) -> str:
+    """``840 ms``, ``12.5 ms``, ``3.2 s``; ``–`` for none."""
+    if ms is None:
+        return "–"
+    if ms >= 1000:
+        return duration(ms / 1000, compact=True)
+    return f"{ms:.1f} ms" if ms % 1 else f"{int(ms)} ms"
+
+
+def domain_table(title: str, rows: list[DomainStats]) -> Table:
+    table = Table(title=title, title_justify="left", box=None, header_style="bold")
+    table.add_column("domain", no_wrap=True, overflow="fold", min_width=16)
+    for name in ("readers", "sent", "failed", "deferred", "bounced", "timed", "median", "p95"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for d in rows:
+        table.add_row(Text(d.domain), *(str(v) for v in (d.readers, d.sent, d.failed, d.deferred, d.bounced, d.timed)),
+                      milliseconds(d.smtp_median_ms), milliseconds(d.smtp_p95_ms))
+    return table
+
+
 @main.command("report")
 @config_option
 @click.argument("edition_id", type=int, metavar="[ID]", required=False)
@@ -31,8 +56,8 @@ def duration(seconds: float | None, *, compact: bool = False) -> str:
 @click.pass_obj
 def report(obj: Context, edition_id: int | None, as_json: bool) -> None:
     """How an edition went (default: the latest): readers, sent, failed, bounced, complaints, unsubscribes
-    within 7 days, the time to send, the failing and slowest recipient domains, and the papers most readers
-    received. Bounces and complaints count once `newsletter inbound` (or a webhook) has recorded them.
+    within 7 days, the time to send, the failing and slowest recipient domains (median and p95 SMTP time
+    per message), and the papers most readers received. Bounces and complaints count once `newsletter inbound` (or a webhook) has recorded them.
 
     Example: newsletter report 12 --json
     """
@@ -52,16 +77,10 @@ def report(obj: Context, edition_id: int | None, as_json: bool) -> None:
                       f"last {r.last_sent:%Y-%m-%d %H:%M:%S} UTC)")
     else:
         console.print("Nothing of it sent yet.")
-    if r.domains:
-        table = Table(title="Failing and slowest domains (wait: queued to accepted)", title_justify="left",
-                      box=None, header_style="bold")
-        table.add_column("domain", no_wrap=True, overflow="fold", min_width=16)
-        for name in ("readers", "sent", "failed", "deferred", "bounced", "mean wait", "max wait"):
-            table.add_column(name, justify="right", no_wrap=True)
-        for d in r.domains:
-            table.add_row(Text(d.domain), *(str(v) for v in (d.readers, d.sent, d.failed, d.deferred, d.bounced)),
-                          duration(d.mean_wait_seconds, compact=True), duration(d.max_wait_seconds, compact=True))
-        console.print(table)
+    for title, rows in (("Failing and slowest domains", r.domains), ("Slowest domains", r.slowest_domains)):
+        if rows:
+            console.print(domain_table(f"{title} (SMTP time per message: connect or MAIL FROM to the final reply)",
+                                       rows))
     if r.top_papers:
         table = Table("readers", "paper", title="Papers most readers received", title_justify="left", box=None,
                       header_style="bold")

@@ -116,12 +116,12 @@ class SmtpMessenger:
         """
         self._throttle()
         with self._slots:  # at most pool_size connections in use at once
-            start = time.perf_counter()  # the time counts from here: the connection, or MAIL FROM on a reused one
+            start = time.time()  # the SMTP time counts from here: the connection, or MAIL FROM on a reused one
             conn, reused = self._checkout()
             try:
                 return self._attempt(conn, message, reused, ready, waiting, start)
             except _Stale:
-                start = time.perf_counter()
+                start = time.time()
                 return self._attempt(self._connect(), message, False, ready, waiting, start)
 
     def close(self) -> None:
@@ -157,7 +157,7 @@ class SmtpMessenger:
                   ready: Callable[[], None] | None = None, waiting: Callable[[], None] | None = None,
                   start: float | None = None) -> int:
         """One transaction; the milliseconds from ``start`` to the final reply's arrival, less ``ready``'s."""
-        start = time.perf_counter() if start is None else start
+        start = time.time() if start is None else start  # the kernel's receive stamps are on this clock
         rcpt, sender = message.recipient, message.envelope_from
         options: list[str] = []
         if not (sender.isascii() and rcpt.isascii()):
@@ -205,7 +205,7 @@ class SmtpMessenger:
                 if 400 <= code < 500:
                     raise _temporary(f"{rcpt}: message deferred: {text}", code, lost=code == 421)
                 raise PermanentFailure(f"{rcpt}: message refused: {text}", code=code)
-            return max(0, round(((replied or time.perf_counter()) - start) * 1000))
+            return max(0, round(((replied or time.time()) - start) * 1000))
         except smtplib.SMTPServerDisconnected as exc:
             if isinstance(exc.__context__, TimeoutError):  # smtplib reports a read timeout as a disconnect
                 raise _temporary(f"{rcpt}: {self.where} did not answer {stage} within {self.timeout:g}s",

@@ -13,8 +13,13 @@ What each figure counts (``newsletter report``, ``GET /api/admin/editions/{id}/r
 - ``unsubscribes``: readers sent this edition who unsubscribed (any way: the one-click link, the preferences
   page, mail to the unsubscribe address, a complaint) within 7 days after it was sent to them.
 - ``first_sent``/``last_sent``/``send_seconds``: the time to send, from the first message accepted to the last.
-- ``domains``: per recipient domain, the readers, sent, failed, deferred, bounced, and the wait from queueing to
-  the server's 250 (mean and max over the sent ones); the failing ones first, then the slowest.
+- ``domains``: per recipient domain, the readers (one message each), sent, failed, deferred, bounced, and the
+  median and 95th percentile of the SMTP time of its sent messages (``deliveries.smtp_ms``: from the
+  connection, or MAIL FROM on a reused one, to the server's final reply; ``timed``: how many of them have one,
+  messages sent before it was recorded and by other transports have none); the failing ones first, then the
+  slowest by that p95. ``slowest_domains``: the domains with the highest p95 SMTP time, whatever failed.
+  The percentiles are ``percentile_cont`` (linear between the two nearest values), on PostgreSQL its own, on
+  SQLite the same from window functions (``ROW_NUMBER``, ``COUNT`` over each domain).
 - ``top_papers``: the papers most readers received (their email listed it and it was sent).
 """
 
@@ -46,8 +51,9 @@ class DomainStats:
     failed: int
     deferred: int  # temporary failures met (attempts that ended neither sent nor failed)
     bounced: int
-    mean_wait_seconds: float | None  # queued -> the server's 250, over the sent ones
-    max_wait_seconds: float | None
+    timed: int  # sent messages with an SMTP time
+    smtp_median_ms: float | None  # SMTP time (connect or MAIL FROM to the final reply) of the sent ones
+    smtp_p95_ms: float | None
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class EditionReport:
     last_sent: datetime | None = None
     send_seconds: float | None = None
     domains: list[DomainStats] = field(default_factory=list)
+    slowest_domains: list[DomainStats] = field(default_factory=list)
     top_papers: list[PaperStats] = field(default_factory=list)
 
 
@@ -171,39 +178,66 @@ def edition_report(engine: Engine, edition_id: int | None = None, *, domains: in
             .where(D.edition_id == eid, D.state == DELIVERY_SENT, D.sent_at.is_not(None),
                    after >= 0, after <= UNSUBSCRIBE_DAYS * 86400)).scalar_one())
 
-        # 5. Per recipient domain, failing first, then slowest.
+        # 5. Per recipient domain, failing first, then slowest; and the slowest alone.
         report.domains = _domains(conn, eid, dialect, domains)
+        report.slowest_domains = [d for d in _domains(conn, eid, dialect, domains, slowest=True) if d.timed]
 
         # 6. The papers most readers received: sent deliveries counted per digest, then the digests' lists.
         report.top_papers = _top_papers(conn, eid, papers)
     return report
 
 
-def _domains(conn: Any, eid: int, dialect: str, limit: int) -> list[DomainStats]:
+def _domains(conn: Any, eid: int, dialect: str, limit: int, *, slowest: bool = False) -> list[DomainStats]:
+    """One statement: the counts per domain (a GROUP BY) joined to its SMTP times' percentiles (another)."""
     domain = _domain(dialect).label("domain")
     sent = D.state == DELIVERY_SENT
-    wait = case((sent, _seconds(D.sent_at, D.created_at, dialect)))
     bounced = (select(I.delivery_id.label("did")).where(I.kind.in_(("hard", "soft")), I.delivery_id.is_not(None))
                .group_by(I.delivery_id).subquery())
-    n_sent = func.sum(case((sent, 1), else_=0))
-    n_failed = func.sum(case((D.state == DELIVERY_FAILED, 1), else_=0))
-    n_bounced = func.count(bounced.c.did)
-    deferred = func.coalesce(func.sum(_DEFERRED), 0)
-    q = (select(domain, func.count().label("readers"), n_sent.label("sent"), n_failed.label("failed"),
-                deferred.label("deferred"), n_bounced.label("bounced"), func.avg(wait).label("mean_wait"),
-                func.max(wait).label("max_wait"))
-         .select_from(D).join(S, S.id == D.subscriber_id).outerjoin(bounced, bounced.c.did == D.id)
-         .where(D.edition_id == eid).group_by(domain)
-         .order_by((n_failed + n_bounced).desc(), deferred.desc(), func.max(wait).desc(), domain).limit(limit))
-    out = []
-    for r in conn.execute(q):
-        out.append(DomainStats(r.domain, int(r.readers), int(r.sent), int(r.failed), int(r.deferred), int(r.bounced),
-                               _num(r.mean_wait), _num(r.max_wait)))
-    return out
+    counts = (select(domain, func.count().label("readers"), func.sum(case((sent, 1), else_=0)).label("sent"),
+                     func.sum(case((D.state == DELIVERY_FAILED, 1), else_=0)).label("failed"),
+                     func.coalesce(func.sum(_DEFERRED), 0).label("deferred"),
+                     func.count(bounced.c.did).label("bounced"))
+              .select_from(D).join(S, S.id == D.subscriber_id).outerjoin(bounced, bounced.c.did == D.id)
+              .where(D.edition_id == eid).group_by(domain).subquery())
+    times = _smtp_percentiles(eid, dialect)
+    p95 = func.coalesce(times.c.p95, -1.0)  # untimed last (NULLS LAST, on both databases)
+    order = ([p95.desc(), func.coalesce(times.c.median, -1.0).desc()] if slowest else
+             [(counts.c.failed + counts.c.bounced).desc(), counts.c.deferred.desc(), p95.desc()])
+    q = (select(counts, func.coalesce(times.c.timed, 0).label("timed"), times.c.median, times.c.p95)
+         .outerjoin(times, times.c.domain == counts.c.domain).order_by(*order, counts.c.domain).limit(limit))
+    return [DomainStats(r.domain, int(r.readers), int(r.sent), int(r.failed), int(r.deferred), int(r.bounced),
+                        int(r.timed), _num(r.median, 1), _num(r.p95, 1)) for r in conn.execute(q)]
 
 
-def _num(value: Any) -> float | None:
-    return None if value is None else round(float(value), 3)
+def _smtp_percentiles(eid: int, dialect: str) -> Any:
+    """Per domain, over the edition's sent messages with an SMTP time: how many, and the median and p95 of
+    ``smtp_ms`` as ``percentile_cont`` gives them (sorted values v0..v(n-1); at p, position (n-1)p, linear
+    between the values either side)."""
+    domain = _domain(dialect).label("domain")
+    timed = and_(D.edition_id == eid, D.state == DELIVERY_SENT, D.smtp_ms.is_not(None))
+    if dialect == "postgresql":
+        return (select(domain, func.count().label("timed"),
+                       func.percentile_cont(0.5).within_group(D.smtp_ms).label("median"),
+                       func.percentile_cont(0.95).within_group(D.smtp_ms).label("p95"))
+                .select_from(D).join(S, S.id == D.subscriber_id).where(timed).group_by(domain).subquery())
+    ranked = (select(domain, D.smtp_ms.label("v"),
+                     (func.row_number().over(partition_by=domain, order_by=D.smtp_ms) - 1).label("i"),
+                     func.count().over(partition_by=domain).label("n"))
+              .select_from(D).join(S, S.id == D.subscriber_id).where(timed).subquery())
+
+    def cont(p: float) -> Any:
+        pos = (ranked.c.n - 1) * p
+        lo = cast(pos, SqlInteger)  # pos >= 0: truncation is floor
+        frac = pos - lo
+        return func.sum(case((ranked.c.i == lo, ranked.c.v * (1 - frac)), (ranked.c.i == lo + 1, ranked.c.v * frac),
+                             else_=0.0))
+
+    return (select(ranked.c.domain, func.count().label("timed"), cont(0.5).label("median"), cont(0.95).label("p95"))
+            .group_by(ranked.c.domain).subquery())
+
+
+def _num(value: Any, digits: int = 3) -> float | None:
+    return None if value is None else round(float(value), digits)
 
 
 def _top_papers(conn: Any, eid: int, limit: int) -> list[PaperStats]:

@@ -78,8 +78,9 @@ class DomainOut(BaseModel):
     failed: int
     deferred: int
     bounced: int
-    mean_wait_seconds: float | None
-    max_wait_seconds: float | None
+    timed: int
+    smtp_median_ms: float | None
+    smtp_p95_ms: float | None
 
 
 class PaperOut(BaseModel):
@@ -111,6 +112,7 @@ class ReportOut(BaseModel):
     last_sent: datetime | None
     send_seconds: float | None
     domains: list[DomainOut]
+    slowest_domains: list[DomainOut]
     top_papers: list[PaperOut]
 
 
@@ -164,9 +166,11 @@ async def cancel(request: Request, edition_id: int = EditionId) -> Any:
 @router.get("/editions/{edition_id}/report", response_model=ReportOut)
 def report(request: Request, edition_id: int = EditionId) -> Any:
     """How the edition went: readers, sent, failed, bounced, complaints, unsubscribes within 7 days, the time
-    to send, the failing and slowest domains, the papers most readers received."""
+    to send, the failing and slowest domains (median and p95 SMTP time per message), the papers most readers
+    received."""
     try:
         r = edition_report(web_of(request).store.engine, edition_id)
     except NotFound as exc:
         return _not_found(exc.message)
-    return {**vars(r), "domains": [vars(d) for d in r.domains], "top_papers": [vars(p) for p in r.top_papers]}
+    return {**vars(r), "domains": [vars(d) for d in r.domains], "slowest_domains": [vars(d) for d in r.slowest_domains],
+            "top_papers": [vars(p) for p in r.top_papers]}

@@ -5,6 +5,7 @@ queries are a fixed number of aggregates whatever the number of deliveries; ``ne
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from mailkit import MailServer, build_message, queue_edition
-from report_world import DEFERRED, T0, build
-from sqlalchemy import event
+from report_world import DEFERRED, T0, build, percentile, smtp_times
+from sqlalchemy import event, select
 from support import ROOT
 
 from newsletter.cli import main
@@ -24,6 +25,7 @@ from newsletter.errors import NotFound
 from newsletter.store import Store
 from newsletter.store.deliveries import DeliveryQueue
 from newsletter.store.reports import edition_report, latest_edition_id, sends_over_time
+from newsletter.store.schema import DeliveryRow, SubscriberRow
 
 
 def test_every_figure_of_the_report_is_true(store: Store, smtpd: MailServer, tmp_path: Path) -> None:
@@ -36,8 +38,15 @@ def test_every_figure_of_the_report_is_true(store: Store, smtpd: MailServer, tmp
                  "unsubscribes", "first_sent", "last_sent", "send_seconds"):
         assert getattr(report, name) == want[name], name
     assert report.deliveries == {"sent": want["sent"], "failed": 1, "retry": 1}
-    got_domains = {d.domain: {k: v for k, v in vars(d).items() if k != "domain"} for d in report.domains}
+    got_domains = {d.domain: {k: v for k, v in vars(d).items() if k not in ("domain", "smtp_median_ms", "smtp_p95_ms")}
+                   for d in report.domains}
     assert got_domains == want["domains"]
+    times = smtp_times(store, world.edition_id)  # each sent message's stored SMTP time, read row by row
+    for d in report.domains:
+        assert d.smtp_median_ms == pytest.approx(percentile(times.get(d.domain, []), 0.5), abs=0.051), d.domain
+        assert d.smtp_p95_ms == pytest.approx(percentile(times.get(d.domain, []), 0.95), abs=0.051), d.domain
+    assert [d.domain for d in report.slowest_domains] == sorted(
+        times, key=lambda name: (-percentile(times[name], 0.95), -percentile(times[name], 0.5), name))
     # Failing domains first (a failure or a bounce), then the deferred one, then by the slowest send.
     ranked = [d.domain for d in report.domains]
     assert set(ranked[:3]) == {"example.org", "mail.example.net", "dead.example.com"}
@@ -100,7 +109,7 @@ def test_the_report_is_a_fixed_number_of_aggregate_queries(store: Store, smtpd: 
         assert sum(d.readers for d in report.domains) == 2 * n and len(report.domains) == min(n, 7) + 1
         assert [(p.readers) for p in report.top_papers] == [2 * n]
         statements[n] = seen.seen
-    assert len(statements[3]) == len(statements[300]) == 10
+    assert len(statements[3]) == len(statements[300]) == 11
     for sql in statements[300]:
         if " FROM DELIVERIES" in sql or "JOIN DELIVERIES" in sql:
             assert "GROUP BY" in sql or any(f in sql for f in ("COUNT(", "MIN(", "MAX(")), sql
@@ -147,3 +156,90 @@ def test_the_report_command(sqlite_store: Store, smtpd: MailServer, tmp_path: Pa
     assert "Alpha: the paper everyone got" in flat and "2 unsubscribed within 7 days" in flat
     missing = runner.invoke(main, ["--config", str(cfg), "report", "999"])
     assert missing.exit_code == 1 and "No edition 999" in missing.output
+
+
+SLOW = 0.25  # seconds the slow domain's server takes to answer each message's data
+
+
+def test_a_slow_domain_is_named_slowest_with_its_true_smtp_time(store: Store, smtpd: MailServer) -> None:
+    """A real SMTP server that answers one domain's messages 250 ms late: the report names that domain the
+    slowest, with median and p95 SMTP times of at least those 250 ms, each message's stored time at least what
+    the server itself took over its data, and the percentiles what the stored times give.
+    Once with one connection (each "sent" its own statement), once with three (several in one statement)."""
+    fast = [f"f{i}@fast.example.org" for i in range(8)]
+    slow = [f"s{i}@slow.example.net" for i in range(4)]
+    smtpd.handler.data_delay = {e: SLOW for e in slow}
+    for pool, period in ((1, "2026-03-13"), (3, "2026-03-14")):
+        eid = queue_edition(store, emails=fast + slow, period=period)
+        messenger = SmtpMessenger("127.0.0.1", smtpd.port, pool_size=pool, timeout=10)
+        try:
+            Sender(DeliveryQueue(store.engine), messenger, build_message, DeliveryPolicy(batch_size=50)).run(eid)
+        finally:
+            messenger.close()
+        times = smtp_times(store, eid)
+        assert sorted(len(v) for v in times.values()) == [4, 8]
+        with store.engine.connect() as conn:
+            stored = dict(conn.execute(select(SubscriberRow.email, DeliveryRow.smtp_ms)
+                                       .join(SubscriberRow, SubscriberRow.id == DeliveryRow.subscriber_id)
+                                       .where(DeliveryRow.edition_id == eid)).all())
+        for email, ms in stored.items():
+            assert ms >= int(smtpd.handler.spans[email] * 1000), (pool, email)  # the client's time holds the server's work
+        report = edition_report(store.engine, eid)
+        slowest = report.slowest_domains[0]
+        assert slowest.domain == "slow.example.net" and slowest.timed == 4, pool
+        assert slowest.smtp_median_ms >= SLOW * 1000 and slowest.smtp_p95_ms >= SLOW * 1000
+        assert slowest.smtp_median_ms == pytest.approx(percentile(times["slow.example.net"], 0.5), abs=0.051)
+        assert slowest.smtp_p95_ms == pytest.approx(percentile(times["slow.example.net"], 0.95), abs=0.051)
+        other = report.slowest_domains[1]
+        assert other.domain == "fast.example.org" and other.timed == 8
+        assert other.smtp_p95_ms == pytest.approx(percentile(times["fast.example.org"], 0.95), abs=0.051)
+        # No domain failed, so the failing-first list is the slowest-first list too.
+        assert [d.domain for d in report.domains] == ["slow.example.net", "fast.example.org"]
+
+
+def test_the_smtp_time_leaves_out_the_send_loops_own_work(sqlite_store: Store, smtpd: MailServer) -> None:
+    """The next message is built while the server takes this one's data (``waiting``); a build that takes
+    600 ms is not the server's time: the first message's stored time stays under it (the kernel's receive stamp
+    of the reply), while the server answers at once."""
+    eid = queue_edition(sqlite_store, 3, period="2026-03-14")
+    built: list[str] = []
+
+    def slow_build(d: Any) -> Any:
+        built.append(d.email)
+        if len(built) == 2:  # the second message, built while the first one's reply is on its way
+            time.sleep(0.6)
+        return build_message(d)
+
+    messenger = SmtpMessenger("127.0.0.1", smtpd.port, pool_size=1, timeout=10)
+    try:
+        Sender(DeliveryQueue(sqlite_store.engine), messenger, slow_build, DeliveryPolicy(batch_size=10)).run(eid)
+    finally:
+        messenger.close()
+    with sqlite_store.engine.connect() as conn:
+        stored = dict(conn.execute(select(SubscriberRow.email, DeliveryRow.smtp_ms)
+                                   .join(SubscriberRow, SubscriberRow.id == DeliveryRow.subscriber_id)
+                                   .where(DeliveryRow.edition_id == eid)).all())
+    first = built[0]
+    assert stored[first] is not None and stored[first] < 600, stored
+    assert all(stored[e] >= int(smtpd.handler.spans[e] * 1000) for e in built)
+
+
+def test_the_report_shows_the_smtp_times(sqlite_store: Store, smtpd: MailServer, tmp_path: Path) -> None:
+    """``newsletter report`` (text and --json) carries each domain's median and p95 SMTP time and the slowest."""
+    smtpd.handler.data_delay = {"late@slow.example.net": SLOW}
+    eid = queue_edition(sqlite_store, 2, emails=["late@slow.example.net"], period="2026-03-14")
+    send_all(sqlite_store, smtpd)
+    cfg = write_config(tmp_path, str(sqlite_store.engine.url))
+    runner = CliRunner(env={"NEWSLETTER_DATABASE_URL": ""})
+    out = runner.invoke(main, ["--config", str(cfg), "report", str(eid), "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    slowest = data["slowest_domains"][0]
+    assert slowest["domain"] == "slow.example.net" and slowest["timed"] == 1
+    assert slowest["smtp_median_ms"] == slowest["smtp_p95_ms"] == smtp_times(sqlite_store, eid)["slow.example.net"][0]
+    assert slowest["smtp_median_ms"] >= SLOW * 1000
+    text = runner.invoke(main, ["--config", str(cfg), "report", str(eid)])
+    flat = " ".join(text.output.split())
+    assert "Slowest domains (SMTP time per message" in flat and "median p95" in flat
+    ms = slowest["smtp_p95_ms"]
+    assert (f"{ms / 1000:.1f}s" if ms >= 1000 else f"{int(ms)} ms") in flat

@@ -45,7 +45,11 @@ def test_log_in_pause_an_edition_open_its_report_and_search_a_reader(browser: An
     # Today's: 34 sent in bursts over a few minutes, 2 refused, 4 still waiting; then paused from the page below.
     gaps = [1, 1, 2, 1, 6, 1, 1, 1, 2, 9, 1, 1, 1, 1, 3, 1, 2, 1, 12, 1, 1, 2, 1, 1, 4, 1, 1, 1, 2, 1, 8, 1, 1, 2]
     offsets = [float(sum(gaps[:i + 1])) for i in range(len(gaps))]
-    eid = add_sent_edition(store, settings, readers, sent=34, failed=2, offsets=offsets)
+    # SMTP times: example.org answers in 40-88 ms, lab.example.net and mail.example.com in 310 ms, uni.example.edu
+    # (two sent) in 1.2 s.
+    eid = add_sent_edition(store, settings, readers, sent=34, failed=2, offsets=offsets,
+                           smtp_ms=lambda i, e: 1200 + 40 * (i % 2) if "uni." in e else
+                           310 if e.endswith((".net", ".com")) else 40 + 6 * (i % 9))
     try:
         with LiveServer(create_app(settings, store, production=False, environ={}), port=port) as server:
             page = browser.new_page(viewport={"width": 1100, "height": 800})
@@ -77,6 +81,10 @@ def test_log_in_pause_an_edition_open_its_report_and_search_a_reader(browser: An
             assert figures["Readers"] == "40" and figures["Sent"] == "34" and figures["Failed"] == "2"
             assert figures["Waiting"] == "4" and figures["Time to send"] == "1 min 15 s"  # offsets 1 s to 76 s
             assert page.locator("svg.plot rect.bar").count() >= 5
+            slowest = page.locator("#slowest table.data tbody tr")
+            assert slowest.first.locator("td").all_inner_texts()[0] == "uni.example.edu"
+            assert slowest.first.locator("td").all_inner_texts()[-2:] == ["1.22 s", "1.24 s"]
+            assert page.locator("#slowest svg.plot rect.bar").count() == 4  # each timed domain
             shot(page, "admin-report.png", tmp_path)
 
             submit(page, "nav >> text=Readers")

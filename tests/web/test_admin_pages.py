@@ -189,8 +189,11 @@ def test_editions_pause_resume_cancel_with_csrf(admin: Admin) -> None:
 
 
 def test_the_report_page_with_its_plot(admin: Admin) -> None:
-    emails = tuple(f"r{i}@example.org" for i in range(8)) + ("z@slow.example.net",)
-    eid = add_sent_edition(admin.store, admin.settings, emails, sent=6, failed=1)
+    emails = tuple(f"r{i}@example.org" for i in range(5)) + ("z@slow.example.net",) + tuple(
+        f"r{i}@example.org" for i in range(5, 8))
+    # SMTP times: example.org 10, 20, 30, 40, 50 ms (median 30, p95 48); slow.example.net 900 ms.
+    eid = add_sent_edition(admin.store, admin.settings, emails, sent=6, failed=1,
+                           smtp_ms=lambda i, email: 900 if "slow" in email else 10 * (i + 1))
     c = admin.client()
     admin.login(c)
     r = c.get(f"/admin/editions/{eid}")
@@ -201,6 +204,10 @@ def test_the_report_page_with_its_plot(admin: Admin) -> None:
         assert figure in text, figure
     assert "<svg" in r.text and r.text.count('class="bar"') >= 1 and "example.org" in text
     assert "Fast KV caches" in text
+    slowest = r.text[r.text.index('id="slowest"'):]
+    rows = [" ".join(re.sub(r"<[^>]+>", " ", row).split()) for row in re.findall(r"<tr[^>]*><td>.*?</tr>", slowest)]
+    assert rows[:2] == ["slow.example.net 1 1 0 0 0 1 900 ms 900 ms", "example.org 8 5 1 0 0 5 30 ms 48 ms"], rows
+    assert "<title>slow.example.net: p95 900 ms, median 900 ms, 1 timed</title>" in slowest
     assert "<script" not in r.text and "http://" not in r.text.replace("http://www.w3.org/2000/svg", "")
     assert c.get("/admin/editions/999").status_code == 404
 

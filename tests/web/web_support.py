@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import uvicorn
 from aiosmtpd.controller import Controller
@@ -188,9 +188,11 @@ class MailCatcher:
 def add_sent_edition(store: Store, settings: config.Settings, emails: tuple[str, ...], *, sent: int,
                      start: datetime = T0, step: timedelta = timedelta(seconds=30), day: date = date(2025, 3, 14),
                      failed: int = 0, offsets: Sequence[float] | None = None,
-                     subject: str = "Trending papers, 14 Mar 2025: 3 new in 2 topics") -> int:
+                     subject: str = "Trending papers, 14 Mar 2025: 3 new in 2 topics",
+                     smtp_ms: Callable[[int, str], int] | None = None) -> int:
     """An edition of ``add_edition``'s papers queued for ``emails``: the first ``sent`` of them sent ``step``
-    apart from ``start`` (or ``offsets`` seconds after it), the next ``failed`` failed, the rest pending."""
+    apart from ``start`` (or ``offsets`` seconds after it), with the SMTP time ``smtp_ms(i, email)`` when given,
+    the next ``failed`` failed, the rest pending."""
     eid = add_edition(store, settings, day=day)
     papers = [pid for pid, _ in store.edition_papers(eid)]
     known = {s.email: s.id for s in store.subscribers()}
@@ -208,6 +210,13 @@ def add_sent_edition(store: Store, settings: config.Settings, emails: tuple[str,
     for i, email in enumerate(emails[:sent]):
         at = start + (timedelta(seconds=offsets[i]) if offsets is not None else step * (i + 1))
         store.set_delivery_state(eid, known[email], "sent", now=at)
+        if smtp_ms is not None:
+            from sqlalchemy import update
+
+            with store.session() as s, s.begin():
+                s.execute(update(DeliveryRow).where(DeliveryRow.edition_id == eid,
+                                                    DeliveryRow.subscriber_id == known[email])
+                          .values(smtp_ms=smtp_ms(i, email)))
     for email in emails[sent:sent + failed]:
         store.set_delivery_state(eid, known[email], "failed", error="550 no such user", now=start)
     return eid
