@@ -98,15 +98,17 @@ class SharedBody:
     """
 
     def __init__(self, parts: Sequence[bytes | None]) -> None:
-        if not parts or parts[-1] is None or not relaxed_body(parts[-1]):
+        if not parts or parts[-1] is None:
             raise ValueError("the body does not end with a constant line")
         if any(p is not None and p and not p.endswith(b"\r\n") for p in parts):
             raise ValueError("a constant chunk is not whole lines")
-        canon = [None if p is None else relaxed_chunk(p) for p in parts]
+        canon = [None if p is None else relaxed_chunk(p) for p in parts]  # each constant chunk once
         last = canon[-1]
         assert last is not None
         while last.endswith(b"\r\n\r\n"):
             last = last[:-2]
+        if last in (b"", b"\r\n"):  # blank: the end-of-body rule would reach into a personal chunk
+            raise ValueError("the body does not end with a constant line")
         canon[-1] = last
         first = next((i for i, p in enumerate(canon) if p is None), len(canon))
         self._prefix = hashlib.sha256(b"".join(p for p in canon[:first] if p is not None))

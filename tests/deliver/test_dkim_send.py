@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any, Sequence
 
 import dkim
+import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from mailkit import MailServer
 from test_cli_deliver import DAY, READERS, run, write_config
 
+from newsletter.render import dkim as dkim_module
 from newsletter.render.dkim import dkim_txt_record
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -68,3 +72,53 @@ def test_config_check_reads_the_dkim_key(tmp_path: Path, smtpd: MailServer) -> N
     assert "is valid" in " ".join(run(cfg, "config", "check", env=ENV).output.split())
     result = run(cfg, "config", "check", ok=False, env={**ENV, "DKIM_PRIVATE_KEY": "nonsense"})
     assert result.exit_code != 0 and "dkim.private_key: not an unencrypted PEM private key" in result.output
+
+
+def test_two_readers_of_one_digest_share_its_canonical_body(tmp_path: Path, smtpd: MailServer,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Since issue 15 no two readers share a body (their links and card tokens are their own), so what is
+    shared is the work on the constant chunks: through the real send path, the digest's ``SharedBody`` is made
+    once, canonicalizing each constant chunk once; per message only that reader's own chunks are canonicalized
+    (their bytes plus the constant ones are the whole body received); both signatures verify with dkimpy.
+    (How the bytes split, constant and personal, and what signing costs per message: bench/bench_dkim.py.)"""
+    made: list[Sequence[bytes | None]] = []
+    canonicalized: list[tuple[bool, int]] = []  # (while making a SharedBody, bytes) per relaxed_chunk call
+    making = threading.local()
+    real_init, real_chunk = dkim_module.SharedBody.__init__, dkim_module.relaxed_chunk
+
+    def counted_init(self: Any, parts: Sequence[bytes | None]) -> None:
+        made.append(list(parts))
+        making.on = True
+        try:
+            real_init(self, parts)
+        finally:
+            making.on = False
+
+    def counted_chunk(chunk: bytes) -> bytes:
+        canonicalized.append((getattr(making, "on", False), len(chunk)))
+        return real_chunk(chunk)
+
+    cfg = configure(tmp_path, smtpd.port)
+    for email in READERS[:2]:
+        run(cfg, "subscribers", "add", email, env=ENV)
+    run(cfg, "fetch", "--date", DAY, env=ENV)
+    monkeypatch.setattr(dkim_module.SharedBody, "__init__", counted_init)
+    monkeypatch.setattr(dkim_module, "relaxed_chunk", counted_chunk)
+    run(cfg, "send", "--cadence", "daily", "--date", DAY, env=ENV)
+
+    received = smtpd.handler.received
+    assert sorted(r.rcpt for r in received) == READERS[:2]
+    bodies = [r.data.partition(b"\r\n\r\n")[2] for r in received]
+    assert bodies[0] != bodies[1]  # their own links: no two bodies alike
+    for r in received:
+        assert dkim.verify(r.data, dnsfunc=dns), r.rcpt
+    assert len(made) == 1  # one digest: its shared body made once for both readers
+    constant = [p for p in made[0] if p is not None]
+    places = sum(p is None for p in made[0])
+    assert places >= 2 and len(constant) >= 2
+    once = [n for inside, n in canonicalized if inside]
+    per_message = [n for inside, n in canonicalized if not inside]
+    assert len(once) == len(constant) and sum(once) == sum(map(len, constant))  # each constant chunk once
+    assert len(per_message) == 2 * places  # then, per message, only its own chunks
+    mine = [sum(per_message[:places]), sum(per_message[places:])]
+    assert sorted(mine) == sorted(len(b) - sum(once) for b in bodies)
