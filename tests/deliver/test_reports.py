@@ -225,7 +225,7 @@ def test_the_smtp_time_leaves_out_the_send_loops_own_work(sqlite_store: Store, s
                                    .where(DeliveryRow.edition_id == eid)).all())
     first = built[0]
     assert stored[first] is not None and stored[first] < BUILD * 1000, stored
-    assert all(stored[e] >= int(smtpd.handler.spans[e] * 1000) for e in built)
+    assert all(stored[e] >= int(smtpd.handler.spans[e] * 1000) for e in built), (stored, smtpd.handler.spans)
 
 
 def test_the_report_shows_the_smtp_times(sqlite_store: Store, smtpd: MailServer, tmp_path: Path) -> None:
