@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -75,14 +76,25 @@ def everything_about_ada(store: Store) -> dict[str, int]:
 
 def scan(engine: sa.Engine, needle: str) -> list[str]:
     """Every (table.column) whose text holds ``needle`` (any case), over every column of every table, the JSON
-    ones as text too."""
+    ones as text too, and the binary ones (the rendered bodies, the readers' models) as stored and, where they
+    are zlib-compressed, decompressed."""
     found = []
     inspector = sa.inspect(engine)
     with engine.connect() as conn:
         for table in inspector.get_table_names():
             for column in inspector.get_columns(table):
-                if isinstance(column["type"], (sa.LargeBinary, sa.Integer, sa.Float, sa.Boolean, sa.Date,
-                                               sa.DateTime, sa.Numeric)):
+                if isinstance(column["type"], sa.LargeBinary):
+                    for (blob,) in conn.execute(sa.text(f'SELECT "{column["name"]}" FROM "{table}"')):
+                        data = bytes(blob or b"")
+                        try:
+                            data += zlib.decompress(data)
+                        except zlib.error:
+                            pass
+                        if needle.lower().encode() in data.lower():
+                            found.append(f"{table}.{column['name']}")
+                            break
+                    continue
+                if isinstance(column["type"], (sa.Integer, sa.Float, sa.Boolean, sa.Date, sa.DateTime, sa.Numeric)):
                     continue
                 q = sa.text(f'SELECT COUNT(*) FROM "{table}" WHERE LOWER(CAST("{column["name"]}" AS TEXT)) LIKE :n')
                 if conn.execute(q, {"n": f"%{needle.lower()}%"}).scalar():
@@ -224,7 +236,10 @@ def test_the_commands_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert run(cfg, "subscribers", "show", ADA, ok=False).exit_code != 0
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'newsletter.db'}")
     try:
+        with engine.connect() as conn:  # what was sent left its renders, which the scan reads decompressed
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM render_bodies")).scalar()
         assert scan(engine, ADA) == []
+        assert "render_bodies.data" in scan(engine, "unsubscribe")  # the scan does read inside them
     finally:
         engine.dispose()
 
