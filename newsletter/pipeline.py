@@ -350,14 +350,18 @@ class Newsletter(Planning):
             if reader is not None and (reader.cadence != cadence or reader.status != SUBSCRIBER_ACTIVE):
                 raise NewsletterError(f"{reader.email} is not an active {cadence} reader ({reader.status}, "
                                       f"{reader.cadence}).", hint=f"try --cadence {reader.cadence}")
-            plan = self.plan(cadence, day, subscriber_ids=[reader.id] if reader else [])
+            plan = self.plan(cadence, day, subscriber_ids=[reader.id] if reader else [], save_models=False)
             period, day = plan.period, plan.day
             papers = list(plan.groups[0].papers) if reader and plan.groups else list(plan.candidates)
             edition_id = plan.existing_edition
         content = self.digest_content(papers, reader, cadence, period, day)
-        if reader is not None and not kept and plan is not None and plan.personal is not None:
-            content = plan.personal.apply(content, reader.id)  # their own ranking (issue 15)
-        rendered = RenderedDigest(**kept) if edition_id is not None and kept else self.render_for(content, edition_id)
+        if reader is not None and not kept and plan is not None and plan.personal is not None \
+                and plan.personal.is_personal(reader.id):
+            # Their own order and For you block within what the shared digest lists (issue 15), as send makes it.
+            content, rendered = self.reader_copy(content, self.render_shared(content, edition_id, personal=True),
+                                                 reader.id, plan.personal, edition_id)
+        else:
+            rendered = RenderedDigest(**kept) if edition_id is not None and kept else self.render_for(content, edition_id)
         signed_at = now
         if edition_id is not None and reader is not None:  # the links the reader got were signed when queued
             from .store.editions import delivery_queued_at
@@ -465,7 +469,7 @@ class Newsletter(Planning):
         if report.edition_id is None or dry_run:
             if fetch:
                 report.fetch = self.fetch(day)
-            plan = self.plan(cadence, day)
+            plan = self.plan(cadence, day, save_models=not dry_run)
             planned = self.planned_digests(plan)
             report.readers = sum(d.reader_count for d in planned)
             if dry_run:

@@ -194,6 +194,78 @@ def _layout(shared: str, variant: str, pattern: re.Pattern[str], eligible_ids: s
     return _Layout(head, between, toc_row, frame_start, frame_end, top, sections, for_you)
 
 
+@dataclass
+class KitLayout:
+    """The chunks of a shared digest for its readers with signals (both parts), and its sizes."""
+
+    content: DigestContent  # what the email lists, in today's order
+    html: _Layout
+    text: _Layout
+    markers: dict[str, str]  # "rank", "count", "why<paper id>" -> the marker standing for it
+    base_size: int  # HTML bytes of the shared email as sent
+    card_prefix: str | None
+
+    def _size(self, chunk: str) -> int:
+        return html_size(chunk, self.card_prefix)
+
+    def extra_bytes(self, k: int) -> int:
+        """The most HTML bytes a For you block of ``k`` papers adds to the shared email (numbers of two
+        digits, reasons at ``REASON_BYTES``): what the size guard keeps free when the digest has readers with
+        signals."""
+        html = self.html
+        extra = [self._size(html.for_you[pid]) + self._size(html.sections_ref(pid)) - self._size(html.sections_card(pid))
+                 for pid in html.for_you]
+        k = min(k, len(extra))
+        if k <= 0:
+            return 0
+        frame = self._size(html.toc_row) + self._size(html.frame_start) + self._size(html.frame_end)
+        marks = 2 * k * (len(self.markers["rank"]) - 2) + len(self.markers["count"]) - 2
+        return frame + sum(sorted(extra, reverse=True)[:k]) + k * REASON_BYTES - marks
+
+    def overflow(self, k: int, size_limit: int = SIZE_LIMIT) -> int:
+        """How many bytes the largest variant of ``k`` picks is over the size guard's budget (0: it fits)."""
+        return max(0, self.base_size + self.extra_bytes(k) - (size_limit - SIZE_ALLOWANCE))
+
+    def fits(self, k: int, size_limit: int = SIZE_LIMIT) -> bool:
+        return self.overflow(k, size_limit) == 0
+
+
+def kit_layout(rendered: RenderedDigest, content: DigestContent, listed: Iterable[int], settings: Any
+               ) -> KitLayout | None:
+    """The chunks of ``rendered`` (a shared digest of ``content``, listing ``listed``); None when its
+    templates do not carry the marks."""
+    nonce = rendered.slots[CARD_SLOT].split("-")[1] if CARD_SLOT in rendered.slots else ""
+    if not nonce:
+        return None
+    listed = list(listed)
+    base = listed_content(content, listed)
+    if {p.id for p in base.papers} | {p.id for p in base.top} != set(listed):
+        return None  # the content no longer holds every listed paper: the shared email lists them all
+    chosen = eligible(base)
+    ids = {p.id for p in chosen}
+    mark = _marker(nonce)
+    rank = f"%%nl-{nonce}-rank%%"
+    count = f"%%nl-{nonce}-count%%"
+    why = {p.id: f"%%nl-{nonce}-why{p.id}%%" for p in chosen}
+    try:
+        html1, text1 = render_parts(base, settings, rendered, {"mark": mark})
+        with_block = replace(base, for_you=tuple(ForYou(p, why[p.id]) for p in chosen))
+        html2, _ = render_parts(with_block, settings, rendered, {
+            "mark": mark, "for_you_rank": dict.fromkeys(ids, rank), "for_you_count": count})
+        _, text2 = render_parts(with_block, settings, rendered, {
+            "mark": mark, "for_you_rank": dict.fromkeys(ids, TEXT_RANK), "for_you_count": count})
+        pattern = _mark_pattern(nonce)
+        html = _layout(html1, html2, pattern, ids)
+        text = _layout(text1, text2, pattern, ids)
+    except (KitError, KeyError, IndexError, StopIteration):
+        return None
+    markers = {"rank": rank, "count": count, **{f"why{pid}": m for pid, m in why.items()}}
+    prefix = rendered.slots.get(CARD_SLOT)
+    # The shared email as the kit writes it: its chunks, each ending its last line.
+    base_size = sum(html_size(chunk, prefix) for _n, _p, chunk in _cut(html1, pattern))
+    return KitLayout(base, html, text, markers, base_size, prefix)
+
+
 # --- the kit ----------------------------------------------------------------------------------------------------
 
 
@@ -201,81 +273,46 @@ class PersonalKit(PreparedDigest):
     """One shared digest cut into chunks for its readers with signals; ``message(recipient, date, order,
     picks)`` is a reader's email in their own order. Built once per digest (``build``)."""
 
-    def __init__(self, shared: PreparedDigest, content: DigestContent, html: _Layout, text: _Layout,
-                 markers: Mapping[str, str], cache: LineCache, frame_parts: tuple[bytes, bytes, bytes],
-                 base_size: int, size_limit: int) -> None:
+    def __init__(self, shared: PreparedDigest, layout: KitLayout, cache: LineCache,
+                 size_limit: int = SIZE_LIMIT) -> None:
         # Not PreparedDigest.__init__: the headers, the frame and the reader's values are the shared digest's.
         self.signer = shared.signer
         self.rendered = shared.rendered
         self.settings = shared.settings
         self._head = shared._head
         self._shared_body = None
-        self.content = content
-        self.markers = markers
+        self.layout = layout
+        self.content = layout.content
+        self.markers = layout.markers
         self.cache = cache
-        self.base_size = base_size
         self.size_limit = size_limit
-        self._before_text, self._between, self._after_html = frame_parts
+        self._before_text, self._between, self._after_html = _frame_parts(shared)
         self._slots = [self.rendered.slots[k] for k in SLOTS]
-        self._card_prefix = self.rendered.slots.get(CARD_SLOT)
-        self.parts = {"html": self._encode_layout(html, True), "text": self._encode_layout(text, False)}
+        self._card_prefix = layout.card_prefix
+        html, text = layout.html, layout.text
         self._html_layout, self._text_layout = html, text
-        papers = tuple(dict.fromkeys(p.id for s in content.sections for p in s.papers))
-        cuts: dict[bytes, tuple[int, int, int]] = {}
-        for part in self.parts.values():
-            for pieces in part["all"]:
-                for piece in pieces:
-                    cuts.update(getattr(piece, "cuts", {}) or {})
+        self.parts = {"html": self._encode_layout(html, True), "text": self._encode_layout(text, False)}
+        papers = tuple(dict.fromkeys(p.id for s in self.content.sections for p in s.papers))
         self._card_papers = papers
         self._card_keys = tuple(b"%d" % pid for pid in papers)
-        self._card_cuts = cuts
+        self._card_cuts: dict[bytes, tuple[int, int, int]] = {}
+        for part in self.parts.values():
+            for pieces in part["all"]:
+                self._note_cuts(pieces)
         self._variants: dict[tuple[str, str, int, int], list[Any]] = {}
         self._reasons: dict[tuple[bool, str], bytes] = {}
-        # What a For you card and its reference add over the card, per paper (HTML bytes as sent).
-        self._extra = {pid: self._size(html.for_you[pid]) + self._size(html.sections_ref(pid))
-                       - self._size(html.sections_card(pid)) for pid in html.for_you}
-        self._frame = self._size(html.toc_row) + self._size(html.frame_start) + self._size(html.frame_end)
-
-    # -- building
+        self._fits = {k: layout.fits(k, size_limit) for k in range(0, len(html.for_you) + 1)}
+        self.pickable = frozenset(html.for_you)
 
     @classmethod
     def build(cls, shared: PreparedDigest, content: DigestContent, listed: Iterable[int], settings: Any,
-              factory_cache: LineCache | None = None, size_limit: int = SIZE_LIMIT) -> "PersonalKit | None":
+              cache: LineCache | None = None, size_limit: int = SIZE_LIMIT) -> "PersonalKit | None":
         """The kit of ``shared`` (a prepared shared digest) for ``content`` (its digest, in today's order) and
         ``listed`` (the ids its email lists); None when the templates do not carry the marks."""
-        rendered = shared.rendered
-        nonce = rendered.slots[CARD_SLOT].split("-")[1] if CARD_SLOT in rendered.slots else ""
-        if not nonce:
+        layout = kit_layout(shared.rendered, content, listed, settings)
+        if layout is None:
             return None
-        base = listed_content(content, listed)
-        chosen = eligible(base)
-        ids = {p.id for p in chosen}
-        mark = _marker(nonce)
-        rank = f"%%nl-{nonce}-rank%%"
-        count = f"%%nl-{nonce}-count%%"
-        why = {p.id: f"%%nl-{nonce}-why{p.id}%%" for p in chosen}
-        try:
-            html1, text1 = render_parts(base, settings, rendered, {"mark": mark})
-            with_block = replace(base, for_you=tuple(ForYou(p, why[p.id]) for p in chosen))
-            html2, _ = render_parts(with_block, settings, rendered, {
-                "mark": mark, "for_you_rank": dict.fromkeys(ids, rank), "for_you_count": count})
-            _, text2 = render_parts(with_block, settings, rendered, {
-                "mark": mark, "for_you_rank": dict.fromkeys(ids, TEXT_RANK), "for_you_count": count})
-            pattern = _mark_pattern(nonce)
-            html = _layout(html1, html2, pattern, ids)
-            text = _layout(text1, text2, pattern, ids)
-        except (KitError, KeyError, IndexError):
-            return None
-        if not chosen and not html.sections:
-            return None
-        markers = {"rank": rank, "count": count, **{f"why{pid}": m for pid, m in why.items()}}
-        boundary = _frame_parts(shared)
-        plain = pattern.sub("", html1)
-        return cls(shared, base, html, text, markers, factory_cache or LineCache(), boundary,
-                   html_size(plain, rendered.slots.get(CARD_SLOT)), size_limit)
-
-    def _size(self, chunk: str) -> int:
-        return html_size(chunk, self._card_prefix)
+        return cls(shared, layout, cache or LineCache(), size_limit)
 
     def _encode(self, chunk: str, html: bool) -> list[Any]:
         return _merged(_encode_part(chunk, self._slots, html=html, cache=self.cache, card_prefix=self._card_prefix))
@@ -292,19 +329,8 @@ class PersonalKit(PreparedDigest):
                                                                  for c in cards.values())]
         return out
 
-    # -- sizes
-
-    def extra_bytes(self, k: int) -> int:
-        """The most HTML bytes a For you block of ``k`` papers adds to the shared email (numbers of two digits,
-        reasons at ``REASON_BYTES``): what the size guard keeps free when the digest has readers with signals."""
-        if k <= 0 or not self._extra:
-            return 0
-        k = min(k, len(self._extra))
-        marks = len(self.markers["rank"]) * 2 + len(self.markers["count"])
-        return self._frame + sum(sorted(self._extra.values(), reverse=True)[:k]) + k * REASON_BYTES - marks
-
     def fits(self, k: int) -> bool:
-        return self.base_size + self.extra_bytes(k) <= self.size_limit - SIZE_ALLOWANCE
+        return self._fits.get(k, False)
 
     # -- per reader
 
@@ -387,7 +413,7 @@ class PersonalKit(PreparedDigest):
         """The reader's email: the sections in ``order`` (paper ids, best first) and For you ``picks``
         ((paper id, reason), papers outside Top papers). A variant the size guard would not take is sent
         as the shared email's order with no For you block."""
-        picks = [(pid, reason) for pid, reason in picks if pid in self._extra]
+        picks = [(pid, reason) for pid, reason in picks if pid in self.pickable]
         if picks and not self.fits(len(picks)):
             picks = []
         body = [self._before_text, *self._assemble("text", order, picks), self._between,
