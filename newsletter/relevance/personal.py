@@ -151,6 +151,7 @@ class Personalizer:
         self.personal: set[int] = set()  # readers of this plan with a model
         self._fresh: dict[int, bytes | None] = {}  # dry run: models trained in memory (None: no model now)
         self._models: dict[int, ReaderModel | None] = {}
+        self._layouts: dict[tuple[Any, ...], Any] = {}
         self._any: bool | None = None
 
     def prepare(self) -> int:
@@ -211,13 +212,30 @@ class Personalizer:
         order, picks = self.ranker.choose(model, base)
         return base, order, picks
 
-    def view(self, content: DigestContent, listed: Iterable[int], subscriber_id: int) -> DigestContent:
+    def view(self, content: DigestContent, listed: Iterable[int], subscriber_id: int, *,
+             rendered: Any = None, settings: Any = None) -> DigestContent:
         """The email's content as the reader gets it: what it lists, in their order, with their For you block
-        (``content`` as it is for a reader without a model)."""
+        (``content`` as it is for a reader without a model). Given the shared ``rendered`` and ``settings``, as
+        send decides it: no For you block where the variant would not fit the size guard, the shared order
+        where the templates carry no marks."""
+        listed = list(listed)
         chosen = self.choose(content, listed, subscriber_id)
         if chosen is None:
             return content
         base, order, picks = chosen
+        if rendered is not None and settings is not None:
+            from ..render.foryou import kit_layout
+
+            key = (id(rendered), tuple(listed))
+            if key not in self._layouts:
+                if len(self._layouts) > 64:
+                    self._layouts.clear()
+                self._layouts[key] = kit_layout(rendered, content, listed, settings)
+            layout = self._layouts[key]
+            if layout is None:
+                return content
+            if not layout.fits(len(picks)):
+                picks = []
         return personal_content(base, order, picks)
 
     def web_view(self, content: DigestContent, listed: Iterable[int], subscriber_id: int) -> DigestContent:

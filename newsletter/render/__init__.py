@@ -518,8 +518,13 @@ def _card_marker_excess(html: str, prefix: str) -> int:
     n = html.count(prefix)
     if not n:
         return 0
-    digits = sum(len(m) for m in re.findall(re.escape(prefix) + r"(\d+)%%", html))
+    digits = sum(len(m) for m in _card_ids(prefix).findall(html))
     return n * (len(prefix) + 2 - CARD_TOKEN_CHARS) + digits
+
+
+@functools.lru_cache(maxsize=64)
+def _card_ids(prefix: str) -> re.Pattern[str]:
+    return re.compile(re.escape(prefix) + r"(\d+)%%")
 
 
 _CARD_START = re.compile(r'<div class="nl-paper[ "]')

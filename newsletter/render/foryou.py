@@ -27,7 +27,9 @@ signals get the shared email, in today's order.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
@@ -41,7 +43,7 @@ from .message import LineCache, PreparedDigest, _encode_part, _merged, _personal
 
 REASON_CHARS = 80  # characters of a liked paper's title in "Because you liked …"
 REASON_BYTES = 400  # a reason's most bytes in the HTML (escaped): what the size guard reserves per pick
-TEXT_RANK = "\u2116"  # stands for a For you number in the text part (one character, so wrapping is as for 1-9)
+TEXT_RANK = "\u2116"  # stands for a For you number ("№": one character, so the text part wraps as for 1-9)
 
 
 def reason_text(title: str | None) -> str:
@@ -208,19 +210,22 @@ class KitLayout:
     def _size(self, chunk: str) -> int:
         return html_size(chunk, self.card_prefix)
 
+    def __post_init__(self) -> None:
+        html = self.html
+        # What each paper's For you card and reference add over its card (the largest first), and the frame.
+        self._extra = sorted((self._size(html.for_you[pid]) + self._size(html.sections_ref(pid))
+                              - self._size(html.sections_card(pid)) for pid in html.for_you), reverse=True)
+        self._frame = self._size(html.toc_row) + self._size(html.frame_start) + self._size(html.frame_end)
+
     def extra_bytes(self, k: int) -> int:
         """The most HTML bytes a For you block of ``k`` papers adds to the shared email (numbers of two
         digits, reasons at ``REASON_BYTES``): what the size guard keeps free when the digest has readers with
         signals."""
-        html = self.html
-        extra = [self._size(html.for_you[pid]) + self._size(html.sections_ref(pid)) - self._size(html.sections_card(pid))
-                 for pid in html.for_you]
-        k = min(k, len(extra))
+        k = min(k, len(self._extra))
         if k <= 0:
             return 0
-        frame = self._size(html.toc_row) + self._size(html.frame_start) + self._size(html.frame_end)
-        marks = 2 * k * (len(self.markers["rank"]) - 2) + len(self.markers["count"]) - 2
-        return frame + sum(sorted(extra, reverse=True)[:k]) + k * REASON_BYTES - marks
+        marks = 2 * k * (len(TEXT_RANK.encode("utf-8")) - 2) + len(self.markers["count"]) - 2
+        return self._frame + sum(self._extra[:k]) + k * REASON_BYTES - marks
 
     def overflow(self, k: int, size_limit: int = SIZE_LIMIT) -> int:
         """How many bytes the largest variant of ``k`` picks is over the size guard's budget (0: it fits)."""
@@ -230,36 +235,52 @@ class KitLayout:
         return self.overflow(k, size_limit) == 0
 
 
+LAYOUTS = 128  # layouts kept in this process (the plan makes them, the send of the same process reuses them)
+_layouts: "OrderedDict[tuple[str, tuple[int, ...]], KitLayout | None]" = OrderedDict()
+
+
 def kit_layout(rendered: RenderedDigest, content: DigestContent, listed: Iterable[int], settings: Any
                ) -> KitLayout | None:
     """The chunks of ``rendered`` (a shared digest of ``content``, listing ``listed``); None when its
-    templates do not carry the marks."""
+    templates do not carry the marks. Kept per render (its bytes' digest) and listing: the plan checks the size
+    guard with it, and a send in the same process builds its messages from it, made from the very content that
+    made ``rendered``."""
+    listed = tuple(listed)
+    key = (hashlib.sha256("\x00".join((rendered.subject, rendered.html, rendered.text)).encode(
+        "utf-8", "surrogatepass")).hexdigest(), listed)
+    if key in _layouts:
+        _layouts.move_to_end(key)
+        return _layouts[key]
+    layout = _layouts[key] = _kit_layout(rendered, content, listed, settings)
+    while len(_layouts) > LAYOUTS:
+        _layouts.popitem(last=False)
+    return layout
+
+
+def _kit_layout(rendered: RenderedDigest, content: DigestContent, listed: Sequence[int], settings: Any
+                ) -> KitLayout | None:
     nonce = rendered.slots[CARD_SLOT].split("-")[1] if CARD_SLOT in rendered.slots else ""
     if not nonce:
         return None
-    listed = list(listed)
     base = listed_content(content, listed)
     if {p.id for p in base.papers} | {p.id for p in base.top} != set(listed):
         return None  # the content no longer holds every listed paper: the shared email lists them all
     chosen = eligible(base)
     ids = {p.id for p in chosen}
     mark = _marker(nonce)
-    rank = f"%%nl-{nonce}-rank%%"
     count = f"%%nl-{nonce}-count%%"
     why = {p.id: f"%%nl-{nonce}-why{p.id}%%" for p in chosen}
     try:
         html1, text1 = render_parts(base, settings, rendered, {"mark": mark})
         with_block = replace(base, for_you=tuple(ForYou(p, why[p.id]) for p in chosen))
-        html2, _ = render_parts(with_block, settings, rendered, {
-            "mark": mark, "for_you_rank": dict.fromkeys(ids, rank), "for_you_count": count})
-        _, text2 = render_parts(with_block, settings, rendered, {
+        html2, text2 = render_parts(with_block, settings, rendered, {
             "mark": mark, "for_you_rank": dict.fromkeys(ids, TEXT_RANK), "for_you_count": count})
         pattern = _mark_pattern(nonce)
         html = _layout(html1, html2, pattern, ids)
         text = _layout(text1, text2, pattern, ids)
     except (KitError, KeyError, IndexError, StopIteration):
         return None
-    markers = {"rank": rank, "count": count, **{f"why{pid}": m for pid, m in why.items()}}
+    markers = {"count": count, **{f"why{pid}": m for pid, m in why.items()}}
     prefix = rendered.slots.get(CARD_SLOT)
     # The shared email as the kit writes it: its chunks, each ending its last line.
     base_size = sum(html_size(chunk, prefix) for _n, _p, chunk in _cut(html1, pattern))
@@ -341,10 +362,7 @@ class PersonalKit(PreparedDigest):
         if found is None:
             layout = self._html_layout if which == "html" else self._text_layout
             chunk = layout.for_you[pid] if kind == "card" else layout.sections_ref(pid)
-            if which == "html":
-                chunk = chunk.replace(self.markers["rank"], str(rank))
-            else:
-                chunk = chunk.replace(TEXT_RANK, str(rank), 1)
+            chunk = chunk.replace(TEXT_RANK, str(rank), 1)  # the first: the number comes before the title
             found = self._variants[key] = self._split_reason(chunk, pid, which == "html")
             self._note_cuts(found)
         return found
