@@ -156,23 +156,13 @@ class Planning:
                       personal: bool = False) -> "RenderedDigest":
         """``render_for(content)``; with ``personal`` (readers with signals get this digest) the size guard
         also keeps room for the largest For you block ``digest.for_you`` papers can make of it."""
-        from .render import SIZE_LIMIT, render_digest
-        from .render.foryou import kit_layout
+        from .render.foryou import render_shared
         from .render.links import edition_url
 
-        rendered = self.render_for(content, edition_id)
-        k = self.settings.digest.for_you
-        if not personal or k <= 0:
-            return rendered
-        url = edition_url(self.settings.site_url, edition_id)
-        limit = SIZE_LIMIT
-        for _attempt in range(6):
-            layout = kit_layout(rendered, content, rendered.listed, self.settings)
-            if layout is None or layout.fits(k, SIZE_LIMIT):
-                return rendered
-            limit -= layout.overflow(k, SIZE_LIMIT) + 500
-            rendered = render_digest(content, self.settings, url, size_limit=limit)
-        return rendered  # pragma: no cover - each step takes at least what is over; the send checks again
+        if not personal or self.settings.digest.for_you <= 0:
+            return self.render_for(content, edition_id)
+        return render_shared(content, self.settings, edition_url(self.settings.site_url, edition_id),
+                             self.settings.digest.for_you)
 
     def reader_copy(self, content: DigestContent, shared: "RenderedDigest", subscriber_id: int,
                     personal: "Personalizer", edition_id: int | None = None) -> tuple[DigestContent, "RenderedDigest"]:

@@ -213,8 +213,9 @@ class KitLayout:
     def __post_init__(self) -> None:
         html = self.html
         # What each paper's For you card and reference add over its card (the largest first), and the frame.
-        self._extra = sorted((self._size(html.for_you[pid]) + self._size(html.sections_ref(pid))
-                              - self._size(html.sections_card(pid)) for pid in html.for_you), reverse=True)
+        self.extra_of = {pid: self._size(html.for_you[pid]) + self._size(html.sections_ref(pid))
+                         - self._size(html.sections_card(pid)) for pid in html.for_you}
+        self._extra = sorted(self.extra_of.values(), reverse=True)
         self._frame = self._size(html.toc_row) + self._size(html.frame_start) + self._size(html.frame_end)
 
     def extra_bytes(self, k: int) -> int:
@@ -245,9 +246,11 @@ def kit_layout(rendered: RenderedDigest, content: DigestContent, listed: Iterabl
     templates do not carry the marks. Kept per render (its bytes' digest) and listing: the plan checks the size
     guard with it, and a send in the same process builds its messages from it, made from the very content that
     made ``rendered``."""
+    from . import template_search_path
+
     listed = tuple(listed)
-    key = (hashlib.sha256("\x00".join((rendered.subject, rendered.html, rendered.text)).encode(
-        "utf-8", "surrogatepass")).hexdigest(), listed)
+    key = (hashlib.sha256("\x00".join((rendered.subject, rendered.html, rendered.text, *map(str, template_search_path(
+        settings)))).encode("utf-8", "surrogatepass")).hexdigest(), listed)
     if key in _layouts:
         _layouts.move_to_end(key)
         return _layouts[key]
@@ -285,6 +288,24 @@ def _kit_layout(rendered: RenderedDigest, content: DigestContent, listed: Sequen
     # The shared email as the kit writes it: its chunks, each ending its last line.
     base_size = sum(html_size(chunk, prefix) for _n, _p, chunk in _cut(html1, pattern))
     return KitLayout(base, html, text, markers, base_size, prefix)
+
+
+def render_shared(content: DigestContent, settings: Any, edition_url: str, for_you: int,
+                  size_limit: int = SIZE_LIMIT) -> RenderedDigest:
+    """The shared digest of ``content`` for readers some of whom have signals: its size guard keeps room for
+    the largest For you block of ``for_you`` papers any of them can get (``KitLayout.extra_bytes``), so that
+    every reader's variant is within ``size_limit``. Papers it cuts stay eligible (not recorded as sent)."""
+    from . import render_digest
+
+    limit = size_limit
+    rendered = render_digest(content, settings, edition_url, size_limit=limit)
+    for _attempt in range(8):
+        layout = kit_layout(rendered, content, rendered.listed, settings)
+        if layout is None or layout.fits(for_you, size_limit):
+            return rendered
+        limit -= layout.overflow(for_you, size_limit) + 200
+        rendered = render_digest(content, settings, edition_url, size_limit=limit)
+    return rendered  # pragma: no cover - each round takes off at least what is over; the send checks again
 
 
 # --- the kit ----------------------------------------------------------------------------------------------------
