@@ -288,6 +288,30 @@ class Newsletter(Planning):
                  "name": s.name, "status": s.status} for s in specs)
         return self.store.import_subscribers(rows, update_existing=update).total
 
+    def import_signals(self, specs: Sequence["ReaderSpec"]) -> tuple[int, int]:
+        """Store the signals of imported readers (``ReaderSpec.signals``, as an export wrote them) for papers this
+        database holds, found by arXiv id, else by title, each with its own time; (stored, skipped)."""
+        from .models import normalize_title
+        from .store.signals import find_papers, record_signal
+
+        wanted = [s for s in specs if s.signals]
+        if not wanted:
+            return 0, 0
+        items = [x for s in wanted for x in s.signals]
+        found = find_papers(self.store.engine, [x["arxiv_id"] for x in items if x["arxiv_id"]],
+                            [normalize_title(x["paper"]) for x in items if x["paper"]])
+        stored = skipped = 0
+        for spec in wanted:
+            sid = self.store.subscriber(spec.email).id
+            for x in sorted(spec.signals, key=lambda x: x["at"]):
+                pid = found.get(f"arxiv:{x['arxiv_id']}") or found.get(f"title:{normalize_title(x['paper'])}")
+                if pid is None:
+                    skipped += 1
+                    continue
+                record_signal(self.store.engine, sid, pid, x["kind"], x["at"])
+                stored += 1
+        return stored, skipped
+
     # --- render and preview -------------------------------------------------------------------------------
 
     def link_maker(self) -> LinkMaker:
