@@ -288,3 +288,13 @@ def paper_texts(engine: Engine, paper_ids: Sequence[int]) -> dict[int, tuple[str
             for pid, title, abstract, keywords in conn.execute(q.where(PaperRow.id.in_(ids[start:start + ID_CHUNK]))):
                 out[int(pid)] = (title or "", abstract or "", tuple(keywords or ()))
     return out
+
+
+def model_version(engine: Engine, subscriber_id: int) -> int | None:
+    """The signals version a reader's stored model was trained on, or None when they have no model (what a
+    page made from their model is cached under)."""
+    q = select(ReaderModelRow.trained_version).where(ReaderModelRow.subscriber_id == subscriber_id,
+                                                     ReaderModelRow.signal_count > 0, ReaderModelRow.model.is_not(None))
+    with engine.connect() as conn:
+        found = conn.execute(q).scalar()
+    return None if found is None else int(found)
