@@ -27,6 +27,15 @@ relay's 20-50 ms round trip), so the senders spend their time waiting on I/O, as
 2-core machine without it, N senders, N servers and PostgreSQL would only share the same two cores, and the
 figure would show that, not how the claim protocol scales. ``--million``: on PostgreSQL, 1,000,000 readers imported,
 then one edition planned and recorded (no send).
+
+``--personal-share F`` (issue 15): after the first day's papers are in, that share of the readers (every
+reader with a seeded draw under F) marks 5-10 of them "more like this" (papers of one topic, or of two), so
+they have a model. Those readers stay in the shared digests; their emails are the shared digest in their own
+order with a For you block (``render.foryou``). Printed per edition: the models retrained (CPU per model), and
+a ``prepare`` step: every message of the edition built as the send loop builds it (``message_preparer``, no
+SMTP), CPU per message of readers without signals and of readers with them, and the difference: what the
+per-reader ranking adds. Compare with ``--personal-share 0`` for the fast path of readers without signals.
+``--no-smtp`` leaves out the SMTP send (the prepare step stays).
 """
 
 from __future__ import annotations
@@ -210,23 +219,26 @@ def bare_loop(port: int, messages: list[tuple[str, str, bytes]]) -> tuple[float,
 
 def edition_messages(nl: Newsletter, edition_id: int, limit: int) -> list[tuple[str, str, bytes]]:
     """The first ``limit`` messages of an edition, rebuilt as the send loop built them (untimed)."""
-    from sqlalchemy import select
+    from sqlalchemy import and_, select
 
     from newsletter.store.deliveries import DueDelivery
     from newsletter.store.schema import DeliveryRow as D
+    from newsletter.store.schema import ReaderModelRow as M
     from newsletter.store.schema import SubscriberRow as S
 
     prepare = nl.message_preparer()
     q = (select(D.id, D.edition_id, D.subscriber_id, D.digest_id, D.message_id, D.created_at, S.email, S.name,
-                S.topics, S.excluded_keywords)
-         .join(S, S.id == D.subscriber_id).where(D.edition_id == edition_id).order_by(D.id).limit(limit))
+                S.topics, S.excluded_keywords, M.model)
+         .join(S, S.id == D.subscriber_id)
+         .outerjoin(M, and_(M.subscriber_id == D.subscriber_id, M.signal_count > 0))
+         .where(D.edition_id == edition_id).order_by(D.id).limit(limit))
     out = []
     with nl.store.engine.connect() as conn:
         rows = conn.execute(q).all()
     for r in rows:
         d = DueDelivery(r.id, r.edition_id, r.subscriber_id, r.digest_id, r.message_id, r.email, r.name, 0,
                         r.created_at, 0, tuple(r.topics) if r.topics is not None else None,
-                        tuple(r.excluded_keywords or ()))
+                        tuple(r.excluded_keywords or ()), bytes(r.model) if r.model else None)
         m = prepare(d)
         out.append((m.envelope_from, m.recipient, m.data))
     return out
@@ -281,6 +293,77 @@ def send_edition(nl: Newsletter, edition: int, port: int, args: argparse.Namespa
     print("  " + "  ".join(f"{k}={v}" for k, v in row.items() if k not in labels), flush=True)
 
 
+def give_signals(nl: Newsletter, share: float, results: list[dict[str, Any]], labels: dict[str, Any]) -> int:
+    """That share of the readers marks 5-10 stored papers (of one topic, or two) "more like this"."""
+    import random
+
+    from sqlalchemy import select
+
+    from newsletter.store.schema import SubscriberRow
+    from newsletter.store.signals import record_signals
+
+    rng = random.Random(15)
+    by_topic: dict[str, list[int]] = {}
+    for p in nl.store.papers():
+        by_topic.setdefault(p.topic or "other", []).append(p.id)
+    topics = sorted(t for t, ids in by_topic.items() if len(ids) >= 3)
+    with nl.store.engine.connect() as conn:
+        ids = [r[0] for r in conn.execute(select(SubscriberRow.id).order_by(SubscriberRow.id))]
+    chosen = [sid for sid in ids if rng.random() < share]
+    with Step(results, "signals", **labels) as s:
+        for sid in chosen:
+            pool = list(by_topic[rng.choice(topics)])
+            if rng.random() < 0.5:
+                pool += by_topic[rng.choice(topics)]
+            want = rng.randint(5, 10)
+            record_signals(nl.store.engine, sid, rng.sample(pool, min(want, len(pool))), "more")
+        s.extra["readers_with_signals"] = len(chosen)
+    return len(chosen)
+
+
+def prepare_all(nl: Newsletter, edition_id: int, results: list[dict[str, Any]], labels: dict[str, Any]) -> None:
+    """Every message of the edition built as the send loop builds it (no SMTP): CPU per message of readers
+    without signals and with them (their model comes with the delivery, as the claim brings it)."""
+    from sqlalchemy import and_, select
+
+    from newsletter.store.deliveries import DueDelivery
+    from newsletter.store.schema import DeliveryRow as D
+    from newsletter.store.schema import ReaderModelRow as M
+    from newsletter.store.schema import SubscriberRow as S
+
+    prepare = nl.message_preparer()
+    q = (select(D.id, D.edition_id, D.subscriber_id, D.digest_id, D.message_id, D.created_at, S.email, S.name,
+                S.topics, S.excluded_keywords, M.model)
+         .join(S, S.id == D.subscriber_id)
+         .outerjoin(M, and_(M.subscriber_id == D.subscriber_id, M.signal_count > 0))
+         .where(D.edition_id == edition_id).order_by(D.id))
+    clock = time.process_time
+    cpu = {False: 0.0, True: 0.0}
+    count = {False: 0, True: 0}
+    size = {False: 0, True: 0}
+    with Step(results, "prepare", **labels) as s:
+        with nl.store.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        for r in rows:
+            d = DueDelivery(r.id, r.edition_id, r.subscriber_id, r.digest_id, r.message_id, r.email, r.name, 0,
+                            r.created_at, 0, tuple(r.topics) if r.topics is not None else None,
+                            tuple(r.excluded_keywords or ()), bytes(r.model) if r.model else None)
+            own = d.model is not None
+            t = clock()
+            m = prepare(d)
+            cpu[own] += clock() - t
+            count[own] += 1
+            size[own] += len(m.data)
+        for own, name in ((False, "without"), (True, "with")):
+            if count[own]:
+                s.extra[f"msgs_{name}_signals"] = count[own]
+                s.extra[f"cpu_ms_per_msg_{name}_signals"] = round(cpu[own] / count[own] * 1000, 3)
+                s.extra[f"kb_per_msg_{name}_signals"] = round(size[own] / count[own] / 1000, 1)
+        if count[True] and count[False]:
+            s.extra["cpu_ms_per_reader_with_signals_beyond"] = round(
+                (cpu[True] / count[True] - cpu[False] / count[False]) * 1000, 3)
+
+
 def import_readers(nl: Newsletter, n: int, results: list[dict[str, Any]], labels: dict[str, Any]) -> None:
     from _readers import reader_specs
 
@@ -294,7 +377,10 @@ def import_readers(nl: Newsletter, n: int, results: list[dict[str, Any]], labels
 def run_size(kind: str, n: int, args: argparse.Namespace, results: list[dict[str, Any]],
              tables: list[dict[str, Any]]) -> None:
     labels = {"db": kind, "readers": n}
-    print(f"{kind}, {n:,} readers:", flush=True)
+    if args.personal_share:
+        labels["personal_share"] = args.personal_share
+    print(f"{kind}, {n:,} readers{f', a share of {args.personal_share:g} with signals' if args.personal_share else ''}:",
+          flush=True)
     db = Database(kind, args.pg)
     sinks = Sinks(1)
     files = day_files(Path(args.days), args.editions)
@@ -307,13 +393,25 @@ def run_size(kind: str, n: int, args: argparse.Namespace, results: list[dict[str
             labels_k = {**labels, "edition": k + 1}
             with Step(results, "fetch", **labels_k):
                 nl.import_file(path, day)
+            if k == 0 and args.personal_share:
+                nl.classify_new()
+                give_signals(nl, args.personal_share, results, labels_k)
+            with Step(results, "retrain", **labels_k) as s:  # the plan would do it first; measured apart
+                from newsletter.relevance.personal import retrain
+
+                s.extra["models"] = retrain(nl.store.engine)
+                if s.extra["models"]:
+                    s.extra["ms_per_model"] = round((time.process_time() - s.cpu) / s.extra["models"] * 1000, 2)
             with Step(results, "plan", **labels_k) as s:
                 plan = nl.plan("daily", day)
                 s.extra["readers_with_candidates"] = sum(g.count for g in plan.groups if g.papers)  # before topics filter
             with Step(results, "record", **labels_k) as s:
                 edition = nl.record_edition(plan)
                 s.extra["edition_id"] = edition
-            send_edition(nl, edition, sinks.ports[0], args, results, labels_k)
+                s.extra["readers_with_signals"] = len(plan.personal.personal) if plan.personal else 0
+            prepare_all(nl, edition, results, labels_k)
+            if not args.no_smtp:
+                send_edition(nl, edition, sinks.ports[0], args, results, labels_k)
         tables.append({**labels, "tables": db.tables(nl)})
         for name, t in tables[-1]["tables"].items():
             if t["rows"]:
@@ -480,6 +578,9 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=500, help="messages per turn of the send loop and the bare loop")
     parser.add_argument("--days", default=str(REAL_DAYS), help="a folder of Daily Papers API days (*.json)")
     parser.add_argument("--pg", default=PG_ADMIN, help="PostgreSQL admin URL (a private database is made)")
+    parser.add_argument("--personal-share", type=float, default=0.0,
+                        help="that share of the readers get 5-10 signals and a model (issue 15)")
+    parser.add_argument("--no-smtp", action="store_true", help="leave out the SMTP send (the prepare step stays)")
     parser.add_argument("--json", action="store_true", help="print every figure as JSON at the end")
     args = parser.parse_args()
     results: list[dict[str, Any]] = []

@@ -140,19 +140,6 @@ class GroupBuilder:
             group = self._groups[key] = ReaderGroup(sub, papers, array("q"))
         return group
 
-    def add_alone(self, rows: Iterable[tuple[int, str | None, str | None, str | None]]) -> list[ReaderGroup]:
-        """Readers who get a digest of their own (their own ranking, issue 15): a group each."""
-        made = []
-        for sid, topics, excluded, history in rows:
-            chosen = self._decode(topics)
-            sub = Subscriber(id=sid, email="", status=SUBSCRIBER_ACTIVE, cadence=self.cadence,
-                             topics=tuple(chosen) if chosen is not None else None,  # type: ignore[arg-type]
-                             excluded_keywords=tuple(self._decode(excluded) or ()))  # type: ignore[arg-type]
-            group = self._groups[("reader", sid)] = ReaderGroup(sub, self._papers_for(history), array("q", [sid]))
-            made.append(group)
-            self.readers += 1
-        return made
-
     def groups(self) -> list[ReaderGroup]:
         """The groups, by their first reader's id."""
         return sorted(self._groups.values(), key=lambda g: g.ids[0])

@@ -288,6 +288,30 @@ class Newsletter(Planning):
                  "name": s.name, "status": s.status} for s in specs)
         return self.store.import_subscribers(rows, update_existing=update).total
 
+    def import_signals(self, specs: Sequence["ReaderSpec"]) -> tuple[int, int]:
+        """Store the signals of imported readers (``ReaderSpec.signals``, as an export wrote them) for papers this
+        database holds, found by arXiv id, else by title, each with its own time; (stored, skipped)."""
+        from .models import normalize_title
+        from .store.signals import find_papers, record_signal
+
+        wanted = [s for s in specs if s.signals]
+        if not wanted:
+            return 0, 0
+        items = [x for s in wanted for x in s.signals]
+        found = find_papers(self.store.engine, [x["arxiv_id"] for x in items if x["arxiv_id"]],
+                            [normalize_title(x["paper"]) for x in items if x["paper"]])
+        stored = skipped = 0
+        for spec in wanted:
+            sid = self.store.subscriber(spec.email).id
+            for x in sorted(spec.signals, key=lambda x: x["at"]):
+                pid = found.get(f"arxiv:{x['arxiv_id']}") or found.get(f"title:{normalize_title(x['paper'])}")
+                if pid is None:
+                    skipped += 1
+                    continue
+                record_signal(self.store.engine, sid, pid, x["kind"], x["at"])
+                stored += 1
+        return stored, skipped
+
     # --- render and preview -------------------------------------------------------------------------------
 
     def link_maker(self) -> LinkMaker:
@@ -350,14 +374,18 @@ class Newsletter(Planning):
             if reader is not None and (reader.cadence != cadence or reader.status != SUBSCRIBER_ACTIVE):
                 raise NewsletterError(f"{reader.email} is not an active {cadence} reader ({reader.status}, "
                                       f"{reader.cadence}).", hint=f"try --cadence {reader.cadence}")
-            plan = self.plan(cadence, day, subscriber_ids=[reader.id] if reader else [])
+            plan = self.plan(cadence, day, subscriber_ids=[reader.id] if reader else [], save_models=False)
             period, day = plan.period, plan.day
             papers = list(plan.groups[0].papers) if reader and plan.groups else list(plan.candidates)
             edition_id = plan.existing_edition
         content = self.digest_content(papers, reader, cadence, period, day)
-        if reader is not None and not kept and plan is not None and plan.personal is not None:
-            content = plan.personal.apply(content, reader.id)  # their own ranking (issue 15)
-        rendered = RenderedDigest(**kept) if edition_id is not None and kept else self.render_for(content, edition_id)
+        if reader is not None and not kept and plan is not None and plan.personal is not None \
+                and plan.personal.is_personal(reader.id):
+            # Their own order and For you block within what the shared digest lists (issue 15), as send makes it.
+            content, rendered = self.reader_copy(content, self.render_shared(content, edition_id, personal=True),
+                                                 reader.id, plan.personal, edition_id)
+        else:
+            rendered = RenderedDigest(**kept) if edition_id is not None and kept else self.render_for(content, edition_id)
         signed_at = now
         if edition_id is not None and reader is not None:  # the links the reader got were signed when queued
             from .store.editions import delivery_queued_at
@@ -465,7 +493,7 @@ class Newsletter(Planning):
         if report.edition_id is None or dry_run:
             if fetch:
                 report.fetch = self.fetch(day)
-            plan = self.plan(cadence, day)
+            plan = self.plan(cadence, day, save_models=not dry_run)
             planned = self.planned_digests(plan)
             report.readers = sum(d.reader_count for d in planned)
             if dry_run:

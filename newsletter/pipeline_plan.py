@@ -48,9 +48,13 @@ class Planning:
 
     # --- store → diff -----------------------------------------------------------------------------------
 
-    def plan(self, cadence: str, day: date | None = None, subscriber_ids: Sequence[int] | None = None) -> Plan:
+    def plan(self, cadence: str, day: date | None = None, subscriber_ids: Sequence[int] | None = None, *,
+             save_models: bool = True) -> Plan:
         """What the next ``cadence`` edition for ``day`` (default today) would hold for each active reader
-        (``subscriber_ids``: only these), grouped by the same choices and unsent papers."""
+        (``subscriber_ids``: only these), grouped by the same choices and unsent papers.
+
+        Readers' models whose signals changed are retrained first and stored; with ``save_models=False`` (``diff``,
+        ``preview``, a dry run) they are trained in memory for this plan and nothing is written."""
         from .relevance.personal import add_personal
         from .store.sent import parse_history, reader_batches, sent_digests
 
@@ -72,19 +76,20 @@ class Planning:
         carry = {p.id: p for p in self.store.papers(ids=others)} if others else {}
         carry.update((p.id, p) for p in candidates)
         builder = GroupBuilder(cadence, candidates, lambda h: parse_history(h, digests), carry)
-        personal = self.personalizer()  # issue 15: readers with signals get their own ranking
+        personal = self.personalizer(save=save_models)  # issue 15: readers with signals get their own ranking
         for batch in reader_batches(self.store.engine, cadence, since, subscriber_ids):
             add_personal(builder, personal, batch)
         period = period_for(cadence, day)
         return Plan(cadence, day, period, start, candidates, builder.groups(), self.store.edition_id_for(cadence, period),
                     load_subscribers=self.store.subscribers_by_ids, personal=personal)
 
-    def personalizer(self) -> "Personalizer":
-        """Retrain the models whose signals changed, then a ``Personalizer`` for one plan."""
-        from .relevance.personal import Personalizer, retrain
+    def personalizer(self, save: bool = True) -> "Personalizer":
+        """A ``Personalizer`` for one plan, the models whose signals changed retrained (stored only if ``save``)."""
+        from .relevance.personal import Personalizer
 
-        retrain(self.store.engine)
-        return Personalizer(self.store.engine, self.settings.digest.for_you)
+        personal = Personalizer(self.store.engine, self.settings.digest.for_you, save=save)
+        personal.prepare()
+        return personal
 
     def reader_digests(self, plan: Plan) -> dict[int, DigestContent]:
         """Each reader's digest: their unsent papers that pass their topics and excluded keywords, grouped.
@@ -109,13 +114,10 @@ class Planning:
             if not group.papers:
                 continue
             sub = group.subscriber
-            own = plan.personal is not None and plan.personal.is_personal(sub.id)
-            key = (tuple(p.id for p in group.papers), sub.topics, sub.excluded_keywords, sub.id if own else None)
+            key = (tuple(p.id for p in group.papers), sub.topics, sub.excluded_keywords)
             if key not in shared:
                 shared[key] = build_digest(group.papers, self.settings.topics, sub, uncapped, plan.cadence,
                                            plan.period, plan.day)
-                if own:
-                    shared[key] = plan.personal.apply(shared[key], sub.id)
             if shared[key].paper_count:
                 out.append((group, shared[key]))
         return out
@@ -128,24 +130,60 @@ class Planning:
 
         planned: dict[tuple[object, ...], PlannedDigest] = {}
         parts: dict[tuple[object, ...], list["array[int]"]] = {}
+        personal: dict[tuple[object, ...], bool] = {}
         for group, full in self._full_digests(plan):
             sub = group.subscriber  # type: ignore[attr-defined]
             kind = reader_kind(sub.topics, sub.excluded_keywords)
-            own = plan.personal is not None and plan.personal.is_personal(sub.id)
-            key = (tuple(p.id for p in group.papers), kind, sub.id if own else None)  # type: ignore[attr-defined]
+            key = (tuple(p.id for p in group.papers), kind)  # type: ignore[attr-defined]
             if key not in planned:
                 content = self.digest_content(group.papers, sub, plan.cadence, plan.period, plan.day)  # type: ignore[attr-defined]
-                if own:
-                    content = plan.personal.apply(content, sub.id)
-                planned[key] = PlannedDigest(array("q"), full, content, self.render_for(content), kind, sub)
+                planned[key] = PlannedDigest(array("q"), full, content, None, kind, sub)  # type: ignore[arg-type]
                 parts[key] = []
             parts[key].append(group.ids)  # type: ignore[attr-defined]
+            if not personal.get(key) and plan.personal is not None:
+                personal[key] = plan.personal.any_personal(group.ids)  # type: ignore[attr-defined]
         for key, d in planned.items():
+            # Rendered once; for a digest with readers with signals the size guard keeps room for the For you
+            # block their copies add (render.foryou: the variant is never over the limit).
+            d.rendered = self.render_shared(d.content, personal=personal.get(key, False))
             # Each group's ids ascend: one group's array is shared as it is, several are merged in order
             # (never a list of every reader: memory stays a few bytes per reader).
             ids = parts[key]
             d.reader_ids = ids[0] if len(ids) == 1 else array("q", heapq.merge(*ids))
         return sorted(planned.values(), key=lambda d: (-d.reader_count, d.reader_ids[0]))
+
+    def render_shared(self, content: DigestContent, edition_id: int | None = None, *,
+                      personal: bool = False) -> "RenderedDigest":
+        """``render_for(content)``; with ``personal`` (readers with signals get this digest) the size guard
+        also keeps room for the largest For you block ``digest.for_you`` papers can make of it."""
+        from .render.foryou import render_shared
+        from .render.links import edition_url
+
+        if not personal or self.settings.digest.for_you <= 0:
+            return self.render_for(content, edition_id)
+        return render_shared(content, self.settings, edition_url(self.settings.site_url, edition_id),
+                             self.settings.digest.for_you)
+
+    def reader_copy(self, content: DigestContent, shared: "RenderedDigest", subscriber_id: int,
+                    personal: "Personalizer", edition_id: int | None = None) -> tuple[DigestContent, "RenderedDigest"]:
+        """(content, rendered) of the email a reader with signals gets of the shared digest ``shared`` (of
+        ``content``): what it lists, in their order, with their For you block; as ``send`` writes it
+        (``render.foryou``), rendered whole. ``shared`` itself for a reader without a model, or when the
+        templates carry no marks (send then sends them the shared email)."""
+        from .render import render_digest
+        from .render.foryou import kit_layout, personal_content
+        from .render.links import edition_url
+
+        chosen = personal.choose(content, shared.listed, subscriber_id)
+        layout = kit_layout(shared, content, shared.listed, self.settings) if chosen else None
+        if chosen is None or layout is None:
+            return content, shared
+        base, order, picks = chosen
+        if not layout.fits(len(picks)):
+            picks = []
+        mine = personal_content(base, order, picks)
+        return mine, render_digest(mine, self.settings, edition_url(self.settings.site_url, edition_id),
+                                   size_limit=10**9)
 
     def record_edition(self, plan: Plan, subject: str | None = None, now: datetime | None = None,
                        planned: Sequence[PlannedDigest] | None = None) -> int:

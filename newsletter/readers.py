@@ -17,8 +17,10 @@ from .models import CADENCES, SUBSCRIBER_ACTIVE, SUBSCRIBER_STATUSES, Subscriber
 # so an address can never smuggle a second header or recipient into a message.
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
 
-CSV_COLUMNS = ("email", "cadence", "topics", "excluded_keywords", "name", "status")
-EXPORT_EXTRA = ("id", "created_at", "signals")  # in the JSON export, for a person reading it; ignored on import
+CSV_COLUMNS = ("email", "cadence", "topics", "excluded_keywords", "name", "status", "signals")
+EXPORT_EXTRA = ("id", "created_at")  # in the JSON export, for a person reading it; ignored on import
+SIGNAL_KINDS = ("more", "fewer", "click", "seed")
+MAX_SIGNALS = 1000  # per reader in an import
 
 
 class InvalidReader(NewsletterError):
@@ -58,13 +60,16 @@ class ReaderSpec:
     excluded_keywords: list[str] = field(default_factory=list)
     name: str | None = None
     status: str = SUBSCRIBER_ACTIVE
+    # "more / fewer like this", seeds and clicks (issue 15): {"kind", "arxiv_id", "paper" (its title), "at"}
+    signals: list[dict[str, Any]] = field(default_factory=list)
 
 
 def parse_csv(text: str, known_topics: Sequence[str]) -> list[ReaderSpec]:
     """Parse a subscriber CSV (header row required; only ``email`` is mandatory).
 
     Columns: email, cadence (daily|weekly), topics (slugs separated by ';'), excluded_keywords (';'),
-    name, status (active|pending|unsubscribed|bounced). Every row is checked before anything is stored;
+    name, status (active|pending|unsubscribed|bounced), signals (the reader's signals as the JSON export writes
+    them: a list of {"kind", "arxiv_id", "paper", "at"}). Every row is checked before anything is stored;
     the first bad row raises InvalidReader naming its line.
     """
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
@@ -92,6 +97,7 @@ def _specs(rows: Iterable[tuple[int, Mapping[str, Any]]], known_topics: Sequence
             if status not in SUBSCRIBER_STATUSES:
                 raise InvalidReader(f"status must be one of {', '.join(SUBSCRIBER_STATUSES)}, not {status!r}")
             topics = check_topics(split_list(data.get("topics")), known_topics)
+            signals = parse_signals(data.get("signals"))
         except InvalidReader as exc:
             raise InvalidReader(f"{where} {line}: {exc.message}", exc.hint) from None
         if email in seen:
@@ -99,8 +105,38 @@ def _specs(rows: Iterable[tuple[int, Mapping[str, Any]]], known_topics: Sequence
         seen.add(email)
         name = data.get("name")
         specs.append(ReaderSpec(email, cadence, topics, split_list(data.get("excluded_keywords")),
-                                str(name).strip() or None if name else None, status))
+                                str(name).strip() or None if name else None, status, signals))
     return specs
+
+
+def parse_signals(value: Any) -> list[dict[str, Any]]:
+    """A reader's signals as an export writes them (a list, or its JSON in a CSV cell), checked: each a kind
+    and a paper (arXiv id or title), with the time it was given."""
+    from datetime import datetime, timezone
+
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise InvalidReader(f"signals is not JSON: {exc}") from None
+    if not isinstance(value, list) or len(value) > MAX_SIGNALS:
+        raise InvalidReader(f"signals must be a list of at most {MAX_SIGNALS} signals")
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or item.get("kind") not in SIGNAL_KINDS:
+            raise InvalidReader(f"a signal needs a kind: {', '.join(SIGNAL_KINDS)}")
+        arxiv_id, title = item.get("arxiv_id"), item.get("paper")
+        if not (isinstance(arxiv_id, str) and arxiv_id) and not (isinstance(title, str) and title.strip()):
+            raise InvalidReader("a signal needs its paper: an arxiv_id or the paper's title")
+        try:
+            at = datetime.fromisoformat(str(item.get("at")))
+        except ValueError:
+            raise InvalidReader(f"a signal's time {item.get('at')!r} is not an ISO date and time") from None
+        out.append({"kind": item["kind"], "arxiv_id": arxiv_id or None, "paper": title or "",
+                    "at": at if at.tzinfo else at.replace(tzinfo=timezone.utc)})
+    return out
 
 
 def parse_json(text: str, known_topics: Sequence[str]) -> list[ReaderSpec]:
@@ -118,28 +154,35 @@ def parse_json(text: str, known_topics: Sequence[str]) -> list[ReaderSpec]:
     return _specs(enumerate(data, 1), known_topics, "reader")
 
 
-def to_csv(subscribers: Iterable[Subscriber]) -> str:
-    """Readers in the import CSV's columns (``parse_csv`` reads it back to the same readers)."""
+def to_csv(subscribers: Iterable[Subscriber], signals: Mapping[int, Sequence[Any]] | None = None) -> str:
+    """Readers in the import CSV's columns (``parse_csv`` reads it back to the same readers, their signals
+    with them: ``signals`` maps a reader id to their ``store.signals.SignalInfo``)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for s in subscribers:
+        mine = signal_records((signals or {}).get(s.id, ()))
         writer.writerow([s.email, s.cadence, ";".join(s.topics or ()), ";".join(s.excluded_keywords), s.name or "",
-                         s.status])
+                         s.status, json.dumps(mine, ensure_ascii=False, separators=(",", ":")) if mine else ""])
     return out.getvalue()
+
+
+def signal_records(signals: Iterable[Any]) -> list[dict[str, Any]]:
+    """``store.signals.SignalInfo`` as the exports write them (and the imports read them back)."""
+    return [{"paper": x.title, "arxiv_id": x.arxiv_id, "kind": x.kind, "at": x.created_at.isoformat()}
+            for x in signals]
 
 
 def to_records(subscribers: Iterable[Subscriber], signals: Mapping[int, Sequence[Any]] | None = None
                ) -> list[dict[str, Any]]:
     """Readers as ``subscribers export --json`` prints them (``parse_json`` reads them back). With ``signals``
-    (reader id -> their ``store.signals.SignalInfo``), each reader's signals too (the import ignores them)."""
+    (reader id -> their ``store.signals.SignalInfo``), each reader's signals too (the import stores them again)."""
     out = []
     for s in subscribers:
         record = {"email": s.email, "cadence": s.cadence, "topics": list(s.topics) if s.topics is not None else None,
                   "excluded_keywords": list(s.excluded_keywords), "name": s.name, "status": s.status,
                   "id": s.id, "created_at": s.created_at.isoformat() if s.created_at else None}
         if signals is not None:
-            record["signals"] = [{"paper": x.title, "arxiv_id": x.arxiv_id, "kind": x.kind,
-                                  "at": x.created_at.isoformat()} for x in signals.get(s.id, ())]
+            record["signals"] = signal_records(signals.get(s.id, ()))
         out.append(record)
     return out

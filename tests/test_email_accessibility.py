@@ -78,24 +78,36 @@ def test_the_check_fails_on_links_told_apart_by_colour_alone(browser: Any, tmp_p
 
 
 def test_a_for_you_digest_passes_axe_wcag21_aa(browser: Any, tmp_path: Path) -> None:
-    """A reader with signals (issue 15): their For you block (cards with a reason) and its references in the
-    sections, with their own more / fewer links, pass the same rules."""
+    """A reader with signals (issue 15): their email as the send writes it (the shared digest's chunks in their
+    order, ``render.foryou``), with the For you block (cards with a reason) and its references in the sections
+    and their own more / fewer links, passes the same rules."""
+    from datetime import datetime, timezone
+    from email import message_from_bytes, policy
+
     from newsletter.relevance import Signal, train
-    from newsletter.relevance.personal import paper_vector, personalize
+    from newsletter.relevance.personal import Ranker
+    from newsletter.render.foryou import PersonalKit
+    from newsletter.render.links import ReaderLinks
+    from newsletter.render.message import MessageFactory, Recipient
 
     content = sample_digest()
-    papers = list(content.papers)
-    liked = [p for p in papers if p.topic == "3d"][:4]
-    vec = {p.id: paper_vector(p.title, p.abstract, p.ai_keywords) for p in papers}
-    from datetime import datetime, timezone
-
-    model = train([Signal(p.id, vec[p.id], "more", datetime(2025, 3, 14, tzinfo=timezone.utc)) for p in liked])
-    mine = personalize(content, model, [(p.id, p.title, vec[p.id]) for p in liked], lambda p: vec[p.id], 5)
-    assert mine.for_you and all(f.reason for f in mine.for_you)
-    rendered = render_digest(mine, settings(), EDITION)
-    html, text = rendered.fill(VALUES, lambda pid: f"T{pid:023d}")
-    assert "\nFor you\n=======\n" in text and "Because you liked" in html
-    assert len(rendered.listed) == len(set(rendered.listed))
+    shared = render_digest(content, settings(), EDITION, size_limit=200_000)
+    factory = MessageFactory(settings())
+    kit = PersonalKit.build(factory.prepare(shared), content, shared.listed, settings(), size_limit=200_000)
+    assert kit is not None
+    ranker = Ranker(None, 5)
+    liked = [p for p in content.papers if p.topic == "3d"][:4]
+    model = train([Signal(p.id, ranker.vector(p), "more", datetime(2025, 3, 14, tzinfo=timezone.utc)) for p in liked])
+    order, picks = ranker.choose(model, kit.content)
+    assert len(picks) == 5 and all(reason.startswith("Because you liked") for _pid, reason in picks)
+    links = ReaderLinks(VALUES["preferences_url"], VALUES["unsubscribe_url"], "mailto:u@example.org",
+                        card=lambda pid: f"T{pid:023d}")
+    raw = kit.message(Recipient("ada@example.org", "<1@example.org>", links), datetime(2025, 3, 14, tzinfo=timezone.utc),
+                      order, picks)
+    message = message_from_bytes(raw, policy=policy.default)
+    html = message.get_body(("html",)).get_content().replace("\r\n", "\n")
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert "\nFor you\n=======\n" in text and "Because you liked" in html and "%%nl" not in html + text
     page = open_email(browser, tmp_path, html, "for-you")
     assert page.locator("#for-you").count() == 1
     found = violations(page)

@@ -249,3 +249,55 @@ def test_the_commands_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert (back["cadence"], back["topics"], back["excluded_keywords"], back["name"]) == (
             "weekly", ["quantization", "llm-inference"], ["survey"], "Ada")
         run(cfg, "subscribers", "erase", ADA, "--yes")
+
+
+def test_signals_round_trip_through_the_csv_export_and_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`subscribers export --csv` carries each reader's signals (issue 15) and `subscribers import` stores them
+    again in another database holding the same papers (found by arXiv id, else title), each with its kind and
+    time; one for a paper that database lacks is skipped and counted, and the JSON export does the same."""
+    from newsletter.store.signals import reader_signals
+
+    monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
+    cfgs = {}
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        cfgs[name] = write_config(tmp_path / name, messenger="outbox", sample_fallback=False)
+        run(cfgs[name], "fetch", "--date", "2025-03-14")  # the same papers in both
+    run(cfgs["one"], "subscribers", "add", ADA, "--name", "Ada")
+    run(cfgs["one"], "subscribers", "add", "bob@example.org")
+    one = Store.open(f"sqlite:///{tmp_path / 'one' / 'newsletter.db'}")
+    try:
+        papers = one.papers()
+        with_id = papers[:3]  # the saved page's papers carry no arXiv id: matched by title
+        ada = one.subscriber(ADA).id
+        for n, (p, kind) in enumerate(zip(with_id, ("more", "fewer", "seed"))):
+            record_signal(one.engine, ada, p.id, kind, NOW + timedelta(minutes=n))
+        assert len(with_id) == 3
+        want = [(x.arxiv_id, x.title, x.kind, x.created_at) for x in reader_signals(one.engine, ada)]
+    finally:
+        one.close()
+    exported = run(cfgs["one"], "subscribers", "export", "--csv").output
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert len(want) == 3, want
+    assert [r["email"] for r in rows] == [ADA, "bob@example.org"]
+    assert len(json.loads(rows[0]["signals"])) == 3 and rows[1]["signals"] == ""
+    (tmp_path / "readers.csv").write_text(exported)
+    out = run(cfgs["two"], "subscribers", "import", str(tmp_path / "readers.csv")).output
+    assert "imported 2 readers, 3 signals" in out
+    two = Store.open(f"sqlite:///{tmp_path / 'two' / 'newsletter.db'}")
+    try:
+        got = [(x.arxiv_id, x.title, x.kind, x.created_at) for x in reader_signals(two.engine, two.subscriber(ADA).id)]
+        assert sorted(got) == sorted(want)
+        assert reader_signals(two.engine, two.subscriber("bob@example.org").id) == []
+    finally:
+        two.close()
+    # The JSON export round-trips the same way; a signal for a paper the database lacks is skipped, counted.
+    records = json.loads(run(cfgs["one"], "subscribers", "export", "--json").output)
+    records[0]["signals"].append({"paper": "A paper no database here holds", "arxiv_id": "2501.99999",
+                                  "kind": "more", "at": NOW.isoformat()})
+    (tmp_path / "readers.json").write_text(json.dumps(records))
+    out = run(cfgs["two"], "subscribers", "import", "--update", str(tmp_path / "readers.json")).output
+    assert "3 signals (1 for papers not in this database skipped)" in out
+    bad = json.dumps([{"email": ADA, "signals": [{"kind": "love", "paper": "x", "at": NOW.isoformat()}]}])
+    (tmp_path / "bad.json").write_text(bad)
+    assert "a signal needs a kind" in run(cfgs["two"], "subscribers", "import", str(tmp_path / "bad.json"), ok=False).output

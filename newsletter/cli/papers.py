@@ -146,13 +146,15 @@ def diff(obj: Context, cadence: tuple[str, ...], day: str | None, show_papers: b
 
     It takes the code path `send` takes, reader by reader (topics, excluded keywords, the caps and the size
     limit): each distinct digest with its subject, the papers its email lists, its sections, and how many more
-    papers only its web copy holds (those are not recorded as sent).
+    papers only its web copy holds (those are not recorded as sent). Readers with signals get their digest in
+    their own order with a For you block; with --papers each is listed in the order send will use. Models whose
+    signals changed are trained in memory: nothing is written.
 
     Example: newsletter diff --cadence daily --date 2026-03-14 --papers
     """
     out = []
     for cad in cadence or CADENCES:
-        plan = obj.nl.plan(cad, parse_day(day))
+        plan = obj.nl.plan(cad, parse_day(day), save_models=False)
         planned = obj.nl.planned_digests(plan)
         listed_of = [{p.id: p for p in d.content.papers + d.content.top} for d in planned]
         entry = {
@@ -167,6 +169,9 @@ def diff(obj: Context, cadence: tuple[str, ...], day: str | None, show_papers: b
                              for v in d.content.sections
                              for n in [min(len(v.papers), d.rendered.shown.get(v.slug, len(v.papers)))]],
                 "papers": [paper_json(listed[pid]) if as_json else listed[pid] for pid in d.listed],
+                "readers_with_signals": sum(1 for sid in d.reader_ids if plan.personal.is_personal(sid)),
+                "personal": [personal_order(plan, d, sid, obj.nl.settings) for sid in d.reader_ids if plan.personal.is_personal(sid)]
+                if show_papers else [],
             } for d, listed in zip(planned, listed_of)],
         }
         out.append(entry)
@@ -191,3 +196,21 @@ def diff(obj: Context, cadence: tuple[str, ...], day: str | None, show_papers: b
             if show_papers:
                 for p in digest["papers"]:
                     console.print(f"    • {p.title}", markup=False)
+                for mine in digest["personal"]:
+                    console.print(f"    reader {mine['subscriber_id']} (with signals): For you "
+                                  f"{', '.join(map(str, mine['for_you'])) or '(none)'}; listed in the order "
+                                  f"{', '.join(map(str, mine['order']))}", markup=False, highlight=False)
+            elif digest["readers_with_signals"]:
+                console.print(f"    {plural(digest['readers_with_signals'], 'reader')} with signals get it in their "
+                              "own order (--papers lists them)", markup=False)
+
+
+def personal_order(plan: object, digest: object, subscriber_id: int, settings: object) -> dict[str, object]:
+    """A reader with signals in a planned digest: their For you papers and every listed paper in the order their
+    email lists them (as send writes it)."""
+    from ..render import listed_ids
+
+    mine = plan.personal.view(digest.content, digest.listed, subscriber_id,  # type: ignore[attr-defined]
+                              rendered=digest.rendered, settings=settings)  # type: ignore[attr-defined]
+    return {"subscriber_id": subscriber_id, "for_you": [f.paper.id for f in mine.for_you],
+            "order": list(listed_ids(mine))}

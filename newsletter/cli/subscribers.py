@@ -169,8 +169,8 @@ def show(obj: Context, email: str, limit: int, as_json: bool) -> None:
               help="File to write (default: standard output).")
 @click.pass_obj
 def export(obj: Context, fmt: str, status: str | None, out: click.utils.LazyFile) -> None:
-    """Write every reader (email, cadence, topics, excluded keywords, name, status) as CSV or JSON; `subscribers
-    import` reads either back to the same readers.
+    """Write every reader (email, cadence, topics, excluded keywords, name, status, and their signals: more / fewer
+    like this, seeds, clicks) as CSV or JSON; `subscribers import` reads either back to the same readers.
 
     Example: newsletter subscribers export --csv --out readers.csv
     """
@@ -179,11 +179,11 @@ def export(obj: Context, fmt: str, status: str | None, out: click.utils.LazyFile
     from ..store.signals import signals_by_reader
 
     subs = obj.nl.store.subscribers(status=status)
-    if fmt == "json":  # with each reader's signals (more/fewer like this, seeds, clicks)
-        signals = signals_by_reader(obj.nl.store.engine, status)
+    signals = signals_by_reader(obj.nl.store.engine, status)  # each reader's (more/fewer like this, seeds, clicks)
+    if fmt == "json":
         out.write(json.dumps(to_records(subs, signals), indent=2, ensure_ascii=False) + "\n")
     else:
-        out.write(to_csv(subs))
+        out.write(to_csv(subs, signals))
 
 
 @subscribers.command("erase")
@@ -244,10 +244,12 @@ def list_(obj: Context, status: str | None, cadence: str | None, as_json: bool) 
 @click.option("--update", is_flag=True, help="Update readers that already exist instead of stopping.")
 @click.pass_obj
 def import_(obj: Context, csv_file: click.utils.LazyFile, update: bool) -> None:
-    """Import readers from a CSV file (header: email,cadence,topics,excluded_keywords,name,status), or from the
-    JSON of `subscribers export --json` (a file ending in .json).
+    """Import readers from a CSV file (header: email,cadence,topics,excluded_keywords,name,status,signals), or from
+    the JSON of `subscribers export --json` (a file ending in .json).
 
-    The whole file is checked first; a bad row stops the import with nothing stored.
+    The whole file is checked first; a bad row stops the import with nothing stored. Signals (as the export
+    writes them) are stored for papers this database holds (by arXiv id, else title); the others are skipped
+    and counted.
 
     Example: newsletter subscribers import readers.csv --update
     """
@@ -256,4 +258,7 @@ def import_(obj: Context, csv_file: click.utils.LazyFile, update: bool) -> None:
     parse = parse_json if str(getattr(csv_file, "name", "")).lower().endswith(".json") else parse_csv
     specs = parse(content, nl.settings.topic_slugs())
     added = nl.import_readers(specs, update=update)
-    console.print(f"[green]✓[/green] imported {added} readers")
+    stored, skipped = nl.import_signals(specs)
+    signals = f", {stored} signals" + (f" ({skipped} for papers not in this database skipped)" if skipped else "") \
+        if stored or skipped else ""
+    console.print(f"[green]✓[/green] imported {added} readers{signals}")

@@ -12,7 +12,8 @@ whose paper has an empty vector count for nothing (``signal_count`` counts the o
 
 Either way the weights are cut to the ``TOP_K`` largest and scaled to unit length: the score of a paper is then
 a cosine-like number in [-1, 1], comparable across readers and models. ``to_bytes`` stores the ids as uint32
-and the weights as float16: under 4 KB.
+and the weights as float16, then the ids of the ``LIKED_MAX`` most recent positives (what "Because you liked …"
+names, so the send needs nothing but the model): under 4 KB. Version 1 models (without them) still load.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from typing import Sequence
 from ..errors import ParseError
 from .features import Sparse, Vector
 
-MODEL_VERSION = 1
+MODEL_VERSION = 2
+LIKED_MAX = 20  # the most recent positives kept with the model, for the reasons
+_LIKED = struct.Struct("<H")
 KIND_WEIGHT = {"more": 1.0, "fewer": -1.0, "click": 0.3, "seed": 1.0}
 LINEAR_FROM = 5
 TOP_K = 400
@@ -63,21 +66,24 @@ class Signal:
 
 
 class ReaderModel(Sparse):
-    """Sparse unit weights (``ids`` sorted uint32, ``weights`` float) and how many signals made them."""
+    """Sparse unit weights (``ids`` sorted uint32, ``weights`` float), how many signals made them, and the
+    reader's most recent positives (``liked``: paper ids, oldest first)."""
 
-    __slots__ = ("signal_count", "kind")
+    __slots__ = ("signal_count", "kind", "liked")
 
     def __init__(self, ids: Sequence[int] = (), weights: Sequence[float] = (), signal_count: int = 0,
-                 kind: str = "centroid") -> None:
+                 kind: str = "centroid", liked: Sequence[int] = ()) -> None:
         super().__init__(ids, weights, "model")
         if kind not in KINDS:
             raise ValueError(f"Unknown model kind {kind!r}.")
         self.signal_count = int(signal_count)
         self.kind = kind
+        self.liked = tuple(int(i) for i in liked)[-LIKED_MAX:]
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, ReaderModel) and self.ids == other.ids and self.weights == other.weights
-                and self.signal_count == other.signal_count and self.kind == other.kind)
+                and self.signal_count == other.signal_count and self.kind == other.kind
+                and self.liked == other.liked)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -96,31 +102,48 @@ class ReaderModel(Sparse):
     def to_bytes(self) -> bytes:
         n = len(self.ids)
         return (_HEADER.pack(MODEL_VERSION, KINDS.index(self.kind), self.signal_count, n) + self.ids.tobytes()
-                + struct.pack(f"<{n}e", *self.weights))
+                + struct.pack(f"<{n}e", *self.weights) + _LIKED.pack(len(self.liked))
+                + array("I", self.liked).tobytes())
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "ReaderModel":
         if len(raw) < _HEADER.size:
             raise ParseError(f"A reader model needs at least {_HEADER.size} bytes, got {len(raw)}.")
         version, kind, count, n = _HEADER.unpack_from(raw)
-        if version != MODEL_VERSION:
-            raise ParseError(f"Reader model version {version} is not known (this code reads {MODEL_VERSION}).")
-        if kind >= len(KINDS) or len(raw) != _HEADER.size + 6 * n:
-            raise ParseError(f"A reader model of {n} weights needs {_HEADER.size + 6 * n} bytes, got {len(raw)}.")
+        if version not in (1, MODEL_VERSION):
+            raise ParseError(f"Reader model version {version} is not known (this code reads 1 and {MODEL_VERSION}).")
+        end = _HEADER.size + 6 * n
+        liked = array("I")
+        if version >= 2 and kind < len(KINDS) and len(raw) >= end + _LIKED.size:
+            (m,) = _LIKED.unpack_from(raw, end)
+            if len(raw) == end + _LIKED.size + 4 * m:
+                liked.frombytes(raw[end + _LIKED.size:])
+                end = len(raw)
+        if kind >= len(KINDS) or len(raw) != end:
+            raise ParseError(f"A reader model of {n} weights needs {end} bytes, got {len(raw)}.")
         ids = array("I")
         ids.frombytes(raw[_HEADER.size:_HEADER.size + 4 * n])
-        return cls(ids, struct.unpack_from(f"<{n}e", raw, _HEADER.size + 4 * n), count, KINDS[kind])
+        return cls(ids, struct.unpack_from(f"<{n}e", raw, _HEADER.size + 4 * n), count, KINDS[kind], liked)
 
 
 def current(signals: Sequence[Signal]) -> list[tuple[Vector, float]]:
     """One (vector, weight) per paper: the latest "more"/"fewer"/"seed" wins; a click counts only alone."""
+    return [(s.vector, KIND_WEIGHT[s.kind]) for s in _current(signals)]
+
+
+def liked_ids(signals: Sequence[Signal]) -> list[int]:
+    """The papers the reader's current signals count as positive, oldest first (the last ``LIKED_MAX``)."""
+    return [s.paper_id for s in _current(signals) if KIND_WEIGHT[s.kind] > 0][-LIKED_MAX:]
+
+
+def _current(signals: Sequence[Signal]) -> list[Signal]:
     explicit: dict[int, Signal] = {}
     clicks: dict[int, Signal] = {}
     for s in sorted(signals, key=lambda s: s.at):
         (clicks if s.kind == "click" else explicit)[s.paper_id] = s
     chosen = list(explicit.values()) + [s for pid, s in clicks.items() if pid not in explicit]
     chosen.sort(key=lambda s: s.at)
-    return [(s.vector, KIND_WEIGHT[s.kind]) for s in chosen if s.vector][-MAX_SIGNALS:]
+    return [s for s in chosen if s.vector][-MAX_SIGNALS:]
 
 
 def _centroid(pairs: Sequence[tuple[Vector, float]]) -> dict[int, float]:
@@ -194,13 +217,13 @@ def _linear(pairs: Sequence[tuple[Vector, float]], prior: dict[int, float]) -> d
     return dict(zip(space, w))
 
 
-def _top_unit(weights: dict[int, float], signal_count: int, kind: str) -> ReaderModel:
+def _top_unit(weights: dict[int, float], signal_count: int, kind: str, liked: Sequence[int] = ()) -> ReaderModel:
     top = sorted((kv for kv in weights.items() if kv[1]), key=lambda kv: -abs(kv[1]))[:TOP_K]
     norm = math.sqrt(sum(w * w for _, w in top))
     if not norm:
-        return ReaderModel((), (), signal_count, kind)
+        return ReaderModel((), (), signal_count, kind, liked)
     top.sort()
-    return ReaderModel([i for i, _ in top], [w / norm for _, w in top], signal_count, kind)
+    return ReaderModel([i for i, _ in top], [w / norm for _, w in top], signal_count, kind, liked)
 
 
 def train(signals: Sequence[Signal], previous: ReaderModel | None = None) -> ReaderModel:
@@ -214,6 +237,7 @@ def train(signals: Sequence[Signal], previous: ReaderModel | None = None) -> Rea
     if previous is not None and previous.signal_count == count == 0:
         return previous
     weights = _centroid(pairs)
+    liked = liked_ids(signals)
     if count < LINEAR_FROM:
-        return _top_unit(weights, count, "centroid")
-    return _top_unit(_linear(pairs, weights), count, "linear")
+        return _top_unit(weights, count, "centroid", liked)
+    return _top_unit(_linear(pairs, weights), count, "linear", liked)

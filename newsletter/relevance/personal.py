@@ -1,49 +1,55 @@
-"""The plan's side of the per-reader ranking (issue 15): retrain the models whose signals changed, find the
-readers of a batch who have one, and give their digest its own order and "For you" block.
+"""The per-reader ranking in the pipeline (issue 15): retrain the models whose signals changed, and put a
+reader's shared digest in their own order with their "For you" block.
 
-Readers without signals are not touched: they stay in the shared groups, and their digest is today's. A
-reader with a model gets a group (and a digest) of their own; within each section their papers follow the
-blend of their model and the upvotes (``relevance.rank``), and with at least 3 signals the digest opens with
-the best ``digest.for_you`` of them, each with a one-line reason. Topic filters and the sent record are
-applied before (the reader's papers are the group's), and a For you paper is shown once: its section names it
-in one line, as it does a top paper.
+Readers with signals stay in their shared groups: the same digest row, the same papers listed (and recorded
+as sent), the same stored render as the other readers of that digest. Their ranking is presentational. The
+caps (``digest.max_papers``, ``digest.max_per_topic``) and the size guard cut by the shared order; within what
+the email lists, the reader's model reorders each section (the blend of the model and the upvotes,
+``relevance.rank``) and, from 3 signals, picks the ``digest.for_you`` best papers outside Top papers for the For
+you block, each with its one-line reason; its section names such a paper in one line, so no paper is shown
+twice. A paper cut by the caps stays eligible (it is not recorded as sent) and is in the reader's web copy,
+in their order.
 
-Cost: models are trained only for readers whose signals changed since (``store.signals.stale_readers``),
-streamed in batches; per reader batch one range query finds who has a model, one reads their models and
-positives. Paper vectors are computed once per plan.
+- ``Personalizer`` (per plan): retrains (or, for ``diff`` and ``preview``, trains in memory and saves
+  nothing), notes which readers of each batch have a model (one range query per batch), and gives a reader's
+  view of a digest (``view``, ``web_view``) for preview, diff and the web copy.
+- ``Ranker`` (per send, and inside the Personalizer): a reader's order and picks from their stored model over
+  a digest's papers indexed once (``CandidateSet``); the liked papers that reasons name are read once and kept.
+  ``render.foryou.PersonalKit`` then writes the message from the shared digest's encoded chunks.
 
 Example::
 
-    personal = Personalizer(store.engine, settings)
-    personal.retrain()
-    shared, own = personal.split(batch)
+    personal = Personalizer(store.engine, settings.digest.for_you)
+    personal.prepare()  # retrain and save (send); Personalizer(..., save=False) for a dry run
+    content = personal.view(content, rendered.listed, reader_id)
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections import OrderedDict
 from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import Engine, select
 
-from ..models import DigestContent, ForYou, Paper, TopicSection
-from ..store.schema import PaperRow, SignalRow
-from ..store.signals import models_for, readers_with_models, save_models, stale_readers
-from . import Candidate, CandidateSet, ReaderModel, Signal, Vector, for_you, rank, train, vectorize
+from ..errors import ParseError
+from ..models import DigestContent, Paper
+from ..render.foryou import PersonalKit, eligible, listed_content, personal_content, reason_text
+from ..store.signals import models_for, paper_texts, readers_with_models, save_models, stale_readers
+from . import Candidate, CandidateSet, ReaderModel, Signal, Vector, rank, train, vectorize
+from .ranking import LIKED_MAX, _reason
 
 MIN_SIGNALS = 3  # the For you block needs this many signals
-REASON_TITLE = 80  # characters of the liked paper's title in "Because you liked …"
+CACHE = 50_000  # paper vectors kept (liked papers and digests' papers)
 
 
 def paper_vector(title: str, abstract: str, keywords: Sequence[str]) -> Vector:
     return vectorize(title or "", abstract or "", tuple(keywords or ()))
 
 
-def retrain(engine: Engine, now: datetime | None = None) -> int:
-    """Train and store the model of every reader whose signals changed since their model was trained; returns
-    how many. A reader who removed every signal keeps no model (their digest is today's again)."""
-    done = 0
+def trained_models(engine: Engine) -> Iterator[list[tuple[int, bytes | None, int, int]]]:
+    """Batches of (reader, model bytes or None, signal count, signals_version) for every reader whose signals
+    changed since their model was trained (None: they removed every signal)."""
     vectors: dict[int, Vector] = {}
     for batch in stale_readers(engine):
         out: list[tuple[int, bytes | None, int, int]] = []
@@ -56,26 +62,105 @@ def retrain(engine: Engine, now: datetime | None = None) -> int:
                 signals.append(Signal(r.paper_id, vec, r.kind, r.created_at))
             if signals:
                 model = train(signals)
-                out.append((sid, model.to_bytes(), len(signals), version))
+                out.append((sid, model.to_bytes(), model.signal_count, version))
             else:
                 out.append((sid, None, 0, version))
+        yield out
+        if len(vectors) > CACHE:
+            vectors.clear()
+
+
+def retrain(engine: Engine, now: datetime | None = None) -> int:
+    """Train and store the model of every reader whose signals changed since their model was trained; returns
+    how many. A reader who removed every signal keeps no model (their digest is today's again)."""
+    done = 0
+    for out in trained_models(engine):
         save_models(engine, out, now or datetime.now(timezone.utc))
         done += len(out)
-        if len(vectors) > 50_000:
-            vectors.clear()
     return done
 
 
-class Personalizer:
-    """Per plan: which readers get their own ranking, and their digests."""
+class Ranker:
+    """A reader's order and For you picks over one digest's listed papers, from their model. The digest's
+    papers are indexed once (``candidates``); the liked papers reasons name are read once and kept."""
 
-    def __init__(self, engine: Engine, for_you_count: int = 5) -> None:
+    def __init__(self, engine: Engine | None, for_you_count: int = 5) -> None:
         self.engine = engine
         self.for_you_count = for_you_count
-        self.readers: dict[int, tuple[bytes, int, list[tuple[int, str, Vector]]]] = {}
         self._vectors: dict[int, Vector] = {}
-        self._sets: dict[tuple[int, ...], CandidateSet] = {}  # the papers of a digest, indexed once for its readers
-        self._any = None  # whether any reader has a model: one query, so a plan without signals costs nothing
+        self._titles: dict[int, str] = {}
+        self._sets: dict[tuple[int, ...], tuple[CandidateSet, frozenset[int]]] = {}
+
+    def vector(self, paper: Paper) -> Vector:
+        vec = self._vectors.get(paper.id)
+        if vec is None:
+            if len(self._vectors) > CACHE:
+                self._vectors.clear()
+                self._titles.clear()
+            vec = self._vectors[paper.id] = paper_vector(paper.title, paper.abstract, paper.ai_keywords)
+            self._titles[paper.id] = paper.title
+        return vec
+
+    def candidates(self, content: DigestContent) -> tuple[CandidateSet, frozenset[int]]:
+        """The CandidateSet of ``content``'s papers (indexed once, kept for the next reader of the same
+        papers) and the ids For you may pick (listed, outside Top papers)."""
+        papers = {p.id: p for s in content.sections for p in s.papers}
+        key = tuple(sorted(papers))
+        found = self._sets.get(key)
+        if found is None:
+            if len(self._sets) > 256:
+                self._sets.clear()
+            prepared = CandidateSet([Candidate(p.id, self.vector(p), p.upvotes, p.best_rank) for p in papers.values()])
+            found = self._sets[key] = (prepared, frozenset(p.id for p in eligible(content)))
+        return found
+
+    def _liked(self, ids: Sequence[int]) -> list[tuple[int, frozenset[int], dict[int, float]]]:
+        missing = [i for i in ids if i not in self._vectors]
+        if missing and self.engine is not None:
+            for pid, (title, abstract, keywords) in paper_texts(self.engine, missing).items():
+                self._vectors[pid] = paper_vector(title, abstract, keywords)
+                self._titles[pid] = title
+        return [(pid, *v.head()) for pid in ids[-LIKED_MAX:] if (v := self._vectors.get(pid))]
+
+    def choose(self, model: ReaderModel, content: DigestContent,
+               prepared: tuple[CandidateSet, frozenset[int]] | None = None) -> tuple[list[int], list[tuple[int, str]]]:
+        """(paper ids best first, For you picks as (paper id, reason)) of ``content`` (what the email lists)
+        for a reader with ``model``."""
+        candidates, pickable = prepared or self.candidates(content)
+        ranked = rank(model, candidates)
+        order = [r.paper_id for r in ranked]
+        picks: list[tuple[int, str]] = []
+        if model.signal_count >= MIN_SIGNALS and self.for_you_count > 0:
+            chosen = [pid for pid in order if pid in pickable][:self.for_you_count]
+            if chosen:
+                liked = self._liked(model.liked)
+                for pid in chosen:
+                    why = _reason(pid, self._vectors[pid], liked) if liked else None
+                    picks.append((pid, reason_text(self._titles.get(why) if why is not None else None)))
+        return order, picks
+
+
+class Personalizer:
+    """Per plan: which readers have a model, and their view of a digest."""
+
+    def __init__(self, engine: Engine, for_you_count: int = 5, *, save: bool = True) -> None:
+        self.engine = engine
+        self.for_you_count = for_you_count
+        self.save = save
+        self.ranker = Ranker(engine, for_you_count)
+        self.personal: set[int] = set()  # readers of this plan with a model
+        self._fresh: dict[int, bytes | None] = {}  # dry run: models trained in memory (None: no model now)
+        self._models: dict[int, ReaderModel | None] = {}
+        self._layouts: dict[tuple[Any, ...], Any] = {}
+        self._any: bool | None = None
+
+    def prepare(self) -> int:
+        """Retrain the stale models: stored (``save``), else kept in memory for this plan only. Returns how many."""
+        if self.save:
+            return retrain(self.engine)
+        for out in trained_models(self.engine):
+            self._fresh.update((sid, data) for sid, data, _count, _version in out)
+        return len(self._fresh)
 
     def has_any(self) -> bool:
         if self._any is None:
@@ -84,98 +169,154 @@ class Personalizer:
             with self.engine.connect() as conn:
                 self._any = conn.execute(select(ReaderModelRow.subscriber_id).where(
                     ReaderModelRow.signal_count > 0).limit(1)).first() is not None
+            self._any = self._any or any(v is not None for v in self._fresh.values())
         return bool(self._any)
 
-    def split(self, rows: Sequence[tuple[int, Any, Any, Any]]) -> tuple[list[Any], list[Any]]:
-        """(rows of readers without a model, rows of readers with one) of a batch ascending by id."""
+    def note(self, rows: Sequence[tuple[int, Any, Any, Any]]) -> None:
+        """Note the readers with a model in a batch ascending by id (one range query)."""
         if not rows or not self.has_any():
-            return list(rows), []
+            return
         lo, hi = rows[0][0] - 1, rows[-1][0]
-        personal = readers_with_models(self.engine, lo, hi)
-        if not personal:
-            return list(rows), []
-        own = [r for r in rows if r[0] in personal]
-        models = models_for(self.engine, [r[0] for r in own])
-        liked = self._liked(lo, hi)
-        for r in own:
-            if r[0] in models:
-                data, count = models[r[0]]
-                self.readers[r[0]] = (data, count, liked.get(r[0], []))
-        return [r for r in rows if r[0] not in self.readers], [r for r in own if r[0] in self.readers]
-
-    def _liked(self, lo: int, hi: int) -> dict[int, list[tuple[int, str, Vector]]]:
-        q = (select(SignalRow.subscriber_id, SignalRow.paper_id, PaperRow.title, PaperRow.abstract, PaperRow.ai_keywords)
-             .join(PaperRow, PaperRow.id == SignalRow.paper_id)
-             .where(SignalRow.subscriber_id > lo, SignalRow.subscriber_id <= hi, SignalRow.kind != "fewer")
-             .order_by(SignalRow.subscriber_id, SignalRow.created_at, SignalRow.id))
-        out: dict[int, list[tuple[int, str, Vector]]] = {}
-        with self.engine.connect() as conn:
-            for sid, pid, title, abstract, keywords in conn.execute(q):
-                vec = self._vectors.get(pid)
-                if vec is None:
-                    vec = self._vectors[pid] = paper_vector(title, abstract, keywords or ())
-                out.setdefault(int(sid), []).append((int(pid), title, vec))
-        return out
+        found = readers_with_models(self.engine, lo, hi)
+        for sid, data in self._fresh.items():
+            if lo < sid <= hi:
+                (found.add if data is not None else found.discard)(sid)
+        self.personal.update(found)
 
     def is_personal(self, subscriber_id: int) -> bool:
-        return subscriber_id in self.readers
+        return subscriber_id in self.personal
 
-    def _vector(self, paper: Paper) -> Vector:
-        vec = self._vectors.get(paper.id)
-        if vec is None:
-            vec = self._vectors[paper.id] = paper_vector(paper.title, paper.abstract, paper.ai_keywords)
-        return vec
+    def any_personal(self, reader_ids: Iterable[int]) -> bool:
+        personal = self.personal
+        return bool(personal) and any(sid in personal for sid in reader_ids)
 
-    def apply(self, content: DigestContent, subscriber_id: int) -> DigestContent:
-        """``content`` in the reader's own order, opened by their For you block (see the module docstring)."""
-        found = self.readers.get(subscriber_id)
-        if found is None:
+    def model(self, subscriber_id: int) -> ReaderModel | None:
+        if subscriber_id not in self._models:
+            data: bytes | None
+            if subscriber_id in self._fresh:
+                data = self._fresh[subscriber_id]
+            else:
+                data = models_for(self.engine, [subscriber_id]).get(subscriber_id, (None, 0))[0]
+            self._models[subscriber_id] = ReaderModel.from_bytes(data) if data else None
+            if len(self._models) > 4096:
+                self._models.clear()
+        return self._models.get(subscriber_id)
+
+    def choose(self, content: DigestContent, listed: Iterable[int], subscriber_id: int
+               ) -> tuple[DigestContent, list[int], list[tuple[int, str]]] | None:
+        """(what the email lists, the reader's order, their picks), or None for a reader without a model."""
+        model = self.model(subscriber_id)
+        if model is None or not model.signal_count:
+            return None
+        base = listed_content(content, listed)
+        order, picks = self.ranker.choose(model, base)
+        return base, order, picks
+
+    def view(self, content: DigestContent, listed: Iterable[int], subscriber_id: int, *,
+             rendered: Any = None, settings: Any = None) -> DigestContent:
+        """The email's content as the reader gets it: what it lists, in their order, with their For you block
+        (``content`` as it is for a reader without a model). Given the shared ``rendered`` and ``settings``, as
+        send decides it: no For you block where the variant would not fit the size guard, the shared order
+        where the templates carry no marks."""
+        listed = list(listed)
+        chosen = self.choose(content, listed, subscriber_id)
+        if chosen is None:
             return content
-        data, count, liked = found
-        key = tuple(sorted(p.id for s in content.sections for p in s.papers))
-        prepared = self._sets.get(key)
-        if prepared is None:
-            if len(self._sets) > 256:
-                self._sets.clear()
-            papers = {p.id: p for s in content.sections for p in s.papers}
-            prepared = self._sets[key] = CandidateSet(
-                [Candidate(p.id, self._vector(p), p.upvotes, p.best_rank) for p in papers.values()])
-        return personalize(content, ReaderModel.from_bytes(data), liked, self._vector, self.for_you_count, prepared)
+        base, order, picks = chosen
+        if rendered is not None and settings is not None:
+            from ..render.foryou import kit_layout
+
+            key = (id(rendered), tuple(listed))
+            if key not in self._layouts:
+                if len(self._layouts) > 64:
+                    self._layouts.clear()
+                self._layouts[key] = kit_layout(rendered, content, listed, settings)
+            layout = self._layouts[key]
+            if layout is None:
+                return content
+            if not layout.fits(len(picks)):
+                picks = []
+        return personal_content(base, order, picks)
+
+    def web_view(self, content: DigestContent, listed: Iterable[int], subscriber_id: int) -> DigestContent:
+        """The reader's web copy: every paper of their digest (also those the email cut), each section in their
+        order, with the email's For you block."""
+        listed = list(listed)
+        chosen = self.choose(content, listed, subscriber_id)
+        if chosen is None:
+            return content
+        _base, _order, picks = chosen
+        model = self.model(subscriber_id)
+        assert model is not None
+        whole, _ = self.ranker.candidates(content)
+        order = [r.paper_id for r in rank(model, whole)]
+        return personal_content(content, order, picks)
 
 
-def personalize(content: DigestContent, model: ReaderModel, liked: Sequence[tuple[int, str, Vector]],
-                vector_of: Any, for_you_count: int = 5, candidates: Sequence[Candidate] | None = None) -> DigestContent:
-    """Pure: sections reordered by the blend, the For you block picked from the papers the email shows, and
-    taken out of Top papers (a paper is shown once)."""
-    papers = {p.id: p for s in content.sections for p in s.papers}
-    if not papers:
-        return content
-    if candidates is None:
-        candidates = [Candidate(p.id, vector_of(p), p.upvotes, p.best_rank) for p in papers.values()]
-    ranked = rank(model, candidates, liked=liked)
-    position = {r.paper_id: i for i, r in enumerate(ranked)}
-    sections = tuple(TopicSection(s.slug, s.name, tuple(sorted(s.papers, key=lambda p: position[p.id])), s.total)
-                     for s in content.sections)
-    titles = {pid: title for pid, title, _v in liked}
-    picks = for_you(ranked, k=for_you_count, min_signals=MIN_SIGNALS)
-    block = tuple(ForYou(papers[r.paper_id], reason_for(titles.get(r.reason_paper_id))) for r in picks)
-    chosen = {f.paper.id for f in block}
-    top = tuple(p for p in content.top if p.id not in chosen)
-    return replace(content, sections=sections, top=top, for_you=block)
+class SendPersonal:
+    """The send loop's side (``render.message.DeliveryMessages``): a ``PersonalKit`` per shared digest and
+    kind of reader, built once, and per reader with a model (it comes with the claimed delivery) their order
+    and picks. Bounded: the ``KITS`` most recently used kits."""
 
+    KITS = 32
 
-def reason_for(title: str | None) -> str:
-    if not title:
-        return "Ranked by what you marked"
-    from ..render.textfilters import clean, shorten
+    def __init__(self, messages: Any) -> None:
+        self.messages = messages
+        self.nl = messages.nl
+        self.ranker = Ranker(self.nl.store.engine, self.nl.settings.digest.for_you)
+        self._kits: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._papers: OrderedDict[tuple[int, int], Any] = OrderedDict()
 
-    return f"Because you liked “{shorten(clean(title), REASON_TITLE)}”"
+    def kit(self, delivery: Any, prepared: Any) -> Any:
+        key = (delivery.edition_id, delivery.digest_id, delivery.topics, tuple(delivery.excluded_keywords))
+        found = self._kits.get(key)
+        if found is not None and found[0] is prepared:
+            self._kits.move_to_end(key)
+            return found[1]
+        kit = self._build(delivery, prepared)
+        self._kits[key] = (prepared, kit)
+        while len(self._kits) > self.KITS:
+            self._kits.popitem(last=False)
+        return kit
+
+    def _build(self, delivery: Any, prepared: Any) -> Any:
+        from ..models import Subscriber
+        from ..store.editions import digest_listed_ids
+        from ..topics import build_digest
+
+        where = (delivery.edition_id, delivery.digest_id)
+        found = self._papers.get(where)
+        if found is None:
+            found = self._papers[where] = self.nl.edition_papers_for(*where)
+            while len(self._papers) > 8:
+                self._papers.popitem(last=False)
+        record, papers = found
+        settings = self.nl.settings
+        who = Subscriber(0, "", "active", record.cadence, delivery.topics, tuple(delivery.excluded_keywords))
+        # Uncapped: every listed paper is in it whatever its upvotes did since (the kit takes the listed ones).
+        uncapped = settings.digest.model_copy(update={"max_papers": 10**9, "max_per_topic": 10**9})
+        content = build_digest(papers, settings.topics, who, uncapped, record.cadence, record.period, record.day)
+        listed = digest_listed_ids(self.nl.store.engine, delivery.digest_id)
+        kit = PersonalKit.build(prepared, content, listed, settings, self.messages.factory.lines)
+        if kit is not None:
+            kit.prepared = self.ranker.candidates(kit.content)
+        return kit
+
+    def message(self, delivery: Any, prepared: Any, recipient: Any, date: datetime) -> bytes | None:
+        """The reader's message in their own order, or None (no kit: their templates lack the marks)."""
+        kit = self.kit(delivery, prepared)
+        if kit is None:
+            return None
+        try:
+            model = ReaderModel.from_bytes(delivery.model)
+        except ParseError:
+            return None
+        order, picks = self.ranker.choose(model, kit.content, kit.prepared)
+        return kit.message(recipient, date, order, picks)  # type: ignore[no-any-return]
 
 
 def add_personal(builder: Any, personal: Personalizer, rows: Iterable[Any]) -> None:
-    """The plan's hook: the batch's readers without a model join the shared groups, the others get their own."""
+    """The plan's hook: every reader joins the shared groups; those with a model are noted."""
     rows = list(rows)
-    shared, own = personal.split(rows)
-    builder.add(shared)
-    if own:
-        builder.add_alone(own)
+    personal.note(rows)
+    builder.add(rows)

@@ -371,8 +371,15 @@ def _sections(content: DigestContent, shown: Mapping[str, int], web_copy_url: st
     return views
 
 
+def _no_mark(name: str, paper: Any = None) -> str:
+    """The templates' ``mark(name, paper)``: nothing in an email; the chunk marks of a personal kit
+    (``render.foryou``) where the shared digest is cut into cards that each reader's order permutes."""
+    return ""
+
+
 def _context(content: DigestContent, settings: Settings, shown: Mapping[str, int],
-             slots: Mapping[str, str], subject: str, preheader: str, counts: EmailCounts) -> dict[str, Any]:
+             slots: Mapping[str, str], subject: str, preheader: str, counts: EmailCounts,
+             overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     web_copy_url = slots["web_copy_url"]
     every = _sections(content, shown, web_copy_url)
     sections = [v for v in every if v.papers]
@@ -410,6 +417,9 @@ def _context(content: DigestContent, settings: Settings, shown: Mapping[str, int
         "site": settings.site_url.rstrip("/"),
         "track_clicks": settings.tracking.clicks,
         "font_stack": FONT_STACK,
+        "for_you_count": len(content.for_you),
+        "mark": _no_mark,
+        **(overrides or {}),
     }
 
 
@@ -478,6 +488,28 @@ def render_digest(content: DigestContent, settings: Settings, edition_url: str, 
                           fallback_url=edition_url)
 
 
+def render_parts(content: DigestContent, settings: Settings, rendered: RenderedDigest,
+                 overrides: Mapping[str, Any], templates: Templates | None = None) -> tuple[str, str]:
+    """(html, text) of ``content`` shown whole (no size guard), with the slots, subject and preheader of
+    ``rendered`` and the template variables in ``overrides``: the renders a personal kit (``render.foryou``)
+    is cut from."""
+    templates = templates or templates_for(settings)
+    shown = {s.slug: len(s.papers) for s in content.sections}
+    counts = email_counts(content, shown)
+    context = _context(content, settings, shown, rendered.slots, rendered.subject, rendered.preheader, counts,
+                       overrides)
+    html = compile_mjml(templates.render(templates.html, HTML_TEMPLATE, context))
+    text = templates.render(templates.text, TEXT_TEMPLATE, context)
+    return html, _tidy_text(text)
+
+
+def html_size(html: str, card_prefix: str | None) -> int:
+    """The bytes of ``html`` as sent: card markers counted as the tokens that replace them (the size guard's
+    measure)."""
+    size = len(html.encode("utf-8"))
+    return size - _card_marker_excess(html, card_prefix) if card_prefix else size
+
+
 def _card_marker_excess(html: str, prefix: str) -> int:
     """How many bytes the card markers of ``html`` are longer than the card tokens that replace them: the size
     guard counts the email as it is sent."""
@@ -486,8 +518,13 @@ def _card_marker_excess(html: str, prefix: str) -> int:
     n = html.count(prefix)
     if not n:
         return 0
-    digits = sum(len(m) for m in re.findall(re.escape(prefix) + r"(\d+)%%", html))
+    digits = sum(len(m) for m in _card_ids(prefix).findall(html))
     return n * (len(prefix) + 2 - CARD_TOKEN_CHARS) + digits
+
+
+@functools.lru_cache(maxsize=64)
+def _card_ids(prefix: str) -> re.Pattern[str]:
+    return re.compile(re.escape(prefix) + r"(\d+)%%")
 
 
 _CARD_START = re.compile(r'<div class="nl-paper[ "]')

@@ -610,6 +610,7 @@ class DeliveryMessages:
         self._papers = _Lru(32)  # (edition, digest) -> (record, papers), while its renders are made
         self._kinds = _Lru(self.KIND_CACHE)  # (edition, digest, topics, keywords) -> (content key, stored kind)
         self._prepared = _Lru(self.PREPARED_CACHE)  # content key -> PreparedDigest
+        self._personal: Any = None  # relevance.personal.SendPersonal, once a reader with signals comes
 
     def prepared_for(self, edition_id: int, digest_id: int, reader: Any) -> PreparedDigest:
         """The encoded digest for a reader (anything with ``topics`` and ``excluded_keywords``)."""
@@ -660,7 +661,15 @@ class DeliveryMessages:
         prepared = self.prepared_for(delivery.edition_id, delivery.digest_id, delivery)
         links = self.links.for_reader(delivery.subscriber_id, delivery.created_at, delivery.edition_id)
         recipient = Recipient(delivery.email, delivery.message_id, links, delivery.name)
-        data = prepared.message(recipient, self.clock())
+        data = None
+        if getattr(delivery, "model", None):  # a reader with signals: the shared digest in their order (issue 15)
+            if self._personal is None:
+                from ..relevance.personal import SendPersonal
+
+                self._personal = SendPersonal(self)
+            data = self._personal.message(delivery, prepared, recipient, self.clock())
+        if data is None:
+            data = prepared.message(recipient, self.clock())
         envelope = self.verp.address(delivery.id) if self.verp else self.settings.sender.email
         return OutgoingMessage(envelope_from=envelope, recipient=delivery.email,
                                message_id=delivery.message_id, data=data)

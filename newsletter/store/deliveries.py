@@ -46,10 +46,10 @@ from .clock import as_utc, to_utc, utcnow
 from .delivery_marks import OutcomeMarks
 from .delivery_sql import _BATCH_CHANGES, _MARK_SENT_SQL, _RELEASED_STATE
 from .delivery_views import DeliveryInfo, delivery_list, make_due_now, next_attempt
-from .schema import DeliveryRow, EditionRow, SubscriberRow
+from .schema import DeliveryRow, EditionRow, ReaderModelRow, SubscriberRow
 from .sender_lock import SQLITE_LOCK_KEY, PgLiveness, SenderBusy, SqliteLock, new_owner
 
-D, S = DeliveryRow, SubscriberRow
+D, S, M = DeliveryRow, SubscriberRow, ReaderModelRow
 log = logging.getLogger(__name__)
 _utc = to_utc
 
@@ -71,6 +71,7 @@ class DueDelivery:
     bounce_count: int  # the reader's permanent failures in a row so far
     topics: tuple[str, ...] | None = None  # the reader's topics (None: every topic)
     excluded_keywords: tuple[str, ...] = ()
+    model: bytes | None = None  # the reader's relevance model (issue 15), if they have signals
 
 
 @dataclass
@@ -207,8 +208,10 @@ class DeliveryQueue(OutcomeMarks):
         now = _utc(now)
         q = (
             select(D.id, D.edition_id, D.subscriber_id, D.digest_id, D.message_id, D.attempts, D.created_at,
-                   S.email, S.name, S.status, S.bounce_count, S.topics, S.excluded_keywords)
+                   S.email, S.name, S.status, S.bounce_count, S.topics, S.excluded_keywords, M.model)
             .join(S, S.id == D.subscriber_id)
+            # The reader's model comes with the claim (a primary-key look-up), so their own order costs no query.
+            .outerjoin(M, and_(M.subscriber_id == D.subscriber_id, M.signal_count > 0))
             .where(self._due(now, edition_id))
             # No ORDER BY: sorting every due row to find the first few made each claim cost as much as the
             # whole queue (10,000 rows for a batch of 200); the index on (state, next_attempt_at) hands out
@@ -239,7 +242,8 @@ class DeliveryQueue(OutcomeMarks):
                 topics = tuple(r.topics) if r.topics is not None else None
                 claim.deliveries.append(DueDelivery(r.id, r.edition_id, r.subscriber_id, r.digest_id,
                                                     r.message_id, r.email, r.name, r.attempts, created,
-                                                    r.bounce_count or 0, topics, tuple(r.excluded_keywords or ())))
+                                                    r.bounce_count or 0, topics, tuple(r.excluded_keywords or ()),
+                                                    bytes(r.model) if r.model else None))
         for status, ids in by_status.items():
             conn.execute(update(D).where(D.id.in_(ids)).values(
                 state=DELIVERY_SUPPRESSED, claimed_by=None, lease_until=None, updated_at=now,

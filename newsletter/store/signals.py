@@ -276,3 +276,25 @@ def signals_by_reader(engine: Engine, status: str | None = None) -> dict[int, li
             out.setdefault(int(r.subscriber_id), []).append(
                 SignalInfo(r.paper_id, r.kind, _utc(r.created_at), r.title, r.arxiv_id))
     return out
+
+
+def paper_texts(engine: Engine, paper_ids: Sequence[int]) -> dict[int, tuple[str, str, tuple[str, ...]]]:
+    """paper -> (title, abstract, keywords) for ``paper_ids`` (a few: the liked papers a reason may name)."""
+    ids = sorted(set(int(i) for i in paper_ids))
+    out: dict[int, tuple[str, str, tuple[str, ...]]] = {}
+    q = select(PaperRow.id, PaperRow.title, PaperRow.abstract, PaperRow.ai_keywords)
+    with engine.connect() as conn:
+        for start in range(0, len(ids), ID_CHUNK):
+            for pid, title, abstract, keywords in conn.execute(q.where(PaperRow.id.in_(ids[start:start + ID_CHUNK]))):
+                out[int(pid)] = (title or "", abstract or "", tuple(keywords or ()))
+    return out
+
+
+def model_version(engine: Engine, subscriber_id: int) -> int | None:
+    """The signals version a reader's stored model was trained on, or None when they have no model (what a
+    page made from their model is cached under)."""
+    q = select(ReaderModelRow.trained_version).where(ReaderModelRow.subscriber_id == subscriber_id,
+                                                     ReaderModelRow.signal_count > 0, ReaderModelRow.model.is_not(None))
+    with engine.connect() as conn:
+        found = conn.execute(q).scalar()
+    return None if found is None else int(found)

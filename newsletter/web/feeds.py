@@ -46,6 +46,7 @@ class EditionView:
     sections: tuple[Section, ...]
     heading: str = ""  # digest.subject filled in with this page's own counts
     listed: frozenset[int] | None = None  # a reader's web copy: the papers their email listed
+    for_you: tuple[Any, ...] = ()  # a reader with signals (issue 15): their email's For you block (models.ForYou)
 
     @property
     def title(self) -> str:
@@ -63,6 +64,30 @@ class EditionView:
     def not_listed(self) -> int:
         """Papers of a web copy that the email did not list (they were not counted as sent)."""
         return 0 if self.listed is None else sum(1 for s in self.sections for p in s.papers if p.id not in self.listed)
+
+
+def personal_web_copy(store: Store, settings: Settings, view: EditionView, subscriber: Any) -> EditionView:
+    """A reader with signals (issue 15): their web copy in their own order (each section by the blend of their
+    model and the upvotes, over every paper of their digest, also those the email cut) with the For you block
+    their email had (picked from what it listed, outside Top papers). ``view`` as it is for other readers."""
+    from dataclasses import replace as copy
+
+    from ..relevance.personal import Personalizer
+    from ..topics import build_digest
+
+    personal = Personalizer(store.engine, settings.digest.for_you, save=False)
+    if personal.model(subscriber.id) is None or view.listed is None:
+        return view
+    papers = [copy(p, topic=s.slug) for s in view.sections for p in s.papers]
+    who = copy(subscriber, cadence=view.info.cadence)
+    uncapped = settings.digest.model_copy(update={"max_papers": 10**9, "max_per_topic": 10**9})
+    content = build_digest(papers, settings.topics, who, uncapped, view.info.cadence, view.info.period, view.info.day)
+    mine = personal.web_view(content, sorted(view.listed), subscriber.id)
+    position = {p.id: n for n, p in enumerate(mine.papers)}
+    last = len(position)
+    sections = tuple(Section(s.slug, s.name, tuple(sorted(s.papers, key=lambda p: position.get(p.id, last))))
+                     for s in view.sections)
+    return copy(view, sections=sections, for_you=mine.for_you)
 
 
 def edition_title(info: EditionInfo) -> str:

@@ -278,17 +278,26 @@ def web_copy(request: Request, edition_id: str, token: str = "") -> Response:
     number = _edition_number(edition_id)
     version = edition_version(web.store, number) if number else None
     digest_id = delivery_digest_id(web.store.engine, number, reader.id) if version else None
+    from ..store.signals import model_version
+
+    trained = model_version(web.store.engine, reader.id) if digest_id is not None else None
 
     def render() -> str:
         view = edition_view(web.store, web.settings, version[0], subscriber_id=reader.id)
         if view is None:
             raise _Gone()
+        if trained is not None:  # a reader with signals: their own order and For you block (issue 15)
+            from .feeds import personal_web_copy
+
+            view = personal_web_copy(web.store, web.settings, view, reader)
         return web.html(request, "edition.html", {"view": view})
 
     if digest_id is not None:
-        # The page shows the digest's papers and nothing else of the reader's: readers of one digest share it.
+        # The page shows the digest's papers and nothing else of the reader's: readers of one digest share it;
+        # a reader with signals has their own (in their order), kept per state of their model.
+        key = ("yours", version, digest_id) if trained is None else ("yours", version, digest_id, reader.id, trained)
         try:
-            return web.cached(request, ("yours", version, digest_id), render, private=True)
+            return web.cached(request, key, render, private=True)
         except _Gone:
             pass
     return web.error(request, 404, "Edition not found", "There is no digest for you at this address.")

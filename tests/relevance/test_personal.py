@@ -1,17 +1,24 @@
 """The plan's side of the per-reader ranking (issue 15), on SQLite and PostgreSQL: models are retrained only
 for readers whose signals changed and stored compactly; a reader with signals gets their own order and (from 3
-signals) a For you block taken out of Top papers; a reader without keeps today's digest, shared."""
+signals) a For you block among the papers outside Top papers, within the digest they share with readers without
+signals, who keep today's order; diff and preview store no model and show the order send uses."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timezone
+from email import message_from_bytes, policy
+
+from sqlalchemy import select
 
 from newsletter import config
 from newsletter.pipeline import Newsletter
 from newsletter.relevance import ReaderModel
 from newsletter.relevance.personal import retrain
 from newsletter.store import Store
+from newsletter.render import listed_ids
 from newsletter.store.signals import models_for, record_signal, record_signals, remove_signals
+from newsletter.tokens import CardSigner, signing_key
 
 from support import PAGES
 
@@ -45,7 +52,7 @@ def test_models_are_retrained_only_when_signals_change_and_stay_small(store: Sto
     nl.close()
 
 
-def test_a_reader_with_signals_gets_their_own_order_and_for_you_and_the_others_keep_todays(store: Store) -> None:
+def test_readers_with_signals_share_the_digest_and_get_their_own_order_within_it(store: Store) -> None:
     nl = newsletter(store)
     ada = store.add_subscriber("ada@example.org").id
     store.add_subscriber("bob@example.org")
@@ -54,16 +61,64 @@ def test_a_reader_with_signals_gets_their_own_order_and_for_you_and_the_others_k
     record_signals(store.engine, ada, threed, "more", T0)
     plan = nl.plan("daily", DAY)
     planned = nl.planned_digests(plan)
-    mine = [d for d in planned if ada in d.reader_ids]
-    shared = [d for d in planned if ada not in d.reader_ids]
-    assert len(mine) == 1 and list(mine[0].reader_ids) == [ada]
-    assert len(shared) == 1 and shared[0].reader_count == 2 and not shared[0].content.for_you  # Bob and Cy share
-    content = mine[0].content
-    assert 1 <= len(content.for_you) <= 5 and all(f.reason for f in content.for_you)
-    picks = {f.paper.id for f in content.for_you}
-    assert not picks & {p.id for p in content.top}  # a For you paper is not a top paper too
-    listed = mine[0].rendered.listed
-    assert len(listed) == len(set(listed)) and picks <= set(listed)
+    assert len(planned) == 1 and planned[0].reader_count == 3  # one digest row, one render, for all three
+    d = planned[0]
+    assert plan.personal.is_personal(ada) and not plan.personal.is_personal(d.reader_ids[1])
     today = nl.digest_content(plan.groups[0].papers, None, "daily", plan.period, DAY)
-    assert shared[0].content.sections == today.sections  # today's order, exactly
+    assert d.content.sections == today.sections and not d.content.for_you  # the shared email: today's order
+    mine = plan.personal.view(d.content, d.listed, ada, rendered=d.rendered, settings=nl.settings)
+    assert 1 <= len(mine.for_you) <= 5 and all(f.reason for f in mine.for_you)
+    picks = {f.paper.id for f in mine.for_you}
+    assert not picks & {p.id for p in mine.top}  # Top papers stay everyone's; For you picks among the rest
+    assert picks <= set(d.listed)
+    assert sorted(listed_ids(mine)) == sorted(d.listed)  # the same papers listed: what is recorded as sent
+    assert [s.slug for s in mine.sections] == [s.slug for s in d.content.sections]
+    assert any(a.papers != b.papers for a, b in zip(mine.sections, d.content.sections))  # her own order
+    assert plan.personal.view(d.content, d.listed, d.reader_ids[1]) is d.content  # Bob: the shared one
+    nl.close()
+
+
+def test_diff_and_preview_write_no_model_and_show_the_order_send_uses(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Signals changed since the last send: ``diff`` (``plan(save_models=False)``) and ``preview`` train Ada's
+    model in memory and store nothing; the order diff shows is the order of the email send then delivers."""
+    from newsletter.cli.papers import personal_order
+    from newsletter.deliver.outbox import OutboxMessenger
+    from newsletter.store.schema import ReaderModelRow
+
+    nl = newsletter(store)
+    ada = store.add_subscriber("ada@example.org").id
+    store.add_subscriber("bob@example.org")
+    threed = [p.id for p in store.papers() if p.topic == "3d"][:5]
+    record_signals(store.engine, ada, threed, "more", T0)
+
+    def models() -> list[tuple[object, ...]]:
+        with store.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(select(ReaderModelRow.subscriber_id, ReaderModelRow.trained_version,
+                                                          ReaderModelRow.signals_version, ReaderModelRow.model))]
+
+    before = models()
+    assert before and before[0][3] is None  # stale: never trained
+    plan = nl.plan("daily", DAY, save_models=False)
+    planned = nl.planned_digests(plan)
+    shown = personal_order(plan, planned[0], ada, nl.settings)
+    preview = nl.preview("daily", "ada@example.org", DAY)
+    assert models() == before  # nothing written
+    assert shown["for_you"] and "\nFor you\n=======\n" in preview.text.replace("\r\n", "\n")
+
+    plan = nl.plan("daily", DAY)  # as send plans: trains and stores
+    assert models() != before
+    nl.record_edition(plan)
+    box = tmp_path / "outbox"
+    nl.deliver(messenger=OutboxMessenger(box))
+    texts = {}
+    for eml in box.iterdir():
+        parsed = message_from_bytes(eml.read_bytes(), policy=policy.default)
+        texts[str(parsed["To"])] = parsed.get_body(("plain",)).get_content()
+    key = signing_key(nl.settings.signing_key, store.get_state, store.add_state)
+    signer = CardSigner(key)
+    order = [signer.verify(u.rsplit("/", 1)[1]).paper_id for u in re.findall(r"More like this: (\S+)", texts["ada@example.org"])]
+    assert order == shown["order"]  # the email lists what diff said, in the order it said
+    assert order[:len(shown["for_you"])] == shown["for_you"]
+    bob = [signer.verify(u.rsplit("/", 1)[1]).paper_id for u in re.findall(r"More like this: (\S+)", texts["bob@example.org"])]
+    assert sorted(bob) == sorted(order) and bob != order  # the same papers; Bob in today's order
     nl.close()

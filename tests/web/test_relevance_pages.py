@@ -130,3 +130,48 @@ def test_without_click_tracking_a_card_link_redirects_and_records_nothing(web: A
     reader, papers, cards = _setup(web)
     answer = web.client().get(f"/r/{_card(web, cards, reader.id, papers['Robot hands'])}")
     assert answer.status_code == 303 and reader_signals(web.store.engine, reader.id) == []
+
+
+def test_the_web_copy_of_a_reader_with_signals_is_in_their_order_with_their_for_you_block(web_db: Any) -> None:
+    """Ada marked 3D papers: her web copy (every paper of her digest) opens with the For you block her email
+    had, each with its reason, and her sections follow her order; Bob, with no signals, shares the digest and
+    his copy is today's. Both copies stay private and cached apart."""
+    import re
+    from datetime import date, datetime, timezone
+    from email import message_from_bytes, policy
+    from pathlib import Path
+
+    from markupsafe import escape
+    from support import PAGES
+
+    from newsletter.pipeline import Newsletter
+    from newsletter.store.signals import record_signals
+
+    web = web_db
+    nl = Newsletter(web.settings, web.store)
+    nl.import_file(PAGES["mar14"], date(2025, 3, 14))
+    ada = web.store.add_subscriber(EMAIL)
+    bob = web.store.add_subscriber("bob@example.org")
+    threed = [p.id for p in web.store.papers() if p.topic == "3d"][:4]
+    record_signals(web.store.engine, ada.id, threed, "more", datetime(2025, 3, 14, 6, tzinfo=timezone.utc))
+    eid = nl.send("daily", date(2025, 3, 14), fetch=False).edition_id
+    nl.close()
+    mails = {}
+    for eml in Path(web.settings.outbox_dir).iterdir():
+        parsed = message_from_bytes(eml.read_bytes(), policy=policy.default)
+        mails[str(parsed["To"])] = parsed.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    block = mails[EMAIL].split("\nFor you\n=======\n", 1)[1].split("\n\n\nTOP PAPERS", 1)[0]
+    emailed = [line[2:] for line in block.split("\n") if line.startswith("* ")]  # each pick's title (first line)
+    client = web.client()
+    mine = client.get(f"/editions/{eid}/yours?token={web.token('web-copy', ada.id)}")
+    his = client.get(f"/editions/{eid}/yours?token={web.token('web-copy', bob.id)}")
+    assert mine.status_code == his.status_code == 200 and mine.headers["cache-control"] == "private, no-store"
+    assert 'id="for-you"' in mine.text and 'id="for-you"' not in his.text and "For you" not in his.text
+    shown = mine.text.split('id="for-you"', 1)[1].split("</section>", 1)[0]
+    assert shown.count('<article class="paper">') == len(emailed) >= 3 and "Because you liked" in shown
+    assert all(str(escape(title.strip()))[:40] in shown for title in emailed)  # the email's picks
+    titles = re.compile(r'<div class="ptitle"[^>]*>(?:<a [^>]*>)?([^<]+)')
+    body = mine.text.split("</section>", 2)[2]
+    assert sorted(titles.findall(body)) == sorted(titles.findall(his.text.split("</section>", 1)[1]))
+    assert titles.findall(body) != titles.findall(his.text.split("</section>", 1)[1])  # her own order
+    assert client.get(f"/editions/{eid}/yours?token={web.token('web-copy', ada.id)}").text == mine.text
