@@ -31,7 +31,8 @@ from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 
 from .classify import learned, lexical
-from .classify.rules import Evidence, PhraseIndex, combined, compile_rules, rule_evidence
+from .classify.phrasebook import PhraseBook
+from .classify.rules import combined, compile_rules
 from .classify.text import DocWords, Grams, tokens, whole_word_pattern
 from .config import Digest, Topic
 from .models import DigestContent, Paper, Subscriber, TopicSection
@@ -134,19 +135,19 @@ def classify(papers: Iterable[Paper], topics: Sequence[Topic], vectors: Vectors 
     fallback = FALLBACK if any(t.slug == FALLBACK for t in topics) else None
     rules = {t.slug: compile_rules(t.slug, tuple(t.keywords), tuple(t.exclude), t.name, t.description)
              for t in scored}
-    index = _phrase_index(tuple(rules.values()))
+    book = _phrase_book(tuple(rules.values()))
     trained = learned.shipped() if trained is _DEFAULT else trained
     model = lexical.build(tuple((t.slug, topic_text(t)) for t in scored))
     out: dict[int, Assignment] = {}
     for paper in papers:
         out[paper.id] = _classify_one(paper, scored, fallback, rules, model, vectors,
-                                      trained, index, explain)  # type: ignore[arg-type]
+                                      trained, book, explain)  # type: ignore[arg-type]
     return out
 
 
 @lru_cache(maxsize=16)
-def _phrase_index(rules: tuple[object, ...]) -> PhraseIndex:
-    return PhraseIndex(rules, skip_grams=True)  # type: ignore[arg-type]  # gram phrases: through Grams
+def _phrase_book(rules: tuple[object, ...]) -> PhraseBook:
+    return PhraseBook(rules)  # type: ignore[arg-type]
 
 
 def paper_features(paper: Paper) -> set[str]:
@@ -171,7 +172,7 @@ def _learned_points(feats: Iterable[str], scored: Sequence[Topic], fallback: str
 
 def _classify_one(paper: Paper, scored: Sequence[Topic], fallback: str | None, rules: Mapping[str, object],
                   model: lexical.LexicalModel, vectors: Vectors | None,
-                  trained: learned.LearnedModel | None = None, index: PhraseIndex | None = None,
+                  trained: learned.LearnedModel | None = None, book: PhraseBook | None = None,
                   explain: bool = True) -> Assignment:
     if not scored:  # no topic but the fallback (or none at all): everything is "more papers"
         return Assignment(FALLBACK, (FALLBACK,), {FALLBACK: 0.0})
@@ -183,15 +184,12 @@ def _classify_one(paper: Paper, scored: Sequence[Topic], fallback: str | None, r
     keywords = [" " + " ".join(k) + " " for k in keyword_tokens]
     everything = combined(title, abstract, keywords)
     words = DocWords.of(title_tokens, abstract_tokens, *keyword_tokens)
-    candidates = index.candidates(words) if index is not None else None
     grams = Grams(title_tokens, abstract_tokens, keyword_tokens)
     fields = (DocWords(title, grams.title), DocWords(abstract, grams.abstract))
-    evidence: dict[str, Evidence] = {
-        t.slug: rule_evidence(rules[t.slug], title, abstract, keywords, everything, words,  # type: ignore[arg-type]
-                              candidates.get(t.slug, ()) if candidates is not None else None, fields, explain,
-                              grams)
-        for t in scored
-    }
+    book = book or _phrase_book(tuple(rules[t.slug] for t in scored))
+    evidence = dict(zip((t.slug for t in scored),
+                        book.evidence(title, abstract, keywords, everything, words, grams, fields, explain),
+                        strict=True))
     points: dict[str, float] = {}
     if trained is not None:
         summary = tokens(paper.ai_summary) if paper.abstract and paper.ai_summary else []

@@ -313,43 +313,6 @@ def combined(title: str, abstract: str, feed_keywords: Sequence[str]) -> str:
     return "|".join((title, abstract, *feed_keywords))
 
 
-class PhraseIndex:
-    """Every topic's phrases by first word (or first-word prefix), so a paper is tested only against the
-    phrases whose first word it contains, not against every phrase of every topic."""
-
-    def __init__(self, rules: Sequence[TopicRules], skip_grams: bool = False) -> None:
-        """``skip_grams``: leave out the one- and two-word exact phrases (found through ``Grams`` instead)."""
-        self.by_word: dict[str, list[tuple[str, int]]] = {}
-        self.by_prefix: dict[str, list[tuple[str, int]]] = {}
-        for r in rules:
-            for position, (phrase, _) in enumerate(r.phrases):
-                if skip_grams and phrase.gram is not None:
-                    continue
-                table = self.by_prefix if phrase.first_prefix else self.by_word
-                table.setdefault(phrase.first, []).append((r.slug, position))
-        # One regex finds, at each word start, the longest prefix there; the shorter prefixes of the same
-        # word are prefixes of that one (its "ancestors").
-        prefixes = sorted(self.by_prefix, key=lambda p: (-len(p), p))
-        self._prefix_re = re.compile(r"(?<= )(?:" + "|".join(map(re.escape, prefixes)) + ")") if prefixes else None
-        self._ancestors = {p: [q for q in prefixes if p.startswith(q)] for p in prefixes}
-
-    def candidates(self, words: DocWords) -> dict[str, list[int]]:
-        """Per topic slug, the positions (in its ``phrases``) of the phrases the document may contain."""
-        out: dict[str, list[int]] = {}
-        get = self.by_word.get
-        for w in words.words:
-            for slug, position in get(w, ()):
-                out.setdefault(slug, []).append(position)
-        if self._prefix_re is not None:
-            found = set(self._prefix_re.findall(" " + " ".join(words.words)))
-            for prefix in {q for p in found for q in self._ancestors[p]}:
-                for slug, position in self.by_prefix[prefix]:
-                    out.setdefault(slug, []).append(position)
-        for positions in out.values():
-            positions.sort()
-        return out
-
-
 def rule_evidence(rules: TopicRules, title: str, abstract: str, feed_keywords: Sequence[str],
                   everything: str | None = None, words: DocWords | None = None,
                   candidates: Sequence[int] | None = None,
@@ -357,7 +320,7 @@ def rule_evidence(rules: TopicRules, title: str, abstract: str, feed_keywords: S
                   grams: Grams | None = None) -> Evidence:
     """Score one topic for one paper; ``title``/``abstract``/``feed_keywords`` are ``joined()`` strings,
     ``everything`` their ``combined()`` form and ``words`` its distinct words (computed when not given).
-    ``candidates``: positions of the only phrases worth testing (from ``PhraseIndex``); default all.
+    ``candidates``: positions of the only phrases worth testing; default all.
     ``fields``: ``DocWords`` of the title and of the abstract, made once per paper (computed when not given).
     ``explain``: list the matched phrases (``Evidence.matched``); off, only the score is computed.
     ``grams``: the paper's ``Grams`` (same tokens as the strings): one- and two-word phrases are counted there."""
