@@ -199,3 +199,28 @@ def test_a_large_import_leaves_postgresql_statistics_fresh(counted: tuple[Newsle
     nl.store.import_subscribers({**spec, "email": "b" + spec["email"]} for spec in _readers(1000))
     with nl.store.engine.connect() as conn:
         assert conn.execute(reltuples).scalar() == 1999
+
+
+def test_purging_many_unconfirmed_sign_ups_binds_no_list_of_them(counted: tuple[Newsletter, Bound]) -> None:
+    """`run` forgets expired sign-ups every cycle: more of them than a statement can bind go in one delete
+    (a subquery, not their ids), with their consent records, and the confirmed and the fresh stay."""
+    from datetime import datetime, timezone
+
+    from newsletter.store.schema import ConsentRow, SubscriberRow
+
+    nl, bound = counted
+    now = datetime(2026, 3, 20, 12, tzinfo=timezone.utc)
+    old = [{"email": f"old{i:05d}@example.org", "status": "pending"} for i in range(LIMIT + 150)]
+    assert nl.store.import_subscribers(old, now=now - timedelta(days=9)).added == LIMIT + 150
+    nl.store.import_subscribers([{"email": "fresh@example.org", "status": "pending"},
+                                 {"email": "reader@example.org"}], now=now - timedelta(days=1))
+    with nl.store.engine.begin() as conn:  # each expired sign-up has a consent record (as a sign-up makes)
+        conn.execute(text("INSERT INTO consents (subscriber_id, action, requested_at) "
+                          "SELECT id, 'subscribe', created_at FROM subscribers"))
+    bound.most = 0
+    assert nl.purge_unconfirmed(now) == LIMIT + 150
+    assert sorted(s.email for s in nl.store.subscribers()) == ["fresh@example.org", "reader@example.org"]
+    with nl.store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ConsentRow)).scalar() == 2
+        assert conn.execute(select(func.count()).select_from(SubscriberRow)).scalar() == 2
+    assert bound.most <= LIMIT, bound.statement
