@@ -8,7 +8,8 @@ after), ``--readers`` generated readers (``bench/_readers.py``: mixed topics, ca
 with ``Store.import_subscribers``, then ``--editions`` days of real Daily Papers (``--days``, default the
 real-data folder's ``hf-api-days``; the bundled sample pages when absent), each imported and sent with
 ``Newsletter.send("daily", day)``: plan (the diff), record the edition, deliver every message over SMTP to
-an aiosmtpd server that accepts and discards, running in another process.
+an aiosmtpd server that accepts and discards, running in another process (``--sink fast``: the lean sink
+of ``bench/_fast_sink.py`` instead, where aiosmtpd's 100-150 messages a second would set both loops' pace).
 
 Each edition is sent in turns of ``--chunk`` messages: the send loop (``Newsletter.deliver``, one SMTP
 connection), then a bare smtplib loop (one connection, ``sendmail`` per message, no state) sending as many of
@@ -125,15 +126,19 @@ class Step:
 
 
 class Sinks:
-    """``count`` aiosmtpd processes on 127.0.0.1 that accept every message and keep nothing."""
+    """``count`` SMTP server processes on 127.0.0.1 that accept every message and keep nothing: aiosmtpd, or
+    with ``kind="fast"`` the lean sink of ``bench/_fast_sink.py``."""
 
-    def __init__(self, count: int, latency: float = 0.0) -> None:
+    def __init__(self, count: int, latency: float = 0.0, kind: str = "aiosmtpd") -> None:
+        from _fast_sink import serve_fast
+
         ctx = multiprocessing.get_context("spawn")
+        target = serve_fast if kind == "fast" else serve
         self.ports = [free_port() for _ in range(count)]
         self.procs = []
         for port in self.ports:
             ready = ctx.Event()
-            proc = ctx.Process(target=serve, args=(port, ready, latency), daemon=True)
+            proc = ctx.Process(target=target, args=(port, ready, latency), daemon=True)
             proc.start()
             if not ready.wait(60):
                 raise SystemExit("an SMTP server did not start")
@@ -376,13 +381,13 @@ def import_readers(nl: Newsletter, n: int, results: list[dict[str, Any]], labels
 
 def run_size(kind: str, n: int, args: argparse.Namespace, results: list[dict[str, Any]],
              tables: list[dict[str, Any]]) -> None:
-    labels = {"db": kind, "readers": n}
+    labels = {"db": kind, "readers": n, "sink": args.sink}
     if args.personal_share:
         labels["personal_share"] = args.personal_share
-    print(f"{kind}, {n:,} readers{f', a share of {args.personal_share:g} with signals' if args.personal_share else ''}:",
-          flush=True)
+    print(f"{kind}, {n:,} readers, SMTP server {args.sink}"
+          f"{f', a share of {args.personal_share:g} with signals' if args.personal_share else ''}:", flush=True)
     db = Database(kind, args.pg)
-    sinks = Sinks(1)
+    sinks = Sinks(1, kind=args.sink)
     files = day_files(Path(args.days), args.editions)
     nl = Newsletter(settings_for(db.url, sinks.ports[0], files))
     try:
@@ -446,7 +451,7 @@ def run_senders(n: int, senders: int, args: argparse.Namespace, results: list[di
     labels["sink_latency_ms"] = args.sink_latency * 1000
     labels["batch_size"] = args.senders_batch
     db = Database("postgresql", args.pg)
-    sinks = Sinks(senders, args.sink_latency)
+    sinks = Sinks(senders, args.sink_latency, args.sink)
     files = day_files(Path(args.days), 1)
     nl = Newsletter(settings_for(db.url, sinks.ports[0], files))
     day = date.fromisoformat(files[0].stem) if files[0].suffix == ".json" else date(2025, 3, 14)
@@ -573,6 +578,9 @@ def main() -> None:
     parser.add_argument("--sink-latency", type=float, default=0.03,
                         help="--senders: seconds each SMTP server waits before answering a message's data (a "
                         "real relay's round trip; on 2 cores this keeps the senders waiting on I/O, not on CPU)")
+    parser.add_argument("--sink", choices=("aiosmtpd", "fast"), default="aiosmtpd",
+                        help="the SMTP server process both loops send to: aiosmtpd, or fast (bench/_fast_sink.py, "
+                        "the same replies without parsing the data; use it where aiosmtpd sets the pace)")
     parser.add_argument("--million", action="store_true", help="PostgreSQL: plan and record at 1,000,000")
     parser.add_argument("--bare", type=int, default=100_000, help="at most this many bare-loop messages per edition")
     parser.add_argument("--chunk", type=int, default=500, help="messages per turn of the send loop and the bare loop")

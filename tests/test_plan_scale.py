@@ -199,3 +199,70 @@ def test_a_large_import_leaves_postgresql_statistics_fresh(counted: tuple[Newsle
     nl.store.import_subscribers({**spec, "email": "b" + spec["email"]} for spec in _readers(1000))
     with nl.store.engine.connect() as conn:
         assert conn.execute(reltuples).scalar() == 1999
+
+
+def test_purging_many_unconfirmed_sign_ups_binds_no_list_of_them(counted: tuple[Newsletter, Bound]) -> None:
+    """`run` forgets expired sign-ups every cycle: more of them than a statement can bind go in one delete
+    (a subquery, not their ids), with their consent records, and the confirmed and the fresh stay."""
+    from datetime import datetime, timezone
+
+    from newsletter.store.schema import ConsentRow, SubscriberRow
+
+    nl, bound = counted
+    now = datetime(2026, 3, 20, 12, tzinfo=timezone.utc)
+    old = [{"email": f"old{i:05d}@example.org", "status": "pending"} for i in range(LIMIT + 150)]
+    assert nl.store.import_subscribers(old, now=now - timedelta(days=9)).added == LIMIT + 150
+    nl.store.import_subscribers([{"email": "fresh@example.org", "status": "pending"},
+                                 {"email": "reader@example.org"}], now=now - timedelta(days=1))
+    with nl.store.engine.begin() as conn:  # each expired sign-up has a consent record (as a sign-up makes)
+        conn.execute(text("INSERT INTO consents (subscriber_id, action, requested_at) "
+                          "SELECT id, 'subscribe', created_at FROM subscribers"))
+    bound.most = 0
+    assert nl.purge_unconfirmed(now) == LIMIT + 150
+    assert sorted(s.email for s in nl.store.subscribers()) == ["fresh@example.org", "reader@example.org"]
+    with nl.store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ConsentRow)).scalar() == 2
+        assert conn.execute(select(func.count()).select_from(SubscriberRow)).scalar() == 2
+    assert bound.most <= LIMIT, bound.statement
+
+
+def test_an_editions_readers_merged_from_several_arrays_are_streamed_not_copied(
+        counted: tuple[Newsletter, Bound], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planned digests of the same papers (readers of two kinds) become one digest row: their readers' arrays
+    are merged as the deliveries are written, in chunks, so recording holds no merged copy of them (at a
+    million readers those copies were 7 MB of the peak). Python's allocations while writing stay well under
+    the size of one merged array, and every reader gets exactly one delivery."""
+    import tracemalloc
+    from array import array
+    from datetime import datetime, timezone
+
+    from newsletter.store import record
+    from newsletter.store.record import EditionDigest, write_edition
+    from newsletter.store.schema import SubscriberRow
+
+    nl, bound = counted
+    readers = 160_000  # a merged array of them: 1.28 MB
+    nl.store.import_subscribers({"email": f"k{i:06d}@example.org"} for i in range(readers))
+    nl.ingest([_page("mar14", DAY)])
+    papers = [p.id for p in nl.store.papers()[:3]]
+    with nl.store.engine.connect() as conn:
+        ids = conn.execute(select(SubscriberRow.id).order_by(SubscriberRow.id)).scalars().all()
+    parts = [array("q", ids[0::2]), array("q", ids[1::2]), array("q", ids[5:9])]  # the last: some given twice
+    merged_bytes = len(ids) * 8
+    monkeypatch.setattr(record, "CHUNK", 500)
+    del ids
+    tracemalloc.start()
+    try:
+        edition = write_edition(nl.store.engine, "daily", "2025-03-14", DAY, "s", [(p, None) for p in papers],
+                                [EditionDigest(papers, papers, part) for part in parts],
+                                now=datetime(2025, 3, 14, 6, tzinfo=timezone.utc))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < merged_bytes / 2, (peak, merged_bytes)
+    with nl.store.engine.connect() as conn:
+        got = conn.execute(select(func.count(), func.count(func.distinct(DeliveryRow.subscriber_id)))
+                           .where(DeliveryRow.edition_id == edition)).one()
+        assert tuple(got) == (readers, readers)
+        assert conn.execute(select(func.count()).select_from(DigestRow)).scalar() == 1
+    assert bound.most <= LIMIT, bound.statement

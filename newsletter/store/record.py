@@ -1,10 +1,11 @@
 """Writing an edition in bulk: its papers, its few distinct digests, their renders, and one delivery per reader.
 
 One transaction. The deliveries, the only part that grows with readers, stream in from arrays of reader ids in
-chunks. On PostgreSQL the (reader, digest) pairs go by ``COPY … FROM STDIN`` into a temporary table (not
-WAL-logged, two integers a row), then one ``INSERT … SELECT … ORDER BY subscriber_id`` writes the deliveries: the
-server builds each row, and in reader order every index on ``deliveries`` (and the foreign-key look-ups of the
-readers) is walked from left to right instead of once per digest. On SQLite, a prepared multi-row
+chunks (a digest's readers that came in several arrays are merged as they go, never into one more array). On
+PostgreSQL the (reader, digest) pairs go by ``COPY … FROM STDIN`` into a temporary table (not WAL-logged, two
+integers a row), then one ``INSERT … SELECT … ORDER BY subscriber_id`` writes the deliveries: the server builds
+each row, and in reader order every index on ``deliveries`` (and the foreign-key look-ups of the readers) is
+walked from left to right instead of once per digest. On SQLite, a prepared multi-row
 ``executemany``. Nothing is held per reader but its id.
 
 Example::
@@ -20,7 +21,6 @@ import heapq
 import itertools
 import json
 import zlib
-from array import array
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -85,18 +85,39 @@ def _ascending(ids: Sequence[int]) -> bool:
     return all(a < b for a, b in zip(ids, itertools.islice(ids, 1, None)))
 
 
-def _union(one: Sequence[int], two: Sequence[int]) -> "array[int]":
-    """The ids of both, ascending and once. Ascending inputs (every plan's) are merged without a list or a set
-    of every reader (at a million readers those took 60 MB); others are sorted."""
-    if _ascending(one) and _ascending(two):
-        out: array[int] = array("q")
-        last = None
-        for sid in heapq.merge(one, two):
-            if sid != last:
-                out.append(sid)
-                last = sid
-        return out
-    return array("q", sorted({*one, *two}))
+def _readers(parts: Sequence[Sequence[int]]) -> Iterator[int]:
+    """The ids of every part, once each, streamed: one part as it is; ascending parts (every plan's) merged
+    in order without a list, a set or a merged copy of every reader (at a million readers the merged copies
+    of ``_union`` took 7 MB at the peak of ``record``); others (rare: hand-made digests) sorted."""
+    if len(parts) == 1:
+        return iter(parts[0])
+    if all(_ascending(p) for p in parts):
+        return _merged(parts)
+    return iter(sorted({sid for part in parts for sid in part}))
+
+
+def _merged(parts: Sequence[Sequence[int]]) -> Iterator[int]:
+    last = None
+    for sid in heapq.merge(*parts):
+        if sid != last:
+            yield sid
+            last = sid
+
+
+def _chunks(ids: Iterable[int], size: int = 0) -> Iterator[list[int]]:
+    it = iter(ids)
+    while chunk := list(itertools.islice(it, size or CHUNK)):
+        yield chunk
+
+
+@dataclass
+class _Digest:
+    """A digest of the edition being written: its readers as the parts they came in (never merged in memory)."""
+
+    content: tuple[int, ...]
+    shown: tuple[int, ...] | None
+    parts: list[Sequence[int]]
+    renders: list[tuple[str, Mapping[str, Any]]]
 
 
 def write_edition(engine: Engine, cadence: str, period: str, day: date, subject: str,
@@ -106,7 +127,7 @@ def write_edition(engine: Engine, cadence: str, period: str, day: date, subject:
     (cadence, period) raises StoreError and changes nothing; a digest naming papers outside the edition, or
     listing papers not in it, raises ValueError and changes nothing."""
     in_edition = {pid for pid, _ in sections}
-    merged: dict[tuple[tuple[int, ...], tuple[int, ...] | None], EditionDigest] = {}
+    merged: dict[tuple[tuple[int, ...], tuple[int, ...] | None], _Digest] = {}
     for d in digests:  # few: one per distinct content
         content = tuple(int(i) for i in d.paper_ids)
         missing = set(content) - in_edition
@@ -119,9 +140,9 @@ def write_edition(engine: Engine, cadence: str, period: str, day: date, subject:
             continue
         into = merged.get((content, shown))
         if into is None:
-            merged[(content, shown)] = EditionDigest(content, shown, d.reader_ids, list(d.renders))
-        else:  # rare: two planned digests with the same papers (readers whose filters came to the same)
-            into.reader_ids = _union(into.reader_ids, d.reader_ids)
+            merged[(content, shown)] = _Digest(content, shown, [d.reader_ids], list(d.renders))
+        else:  # two planned digests with the same papers (readers of another kind, or whose filters came to
+            into.parts.append(d.reader_ids)  # the same): their readers are merged as they are written
             into.renders.extend(d.renders)
     try:
         with engine.begin() as conn:
@@ -134,7 +155,7 @@ def write_edition(engine: Engine, cadence: str, period: str, day: date, subject:
                     for position, (pid, topic) in enumerate(sections)])
             bodies: dict[str, int] = {}
             pg = conn.dialect.name == "postgresql"
-            staged: list[tuple[int, Sequence[int]]] = []
+            staged: list[tuple[int, list[Sequence[int]]]] = []
             for (content, shown), d in merged.items():
                 mark = content if shown is None else (*content, -1, *shown)
                 digest_id = int(conn.execute(insert(DigestRow).values(
@@ -151,10 +172,10 @@ def write_edition(engine: Engine, cadence: str, period: str, day: date, subject:
                     conn.execute(insert(RenderRow).values(edition_id=edition_id, digest_id=digest_id,
                                                           reader_kind=kind, body_id=bodies[key], created_at=now))
                 if pg:
-                    staged.append((digest_id, d.reader_ids))
+                    staged.append((digest_id, d.parts))
                 else:
-                    _write_deliveries(conn, edition_id, digest_id, d.reader_ids, cadence, period, message_id_domain,
-                                      now)
+                    _write_deliveries(conn, edition_id, digest_id, _readers(d.parts), cadence, period,
+                                      message_id_domain, now)
             if staged:
                 _copy_deliveries(conn, edition_id, staged, cadence, period, message_id_domain, now)
             return edition_id
@@ -167,16 +188,16 @@ DELIVERY_COLUMNS = ("edition_id", "subscriber_id", "digest_id", "state", "attemp
                     "created_at", "updated_at")
 
 
-def _delivery_rows(edition_id: int, digest_id: int, reader_ids: Sequence[int], cadence: str, period: str,
+def _delivery_rows(edition_id: int, digest_id: int, reader_ids: Iterable[int], cadence: str, period: str,
                    domain: str, now: datetime) -> Iterator[list[tuple[Any, ...]]]:
     tail = f".{cadence}.{period}@{domain}>"
     head = f"<{edition_id}."
-    for start in range(0, len(reader_ids), CHUNK):
+    for chunk in _chunks(reader_ids):
         yield [(edition_id, sid, digest_id, DELIVERY_PENDING, 0, f"{head}{sid}{tail}", now, now)
-               for sid in reader_ids[start:start + CHUNK]]
+               for sid in chunk]
 
 
-def _write_deliveries(conn: Connection, edition_id: int, digest_id: int, reader_ids: Sequence[int], cadence: str,
+def _write_deliveries(conn: Connection, edition_id: int, digest_id: int, reader_ids: Iterable[int], cadence: str,
                       period: str, domain: str, now: datetime) -> None:
     """One pending delivery per reader id (SQLite: an executemany of one prepared INSERT)."""
     raw = conn.connection.driver_connection
@@ -196,8 +217,8 @@ def _write_deliveries(conn: Connection, edition_id: int, digest_id: int, reader_
 STAGE = "edition_readers"
 
 
-def _copy_deliveries(conn: Connection, edition_id: int, readers: Sequence[tuple[int, Sequence[int]]], cadence: str,
-                     period: str, domain: str, now: datetime) -> None:
+def _copy_deliveries(conn: Connection, edition_id: int, readers: Sequence[tuple[int, Sequence[Sequence[int]]]],
+                     cadence: str, period: str, domain: str, now: datetime) -> None:
     """PostgreSQL: every (reader, digest) pair by COPY into a temporary table, then one INSERT … SELECT in reader
     order. The message id is built by the server exactly as ``_delivery_rows`` builds it."""
     raw = conn.connection.driver_connection
@@ -205,10 +226,10 @@ def _copy_deliveries(conn: Connection, edition_id: int, readers: Sequence[tuple[
         cur.execute(f"CREATE TEMP TABLE {STAGE} (subscriber_id BIGINT NOT NULL, digest_id BIGINT NOT NULL) "
                     "ON COMMIT DROP")
         with cur.copy(f"COPY {STAGE} (subscriber_id, digest_id) FROM STDIN") as copy:
-            for digest_id, reader_ids in readers:
+            for digest_id, parts in readers:
                 end = f"\t{digest_id}\n"
-                for start in range(0, len(reader_ids), CHUNK):
-                    copy.write(end.join(map(str, reader_ids[start:start + CHUNK])) + end)
+                for chunk in _chunks(_readers(parts)):
+                    copy.write(end.join(map(str, chunk)) + end)
         cur.execute(
             f"INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)}) "
             "SELECT %(e)s, s.subscriber_id, s.digest_id, %(state)s, 0, "

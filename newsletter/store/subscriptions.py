@@ -352,8 +352,9 @@ def purge_unconfirmed(store: Store, older_than: timedelta, now: datetime | None 
                                                # the latest link sent counts, not the first sign-up
                                                func.coalesce(SubscriberRow.confirmation_sent_at,
                                                              SubscriberRow.created_at) < cutoff)
-        ids = list(s.scalars(stale))
-        if ids:
-            s.execute(delete(ConsentRow).where(ConsentRow.subscriber_id.in_(ids)))
-            s.execute(delete(SubscriberRow).where(SubscriberRow.id.in_(ids)))
-        return len(ids)
+        # Set-based: the stale readers are a subquery, never a bound list of them (a large import of
+        # sign-ups left unconfirmed could be more than a statement can bind).
+        plain = {"synchronize_session": False}  # nothing of them is loaded in this session
+        s.execute(delete(ConsentRow).where(ConsentRow.subscriber_id.in_(stale)), execution_options=plain)
+        return int(s.execute(delete(SubscriberRow).where(SubscriberRow.id.in_(stale)),
+                             execution_options=plain).rowcount)
