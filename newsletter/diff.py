@@ -65,11 +65,15 @@ def unsent_papers(
     return result
 
 
+ID_TYPE = "i"  # readers' ids are 4-byte integers in the schema
+
+
 @dataclass
 class ReaderGroup:
     """Readers who get the same unsent papers and chose the same topics and excluded keywords: they share one
     digest. ``subscriber`` is one of them (the first by id) and carries the group's choices; ``ids`` holds
-    every member's id, ascending (an ``array`` of 8-byte ints: a million readers take 8 MB)."""
+    every member's id, ascending (an ``array`` of 4-byte ints, as the ids are stored: a million readers take
+    4 MB; 8-byte ints for a group once an id does not fit)."""
 
     subscriber: Subscriber
     papers: tuple[Paper, ...]  # unsent, in candidate order, then carried-over papers by id
@@ -124,7 +128,11 @@ class GroupBuilder:
             if group is None:
                 group = self._group(sid, topics, excluded, history)
                 by_row[(topics, excluded, history)] = group
-            group.ids.append(sid)
+            try:
+                group.ids.append(sid)
+            except OverflowError:  # an id past 2**31 (SQLite allows it): this group's ids go 8 bytes each
+                group.ids = array("q", group.ids)
+                group.ids.append(sid)
             self.readers += 1
 
     def _group(self, sid: int, topics: str | None, excluded: str | None, history: str | None) -> ReaderGroup:
@@ -137,7 +145,7 @@ class GroupBuilder:
             sub = Subscriber(id=sid, email="", status=SUBSCRIBER_ACTIVE, cadence=self.cadence,
                              topics=tuple(chosen) if chosen is not None else None,  # type: ignore[arg-type]
                              excluded_keywords=tuple(words))  # type: ignore[arg-type]
-            group = self._groups[key] = ReaderGroup(sub, papers, array("q"))
+            group = self._groups[key] = ReaderGroup(sub, papers, array(ID_TYPE))
         return group
 
     def groups(self) -> list[ReaderGroup]:

@@ -149,7 +149,7 @@ class Planning:
             # Each group's ids ascend: one group's array is shared as it is, several are merged in order
             # (never a list of every reader: memory stays a few bytes per reader).
             ids = parts[key]
-            d.reader_ids = ids[0] if len(ids) == 1 else array("q", heapq.merge(*ids))
+            d.reader_ids = ids[0] if len(ids) == 1 else array(max(i.typecode for i in ids), heapq.merge(*ids))
         return sorted(planned.values(), key=lambda d: (-d.reader_count, d.reader_ids[0]))
 
     def render_shared(self, content: DigestContent, edition_id: int | None = None, *,
